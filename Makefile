@@ -1,0 +1,31 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Both create .venv when it
+# is missing and install with pip, pinning torch==2.13.0 (local CPU wheel) via constraints.txt.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.poolwise-installed
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: demo test lint bench install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0 -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) benchmarks/ops.py --quick --json bench-ops.json
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/ops.py --json bench-ops.json
+
+clean:
+	rm -rf $(VENV) bench-*.json .pytest_cache .hypothesis

@@ -1,0 +1,31 @@
+"""Pooling operators: one contract (:class:`Pooler`), many small poolers, a string resolver."""
+
+from .adapool import AdaPool
+from .attention import AttentionPooling
+from .base import Pooler
+from .basic import (
+    FirstPooling,
+    LastPooling,
+    MaxPooling,
+    MeanPooling,
+    MeanSqrtLenPooling,
+    MinPooling,
+    SumPooling,
+    WeightedMeanPooling,
+)
+from .functional import use_dense
+from .gated import GatedAttentionPooling
+from .gem import GeMPooling
+from .latent_attention import LatentAttentionPooling
+from .multi import MultiPooling
+from .registry import get_pooler, list_poolers, pooler_class, register
+from .softmax import SoftmaxPooling
+from .wavg import WeightedAveragePooling
+
+__all__ = [
+    "AdaPool", "AttentionPooling", "FirstPooling", "GatedAttentionPooling", "GeMPooling",
+    "LastPooling", "LatentAttentionPooling", "MaxPooling", "MeanPooling", "MeanSqrtLenPooling",
+    "MinPooling", "MultiPooling", "Pooler", "SoftmaxPooling", "SumPooling",
+    "WeightedAveragePooling", "WeightedMeanPooling",
+    "get_pooler", "list_poolers", "pooler_class", "register", "use_dense",
+]

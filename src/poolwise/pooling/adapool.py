@@ -1,0 +1,150 @@
+"""AdaPool: cross-attention pooling with a query taken from the input."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Union
+
+import torch
+from torch import Tensor, nn
+
+from .attention_core import check_heads, folded_attention, standard_attention
+from .base import Pooler
+from .basic import MeanPooling
+from .functional import counts, gather_tokens, is_compiling, nth_real_index
+from .registry import register
+from .validation import check_dim
+
+Query = Union[str, int, list[int], Callable[[Tensor, Tensor], Tensor]]
+_MEAN = MeanPooling()
+
+
+@register("adapool")
+class AdaPool(Pooler):
+    r"""Adaptive pooling (Brothers, *Robust Noise Attenuation via Adaptive Pooling of
+    Transformer Outputs*, ICML 2025): multi-head cross-attention whose single query is
+    derived from the input set, so the weights can follow the signal in each sample.
+
+    .. math::
+        q = \phi(X),\quad
+        a_{hi} = \operatorname{softmax}_i\!\big(s\,(W_Q^h q)^\top W_K^h x_i\big),\quad
+        y = W_O \big\Vert_h \textstyle\sum_i a_{hi} W_V^h x_i \;[+\, q]
+
+    The query :math:`\phi(X)` is the mean of the real tokens (``query="mean"``), one token
+    (an ``int``: the i-th *real* token, negative counts from the last), the mean of several
+    tokens (a list of ints), or ``callable(x, mask) -> (B, D)``. As in the paper's code the
+    residual :math:`+q` is added only for a single-token query, projections are bias-free by
+    default, and the scale is :math:`s = 1/\sqrt{D}` (``scale="dim"``, the released code) or
+    :math:`1/\sqrt{D/H}` (``scale="head_dim"``, the code of the paper's kNN runs).
+    Average pooling is the special case :math:`W_Q = 0`, :math:`W_V = W_O = I`.
+
+    Computed in folded form (see :mod:`~poolwise.pooling.attention_core`): the token set is
+    read twice and no per-token key or value is built; ``folded=False`` uses the textbook form.
+
+    Args:
+        dim (int): token feature size :math:`D`.
+        num_heads (int): attention heads; must divide ``dim``. (default: ``1``)
+        query: ``"mean"``, an int, a list of ints or a callable. (default: ``"mean"``)
+        scale (str or float): ``"dim"``, ``"head_dim"`` or a number. (default: ``"dim"``)
+        bias (bool): biases in the projections. (default: ``False``)
+        dropout (float): dropout on attention weights while training. (default: ``0.0``)
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    config_keys = ("dim", "num_heads", "query", "scale", "bias", "dropout", "empty")
+
+    def __init__(
+        self, dim: int, num_heads: int = 1, query: Query = "mean", scale: str | float = "dim",
+        bias: bool = False, dropout: float = 0.0, *, empty: str = "zero",
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(empty=empty)
+        check_heads(dim, num_heads, "AdaPool")
+        self.dim, self.num_heads, self.bias, self.dropout = dim, num_heads, bias, float(dropout)
+        self.query = _check_query(query)
+        self.scale = scale
+        self.scaling = _scaling(scale, dim, num_heads)
+        self.residual = isinstance(query, int)
+        self.is_set_function = query == "mean"
+        self.folded = True
+        dd = {"device": device, "dtype": dtype}
+        self.q_proj = nn.Linear(dim, dim, bias=bias, **dd)
+        self.k_proj = nn.Linear(dim, dim, bias=bias, **dd)
+        self.v_proj = nn.Linear(dim, dim, bias=bias, **dd)
+        self.out_proj = nn.Linear(dim, dim, bias=bias, **dd)
+        self.last_attention: Tensor | None = None
+
+    def reset_parameters(self) -> None:
+        for lin in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
+            lin.reset_parameters()
+
+    def _check_input(self, x: Tensor) -> None:
+        check_dim(x, self.dim, type(self).__name__)
+
+    def compute_query(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """The query vector :math:`\\phi(X)` ``(B, D)`` for padded input."""
+        q = self.query
+        if q == "mean":
+            return _MEAN._pool(x, mask)
+        if callable(q):
+            full = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask
+            out = q(x, full)
+            if not isinstance(out, Tensor) or out.shape != (x.shape[0], x.shape[2]):
+                got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise ValueError(f"AdaPool: the query callable must return (B, D) = "
+                                 f"{(x.shape[0], x.shape[2])}; got {got}")
+            return out
+        indices = [q] if isinstance(q, int) else q
+        tokens = [self._token(x, mask, i) for i in indices]
+        return tokens[0] if len(tokens) == 1 else torch.stack(tokens).mean(0)
+
+    def _token(self, x: Tensor, mask: Tensor | None, i: int) -> Tensor:
+        n = x.shape[1]
+        if mask is None:
+            if not -n <= i < n:
+                raise ValueError(f"AdaPool: query index {i} is out of range for {n} tokens")
+            return x[:, i]
+        cnt = counts(mask)
+        target = torch.full_like(cnt, i) if i >= 0 else cnt + i
+        if not is_compiling():
+            bad = ((target < 0) | (target >= cnt)) & (cnt > 0)
+            if bool(bad.any()):
+                rows = bad.nonzero().squeeze(1)[:5].tolist()
+                raise ValueError(
+                    f"AdaPool: query index {i} does not exist in row(s) {rows}, which have "
+                    f"{cnt[rows].tolist()} real tokens"
+                )
+        return gather_tokens(x, nth_real_index(mask, target))
+
+    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        q = self.compute_query(x, mask)
+        attend = folded_attention if self.folded else standard_attention
+        heads, attn = attend(x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj,
+                             self.num_heads, self.scaling, self.dropout, self.training)
+        self.last_attention = attn[:, 0].detach()
+        out = self.out_proj(heads[:, 0])
+        return out + q if self.residual else out
+
+
+def _check_query(query: object) -> Query:
+    if query == "mean" or (isinstance(query, int) and not isinstance(query, bool)) or callable(query):
+        return query  # type: ignore[return-value]
+    if isinstance(query, (list, tuple)) and query and all(
+        isinstance(i, int) and not isinstance(i, bool) for i in query
+    ):
+        return list(query)
+    raise ValueError(
+        f"AdaPool: query must be 'mean', a token index (int), a non-empty list of indices or a "
+        f"callable(x, mask) -> (B, D); got {query!r}"
+    )
+
+
+def _scaling(scale: object, dim: int, num_heads: int) -> float:
+    if scale == "dim":
+        return 1.0 / math.sqrt(dim)
+    if scale == "head_dim":
+        return 1.0 / math.sqrt(dim // num_heads)
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0:
+        return float(scale)
+    raise ValueError(f"scale must be 'dim', 'head_dim' or a positive number; got {scale!r}")

@@ -1,0 +1,96 @@
+"""Attention pooling with learned queries (MAP / PMA)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .attention_core import check_heads, folded_attention, standard_attention
+from .base import Pooler
+from .registry import register
+from .validation import check_dim
+
+
+@register("attention", "map", "pma")
+class AttentionPooling(Pooler):
+    r"""Multi-head attention pooling with learned queries: multihead attention pooling (MAP,
+    Zhai et al. 2022 / SigLIP; timm's ``AttentionPoolLatent``) and pooling by multihead
+    attention (PMA, Lee et al., *Set Transformer*, ICML 2019).
+
+    .. math::
+        o_m = W_O \big\Vert_h \sum_i \operatorname{softmax}_i\!\Big(
+              \tfrac{(W_Q^h s_m)^\top (W_K^h x_i)}{\sqrt{D/H}}\Big) W_V^h x_i,
+        \qquad y_m = o_m + \mathrm{MLP}(\mathrm{LN}(o_m))
+
+    with learned seeds :math:`s_1..s_M` (``num_queries``) and the MLP block only when
+    ``mlp_ratio > 0``. The output is ``(B, D)`` for one query, ``(B, M, D)`` for several, or
+    ``(B, M*D)`` with ``flatten=True``.
+
+    Args:
+        dim (int): token feature size :math:`D`.
+        num_heads (int): attention heads; must divide ``dim``. (default: ``1``)
+        num_queries (int): learned queries :math:`M`. (default: ``1``)
+        mlp_ratio (float): hidden size of the MLP block over ``dim``; 0 disables it.
+            (default: ``0.0``)
+        bias (bool): biases in the projections. (default: ``True``)
+        flatten (bool): concatenate the queries' outputs. (default: ``False``)
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    config_keys = ("dim", "num_heads", "num_queries", "mlp_ratio", "bias", "flatten", "empty")
+
+    def __init__(
+        self, dim: int, num_heads: int = 1, num_queries: int = 1, mlp_ratio: float = 0.0,
+        bias: bool = True, flatten: bool = False, *, empty: str = "zero",
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(empty=empty)
+        check_heads(dim, num_heads, "AttentionPooling")
+        if not isinstance(num_queries, int) or num_queries < 1:
+            raise ValueError(f"AttentionPooling: num_queries must be a positive int; got {num_queries!r}")
+        if mlp_ratio < 0:
+            raise ValueError(f"AttentionPooling: mlp_ratio must be >= 0; got {mlp_ratio!r}")
+        self.dim, self.num_heads, self.num_queries = dim, num_heads, num_queries
+        self.mlp_ratio, self.bias, self.flatten = float(mlp_ratio), bias, flatten
+        self.scaling = (dim // num_heads) ** -0.5
+        self.folded = num_queries * num_heads <= dim
+        dd = {"device": device, "dtype": dtype}
+        self.queries = nn.Parameter(torch.empty(num_queries, dim, **dd))
+        self.q_proj = nn.Linear(dim, dim, bias=bias, **dd)
+        self.k_proj = nn.Linear(dim, dim, bias=bias, **dd)
+        self.v_proj = nn.Linear(dim, dim, bias=bias, **dd)
+        self.out_proj = nn.Linear(dim, dim, bias=bias, **dd)
+        self.mlp: nn.Module | None = None
+        if mlp_ratio > 0:
+            hidden = max(1, int(dim * mlp_ratio))
+            self.mlp = nn.Sequential(nn.LayerNorm(dim, **dd), nn.Linear(dim, hidden, **dd),
+                                     nn.GELU(), nn.Linear(hidden, dim, **dd))
+        self.last_attention: Tensor | None = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.trunc_normal_(self.queries, std=self.dim ** -0.5)
+        for lin in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
+            lin.reset_parameters()
+        if self.mlp is not None:
+            for layer in self.mlp:
+                if hasattr(layer, "reset_parameters"):
+                    layer.reset_parameters()
+
+    def output_dim(self, dim: int) -> int:
+        return dim * self.num_queries if self.flatten else dim
+
+    def _check_input(self, x: Tensor) -> None:
+        check_dim(x, self.dim, type(self).__name__)
+
+    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        q = self.q_proj(self.queries)[None]  # (1, M, D)
+        attend = folded_attention if self.folded else standard_attention
+        heads, attn = attend(x, mask, q, self.k_proj, self.v_proj, self.num_heads, self.scaling)
+        self.last_attention = attn.detach()
+        out = self.out_proj(heads)
+        if self.mlp is not None:
+            out = out + self.mlp(out)
+        if self.num_queries == 1:
+            return out[:, 0]
+        return out.flatten(1) if self.flatten else out

@@ -1,0 +1,81 @@
+r"""Cross-attention of a few queries over the tokens, in two equivalent forms.
+
+With queries :math:`q_m` and tokens :math:`x_i`, head :math:`h` computes
+
+.. math::
+    a_{mhi} = \operatorname{softmax}_i\big(s\,(W_Q^h q_m)^\top (W_K^h x_i + b_K^h)\big),\qquad
+    o_{mh} = \sum_i a_{mhi}\,(W_V^h x_i + b_V^h).
+
+* **folded** (default when there are few queries): the key projection moves onto the query,
+  :math:`u_{mh} = s\,{W_K^h}^\top W_Q^h q_m`, so scores are :math:`u_{mh}^\top x_i` (the key
+  bias adds a constant per query and cancels in the softmax), and the value projection is
+  applied after the weighted sum, :math:`o_{mh} = W_V^h \sum_i a_{mhi} x_i + b_V^h` (the
+  weights sum to 1). Cost per token :math:`O(M H D)` instead of :math:`O(D^2)`, and no
+  ``(B, N, D)`` key or value tensor is built.
+* **standard**: project every token to keys and values, then attend. Easier to read; used
+  when :math:`M H > D`, and in tests as the reference.
+
+Padding gets ``finfo.min`` scores (never ``-inf``), so an all-padding row yields uniform
+weights rather than NaN; the pooler's empty policy decides what such a row returns.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .functional import dense_weighted_sum, masked_softmax
+
+
+def folded_attention(
+    x: Tensor, mask: Tensor | None, q: Tensor, k_proj: nn.Linear, v_proj: nn.Linear,
+    num_heads: int, scale: float, dropout: float = 0.0, training: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """``x`` ``(B, N, D)``, ``q`` ``(B or 1, M, D)`` already multiplied by ``W_Q``.
+
+    Returns the concatenated head outputs ``(B, M, D)`` (before the output projection) and
+    the attention weights ``(B, M, H, N)`` in fp32."""
+    b, n, d = x.shape
+    m = q.shape[1]
+    hd = d // num_heads
+    qh = q.reshape(q.shape[0], m, num_heads, hd)
+    u = torch.einsum("bmhe,hed->bmhd", qh, k_proj.weight.view(num_heads, hd, d)) * scale
+    u = u.reshape(q.shape[0], m * num_heads, d).to(x.dtype)
+    if u.shape[0] == 1:  # shared queries: one GEMM over all tokens
+        scores = torch.matmul(x, u[0].t()).transpose(1, 2)
+    else:
+        scores = torch.bmm(u, x.transpose(1, 2))
+    attn = masked_softmax(scores, None if mask is None else mask[:, None, :])
+    weights = F.dropout(attn, dropout, training) if dropout > 0 else attn
+    z = dense_weighted_sum(x, weights).view(b, m, num_heads, d)
+    out = torch.einsum("bmhd,hed->bmhe", z, v_proj.weight.view(num_heads, hd, d).to(z.dtype))
+    out = out.reshape(b, m, d)
+    if v_proj.bias is not None:
+        out = out + v_proj.bias.to(out.dtype)
+    return out, attn.view(b, m, num_heads, n)
+
+
+def standard_attention(
+    x: Tensor, mask: Tensor | None, q: Tensor, k_proj: nn.Linear, v_proj: nn.Linear,
+    num_heads: int, scale: float, dropout: float = 0.0, training: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Same contract as :func:`folded_attention`, with per-token keys and values."""
+    b, n, d = x.shape
+    m = q.shape[1]
+    hd = d // num_heads
+    k = k_proj(x).view(b, n, num_heads, hd).transpose(1, 2)  # (B, H, N, hd)
+    v = v_proj(x).view(b, n, num_heads, hd).transpose(1, 2)
+    qh = q.expand(b, -1, -1).reshape(b, m, num_heads, hd).transpose(1, 2)  # (B, H, M, hd)
+    scores = torch.matmul(qh, k.transpose(-1, -2)) * scale  # (B, H, M, N)
+    attn = masked_softmax(scores, None if mask is None else mask[:, None, None, :])
+    weights = F.dropout(attn, dropout, training) if dropout > 0 else attn
+    out = torch.matmul(weights.to(v.dtype), v)  # (B, H, M, hd)
+    return out.transpose(1, 2).reshape(b, m, d), attn.transpose(1, 2)
+
+
+def check_heads(dim: int, num_heads: int, who: str) -> None:
+    if not isinstance(dim, int) or dim <= 0:
+        raise ValueError(f"{who}: dim must be a positive int (the token feature size D); got {dim!r}")
+    if not isinstance(num_heads, int) or num_heads <= 0 or dim % num_heads:
+        raise ValueError(f"{who}: num_heads must be a positive divisor of dim={dim}; got {num_heads!r}")

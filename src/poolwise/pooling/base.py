@@ -1,0 +1,126 @@
+"""The pooling contract: one base class that validates, pools and applies the empty-row policy."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .functional import is_compiling, pad_packed
+from .validation import check_empty, check_packed, check_tokens, to_keep_mask
+
+
+class Pooler(nn.Module):
+    r"""Base class of every pooler: ``(B, N, D)`` token vectors and a keep-mask -> ``(B, D)``.
+
+    Subclasses implement :meth:`_pool` on a validated input (``mask`` is a bool ``(B, N)``
+    keep-mask or ``None`` meaning "every token is real") and may override
+    :meth:`_pool_packed` with a kernel that works on packed tokens directly.
+
+    Call conventions (the same for every pooler):
+
+    * ``pooler(x, mask=None)``: ``x`` float ``(B, N, D)``; ``mask`` bool or 0/1 integer
+      ``(B, N)``, True/1 = real token. Any padding side and holes are allowed.
+    * ``pooler.packed(x, cu_seqlens)``: ``x`` ``(T, D)`` tokens of all sequences back to
+      back, ``cu_seqlens`` ``(B+1,)`` integer offsets starting at 0.
+    * Sums accumulate in fp32; the output has the input's dtype.
+    * A row without real tokens returns zeros (``empty="zero"``), NaN (``"nan"``) or raises
+      (``"raise"``, eager mode only). No pooler ever produces NaN for such a row by itself.
+
+    Args:
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    #: canonical registry name and aliases, set by :func:`~poolwise.pooling.registry.register`
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: constructor arguments that make up :meth:`config` and ``repr``, in order
+    config_keys: ClassVar[tuple[str, ...]] = ("empty",)
+    #: True when the output does not depend on the order of the real tokens
+    is_set_function: ClassVar[bool] = True
+
+    def __init__(self, *, empty: str = "zero") -> None:
+        super().__init__()
+        self.empty = check_empty(empty)
+
+    # ------------------------------------------------------------------ API
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        who = type(self).__name__
+        x = check_tokens(x, who)
+        keep = to_keep_mask(mask, x, who)
+        self._check_input(x)
+        if x.shape[1] == 0:  # no tokens at all: one padding token per row keeps kernels simple
+            x = x.new_zeros(x.shape[0], 1, x.shape[2])
+            keep = torch.zeros(x.shape[0], 1, dtype=torch.bool, device=x.device)
+        out = self._pool(x, keep)
+        return self._apply_empty(out, None if keep is None else ~keep.any(1))
+
+    def packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+        """Pool packed tokens ``(T, D)`` split by ``cu_seqlens`` ``(B+1,)``; returns ``(B, ...)``."""
+        x, cu = check_packed(x, cu_seqlens, type(self).__name__)
+        self._check_input(x)
+        out = self._pool_packed(x, cu)
+        return self._apply_empty(out, cu[1:] == cu[:-1])
+
+    def output_dim(self, dim: int) -> int:
+        """Size of the last output axis for input features ``dim``."""
+        return dim
+
+    def config(self) -> dict[str, Any]:
+        """JSON-safe description; ``Pooler.from_config(cfg)`` rebuilds an equal pooler
+        (learned weights travel separately, in the ``state_dict``)."""
+        cfg = {"name": self.name, **{k: getattr(self, k) for k in self.config_keys}}
+        try:
+            json.dumps(cfg)
+        except TypeError as err:
+            raise TypeError(f"{type(self).__name__}.config() is not JSON-safe: {err}") from None
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Pooler:
+        """Build a pooler from :meth:`config` output (on any subclass or on ``Pooler``)."""
+        from .registry import get_pooler
+
+        if not isinstance(config, dict) or "name" not in config:
+            raise ValueError(f"config must be a dict with a 'name' key; got {config!r}")
+        pooler = get_pooler(dict(config))
+        if cls is not Pooler and not isinstance(pooler, cls):
+            raise ValueError(f"config names pooler {config['name']!r}, not a {cls.__name__}")
+        return pooler
+
+    def reset_parameters(self) -> None:
+        """Re-initialise learned parameters (no-op for parameter-free poolers)."""
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={getattr(self, k)!r}" for k in self.config_keys)
+
+    # ---------------------------------------------------------- subclass hooks
+    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+        padded, mask = pad_packed(x, cu_seqlens)
+        return self._pool(padded, mask)
+
+    def _check_input(self, x: Tensor) -> None:
+        """Extra shape checks (e.g. feature size of a learned pooler)."""
+
+    def _apply_empty(self, out: Tensor, empty_rows: Tensor | None) -> Tensor:
+        if empty_rows is None:
+            return out
+        if self.empty == "raise":
+            if is_compiling():
+                raise RuntimeError("empty='raise' needs a data-dependent check that torch.compile "
+                                   "cannot trace; use empty='zero' or 'nan' in compiled code")
+            if bool(empty_rows.any()):
+                rows = empty_rows.nonzero().squeeze(1)[:10].tolist()
+                raise ValueError(
+                    f"{type(self).__name__}: rows {rows} have no real token (all padding) and "
+                    f"empty='raise'; use empty='zero' or 'nan' to pool them"
+                )
+            return out
+        fill = 0.0 if self.empty == "zero" else float("nan")
+        shape = (-1,) + (1,) * (out.dim() - 1)
+        return out.masked_fill(empty_rows.view(shape), fill)

@@ -1,0 +1,229 @@
+r"""Parameter-free poolers.
+
+Notation: a row has real tokens :math:`x_1, \dots, x_n \in \mathbb{R}^D` (in order, padding
+removed); :math:`y \in \mathbb{R}^D` is the pooled vector. Pooling factors in the docstrings
+are the leading factors of the expressivity bound of *Pool Me Wisely* (Ennadir et al.,
+NeurIPS 2025, Thm. 4.2): how much a pooler scales a perturbation of its input set.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import Pooler
+from .functional import (
+    Segments,
+    dense_extreme,
+    dense_weighted_sum,
+    first_index,
+    gather_tokens,
+    last_index,
+    ranks,
+    segment_extreme,
+    segment_kernels_apply,
+    segment_weighted_sum,
+)
+from .registry import register
+
+
+def _all_real(x: Tensor) -> Tensor:
+    return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+
+
+class _WeightedSumPooler(Pooler):
+    """A pooler of the form :math:`y = \\sum_i w(i, n) x_i` with fixed weights."""
+
+    def _weights(self, count: Tensor, rank: Tensor) -> Tensor:
+        """fp32 weight of a token from its row's real-token count and its 1-based rank."""
+        raise NotImplementedError
+
+    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        mask = _all_real(x) if mask is None else mask
+        if segment_kernels_apply(x):
+            return self._pool_segments(Segments.from_mask(x, mask))
+        count = mask.sum(1, keepdim=True).clamp_min(1).float()
+        weight = self._weights(count, ranks(mask).float()) * mask
+        return dense_weighted_sum(x, weight)
+
+    def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+        return self._pool_segments(Segments.from_packed(x, cu_seqlens))
+
+    def _pool_segments(self, seg: Segments) -> Tensor:
+        count = seg.counts[seg.row].float()
+        return segment_weighted_sum(seg, self._weights(count, seg.rank.float()))
+
+
+@register("sum")
+class SumPooling(_WeightedSumPooler):
+    r"""Sum of the real tokens.
+
+    .. math::
+        y = \sum_{i=1}^{n} x_i
+
+    Pooling factor :math:`\sqrt{n}` (expansive; *Pool Me Wisely*). In fp16 the sum is
+    accumulated in fp32 but returned in fp16, so a sum beyond 65504 is ``inf``: that value
+    has no fp16 representation (use ``mean`` or an fp32 input).
+
+    Args:
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    def _weights(self, count: Tensor, rank: Tensor) -> Tensor:
+        return torch.ones_like(rank)
+
+
+@register("mean", "avg")
+class MeanPooling(_WeightedSumPooler):
+    r"""Average of the real tokens (AvgPool).
+
+    .. math::
+        y = \frac{1}{n} \sum_{i=1}^{n} x_i
+
+    Pooling factor :math:`1/\sqrt{n}` (contractive; *Pool Me Wisely*). Signal-optimal only
+    when every token is signal (*Robust Noise Attenuation via Adaptive Pooling*, Brothers,
+    ICML 2025). Weights :math:`1/n` are applied while accumulating in fp32, so an fp16 mean of
+    large activations stays finite.
+
+    Args:
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    def _weights(self, count: Tensor, rank: Tensor) -> Tensor:
+        return torch.ones_like(rank) / count
+
+
+@register("mean_sqrt_len")
+class MeanSqrtLenPooling(_WeightedSumPooler):
+    r"""Sum divided by the square root of the length (sentence-transformers'
+    ``mean_sqrt_len_tokens``; PyG's ``VariancePreservingAggregation``).
+
+    .. math::
+        y = \frac{1}{\sqrt{n}} \sum_{i=1}^{n} x_i
+
+    Args:
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    def _weights(self, count: Tensor, rank: Tensor) -> Tensor:
+        return torch.ones_like(rank) / count.sqrt()
+
+
+@register("weighted_mean")
+class WeightedMeanPooling(_WeightedSumPooler):
+    r"""Position-weighted mean (SGPT, Muennighoff 2022): later tokens weigh more.
+
+    .. math::
+        y = \sum_{i=1}^{n} \frac{i}{n(n+1)/2} x_i
+
+    :math:`i` counts real tokens from the first one, so left padding, right padding and
+    holes give the same result (sentence-transformers numbers absolute positions, which
+    differs under left padding). Weights are fp32, so no overflow in fp16 (beyond 361
+    tokens the fp16 weight sum of sentence-transformers overflows to zeros).
+
+    Args:
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    is_set_function = False
+
+    def _weights(self, count: Tensor, rank: Tensor) -> Tensor:
+        return rank / (count * (count + 1) / 2)
+
+
+class _ExtremePooler(Pooler):
+    largest: bool
+
+    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        if mask is None:
+            return x.amax(1) if self.largest else x.amin(1)
+        if segment_kernels_apply(x):
+            return segment_extreme(Segments.from_mask(x, mask), self.largest)
+        return dense_extreme(x, mask, self.largest)
+
+    def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+        return segment_extreme(Segments.from_packed(x, cu_seqlens), self.largest)
+
+
+@register("max")
+class MaxPooling(_ExtremePooler):
+    r"""Feature-wise maximum over the real tokens (MaxPool).
+
+    .. math::
+        y_d = \max_{i \le n} x_{i,d}
+
+    Pooling factor :math:`\sqrt{\min(n, D)}` (*Pool Me Wisely*). Signal-optimal only for a
+    single signal token that holds the maximum of every feature (Brothers, ICML 2025).
+    Padding is excluded by index, never by writing ``-inf`` into a copy of the input.
+
+    Args:
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    largest = True
+
+
+@register("min")
+class MinPooling(_ExtremePooler):
+    r"""Feature-wise minimum over the real tokens.
+
+    .. math::
+        y_d = \min_{i \le n} x_{i,d}
+
+    Args:
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    largest = False
+
+
+class _TokenPooler(Pooler):
+    is_set_function = False
+    use_last: bool
+
+    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        if mask is None:
+            return x[:, -1] if self.use_last else x[:, 0]
+        index = last_index(mask) if self.use_last else first_index(mask)
+        return gather_tokens(x, index)
+
+    def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+        if x.shape[0] == 0:
+            return x.new_zeros(cu_seqlens.shape[0] - 1, x.shape[1])
+        cu = cu_seqlens.to(device=x.device, dtype=torch.int64)
+        index = (cu[1:] - 1).clamp_min(0) if self.use_last else cu[:-1].clamp_max(x.shape[0] - 1)
+        return x[index]
+
+
+@register("first", "cls")
+class FirstPooling(_TokenPooler):
+    r"""The first *real* token (CLS pooling for encoders with a leading ``[CLS]``).
+
+    .. math::
+        y = x_1
+
+    The position comes from the mask, so left padding returns the CLS token and not a pad
+    (the bug of sentence-transformers 5.x). Pooling factor 1 (*Pool Me Wisely*).
+
+    Args:
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    use_last = False
+
+
+@register("last")
+class LastPooling(_TokenPooler):
+    r"""The last *real* token (EOS / last-token pooling for decoder models).
+
+    .. math::
+        y = x_n
+
+    Found from the mask as the rightmost real position, so it is right under left padding
+    and when the pad id equals the EOS id. Pooling factor 1 (*Pool Me Wisely*).
+
+    Args:
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    use_last = True

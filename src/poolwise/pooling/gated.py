@@ -1,0 +1,61 @@
+"""Gated attention pooling (attention-based multiple-instance learning)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import Pooler
+from .functional import dense_weighted_sum, masked_softmax
+from .registry import register
+from .validation import check_dim
+
+
+@register("gated")
+class GatedAttentionPooling(Pooler):
+    r"""Gated attention pooling (Ilse, Tomczak and Welling, *Attention-based Deep Multiple
+    Instance Learning*, ICML 2018): a content-dependent weight per token from a small gated
+    MLP, softmax-normalised over the real tokens.
+
+    .. math::
+        a_i = \operatorname{softmax}_i\Big(w^\top\big(\tanh(V x_i) \odot
+              \sigma(U x_i)\big)\Big), \qquad y = \sum_{i=1}^{n} a_i x_i
+
+    Args:
+        dim (int): token feature size :math:`D`.
+        hidden (int, optional): size of the gated layer; ``None`` means ``dim``.
+            (default: ``None``)
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    config_keys = ("dim", "hidden", "empty")
+
+    def __init__(
+        self, dim: int, hidden: int | None = None, *, empty: str = "zero",
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(empty=empty)
+        if not isinstance(dim, int) or dim <= 0:
+            raise ValueError(f"GatedAttentionPooling: dim must be a positive int; got {dim!r}")
+        if hidden is not None and (not isinstance(hidden, int) or hidden <= 0):
+            raise ValueError(f"GatedAttentionPooling: hidden must be a positive int or None; got {hidden!r}")
+        self.dim, self.hidden = dim, hidden
+        width = hidden or dim
+        dd = {"device": device, "dtype": dtype}
+        self.gate = nn.Linear(dim, 2 * width, **dd)  # V and U stacked
+        self.score = nn.Linear(width, 1, **dd)
+        self.last_attention: Tensor | None = None
+
+    def reset_parameters(self) -> None:
+        self.gate.reset_parameters()
+        self.score.reset_parameters()
+
+    def _check_input(self, x: Tensor) -> None:
+        check_dim(x, self.dim, type(self).__name__)
+
+    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        v, u = self.gate(x).chunk(2, dim=-1)
+        scores = self.score(torch.tanh(v) * torch.sigmoid(u)).squeeze(-1)  # (B, N)
+        attn = masked_softmax(scores, mask)
+        self.last_attention = attn.detach()
+        return dense_weighted_sum(x, attn)

@@ -1,0 +1,108 @@
+"""Generalised mean (GeM / power mean) pooling, defined for inputs of any sign."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .base import Pooler
+from .functional import dense_extreme
+from .registry import register
+
+
+@register("gem")
+class GeMPooling(Pooler):
+    r"""Generalised-mean pooling (Radenović, Tolias and Chum, *Fine-tuning CNN Image
+    Retrieval with No Human Annotation*, TPAMI 2018), with learnable power :math:`p`.
+
+    Classic GeM, :math:`(\frac1n\sum_i x_i^p)^{1/p}`, is undefined for negative values and is
+    usually applied after ``clamp(min=eps)``, which throws away the sign of transformer
+    outputs. poolwise shifts each feature by its minimum over the real tokens instead:
+
+    .. math::
+        m_d = \min_i x_{i,d},\quad M_d = \max_i x_{i,d},\quad
+        s_d = M_d - m_d + 2\epsilon,\quad z_{i,d} = \frac{x_{i,d} - m_d + \epsilon}{s_d}
+        \in (0, 1),
+    .. math::
+        y_d = m_d - \epsilon + s_d \Big(\frac{1}{n}\sum_{i=1}^{n} z_{i,d}^{\,p}\Big)^{1/p}
+
+    This equals the mean exactly at :math:`p = 1`, tends to the max as :math:`p \to \infty`,
+    commutes with shifting the input, and never overflows (:math:`z \le 1`).
+    The power is kept in :math:`(p_{min}, p_{max})` by a sigmoid reparametrisation, so it
+    cannot run to NaN or to an unbounded value (PyG#10366).
+
+    Args:
+        p (float): initial power. (default: ``3.0``)
+        learn (bool): learn :math:`p`. (default: ``True``)
+        channels (int): 1 (shared :math:`p`) or ``D`` (one per feature). (default: ``1``)
+        p_min (float): lower bound of :math:`p`, > 0. (default: ``1.0``)
+        p_max (float): upper bound of :math:`p`. (default: ``10.0``)
+        eps (float): the offset :math:`\epsilon`. (default: ``1e-6``)
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    config_keys = ("p", "learn", "channels", "p_min", "p_max", "eps", "empty")
+
+    def __init__(
+        self, p: float = 3.0, learn: bool = True, channels: int = 1, p_min: float = 1.0,
+        p_max: float = 10.0, eps: float = 1e-6, *, empty: str = "zero",
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(empty=empty)
+        if not 0 < p_min < p_max:
+            raise ValueError(f"GeMPooling: need 0 < p_min < p_max; got p_min={p_min!r}, p_max={p_max!r}")
+        if learn and not p_min < p < p_max:
+            raise ValueError(f"GeMPooling: a learned p must start strictly inside (p_min, p_max) = "
+                             f"({p_min}, {p_max}); got p={p!r}")
+        if not learn and not p_min <= p <= p_max:
+            raise ValueError(f"GeMPooling: p must lie in [p_min, p_max] = [{p_min}, {p_max}]; got {p!r}")
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"GeMPooling: channels must be a positive int; got {channels!r}")
+        if channels > 1 and not learn:
+            raise ValueError("GeMPooling: channels > 1 needs learn=True")
+        if eps <= 0:
+            raise ValueError(f"GeMPooling: eps must be > 0; got {eps!r}")
+        self.p, self.learn, self.channels = float(p), learn, channels
+        self.p_min, self.p_max, self.eps = float(p_min), float(p_max), float(eps)
+        raw = torch.full((channels,), self._logit(self.p), device=device, dtype=dtype)
+        if learn:
+            self.p_raw = nn.Parameter(raw)
+        else:
+            self.register_buffer("p_raw", torch.full((channels,), self.p, device=device, dtype=dtype))
+
+    def _logit(self, p: float) -> float:
+        frac = (p - self.p_min) / (self.p_max - self.p_min)
+        return math.log(frac / (1 - frac)) if 0 < frac < 1 else 0.0
+
+    @property
+    def power(self) -> Tensor:
+        """Current :math:`p` (per channel)."""
+        if not self.learn:
+            return self.p_raw.float()
+        return self.p_min + (self.p_max - self.p_min) * torch.sigmoid(self.p_raw.float())
+
+    def reset_parameters(self) -> None:
+        if self.learn:
+            with torch.no_grad():
+                self.p_raw.fill_(self._logit(self.p))
+
+    def _check_input(self, x: Tensor) -> None:
+        if self.channels not in (1, x.shape[-1]):
+            raise ValueError(f"GeMPooling: x has D={x.shape[-1]} features but channels="
+                             f"{self.channels} (expected 1 or D)")
+
+    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        xf = x.float()
+        keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask
+        low = dense_extreme(xf, keep, largest=False)[:, None]
+        high = dense_extreme(xf, keep, largest=True)[:, None]
+        span = high - low + 2 * self.eps
+        # real tokens lie strictly inside (0, 1); the clamp only tames padding values
+        z = ((xf - low + self.eps) / span).clamp(torch.finfo(torch.float32).tiny, 1.0)
+        p = self.power
+        weight = (keep / keep.sum(1, keepdim=True).clamp_min(1))[..., None]
+        mean_pow = (z.pow(p) * weight).sum(1).clamp_min(torch.finfo(torch.float32).tiny)
+        out = low[:, 0] - self.eps + span[:, 0] * mean_pow.pow(1.0 / p)
+        return out.to(x.dtype)

@@ -1,0 +1,91 @@
+"""NV-Embed latent-attention pooling: tokens attend to a learned dictionary, then mean."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention_core import check_heads
+from .base import Pooler
+from .basic import MeanPooling
+from .registry import register
+from .validation import check_dim
+
+_MEAN = MeanPooling()
+
+
+@register("latent_attention")
+class LatentAttentionPooling(Pooler):
+    r"""Latent-attention pooling (Lee et al., *NV-Embed*, 2024); the "Attn" pooling of
+    *Pool Me Wisely*. Each token is a query over a learned latent array
+    :math:`L \in \mathbb{R}^{r \times D}` (keys and values), with pre-norm residual blocks,
+    then the real tokens are averaged:
+
+    .. math::
+        h_i = x_i + W_O\,\mathrm{MHA}\big(\mathrm{LN}(x_i),\ \mathrm{LN}(L),\ \mathrm{LN}(L)\big),
+        \quad h_i \leftarrow h_i + \mathrm{MLP}(\mathrm{LN}(h_i)),
+        \quad y = \frac{1}{n} \sum_{i=1}^{n} h_i
+
+    Tokens never attend to each other, so padding cannot leak into real tokens.
+    NV-Embed uses :math:`r = 512` latents and 8 heads.
+
+    Args:
+        dim (int): token feature size :math:`D`.
+        num_latents (int): size :math:`r` of the latent dictionary. (default: ``512``)
+        num_heads (int): attention heads; must divide ``dim``. (default: ``1``)
+        mlp_ratio (float): MLP hidden size over ``dim``; 0 disables the MLP. (default: ``4.0``)
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    config_keys = ("dim", "num_latents", "num_heads", "mlp_ratio", "empty")
+
+    def __init__(
+        self, dim: int, num_latents: int = 512, num_heads: int = 1, mlp_ratio: float = 4.0,
+        *, empty: str = "zero", device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(empty=empty)
+        check_heads(dim, num_heads, "LatentAttentionPooling")
+        if not isinstance(num_latents, int) or num_latents < 1:
+            raise ValueError(
+                f"LatentAttentionPooling: num_latents must be a positive int; got {num_latents!r}")
+        if mlp_ratio < 0:
+            raise ValueError(f"LatentAttentionPooling: mlp_ratio must be >= 0; got {mlp_ratio!r}")
+        self.dim, self.num_latents, self.num_heads = dim, num_latents, num_heads
+        self.mlp_ratio = float(mlp_ratio)
+        dd = {"device": device, "dtype": dtype}
+        self.latents = nn.Parameter(torch.empty(num_latents, dim, **dd))
+        self.norm_x = nn.LayerNorm(dim, **dd)
+        self.norm_latents = nn.LayerNorm(dim, **dd)
+        self.q_proj = nn.Linear(dim, dim, bias=False, **dd)
+        self.kv_proj = nn.Linear(dim, 2 * dim, bias=False, **dd)
+        self.out_proj = nn.Linear(dim, dim, **dd)
+        self.mlp: nn.Module | None = None
+        if mlp_ratio > 0:
+            hidden = max(1, int(dim * mlp_ratio))
+            self.mlp = nn.Sequential(nn.LayerNorm(dim, **dd), nn.Linear(dim, hidden, **dd),
+                                     nn.GELU(), nn.Linear(hidden, dim, **dd))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.latents)
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    def _check_input(self, x: Tensor) -> None:
+        check_dim(x, self.dim, type(self).__name__)
+
+    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        b, n, d = x.shape
+        h, hd = self.num_heads, d // self.num_heads
+        q = self.q_proj(self.norm_x(x)).view(b, n, h, hd).transpose(1, 2)  # (B, H, N, hd)
+        k, v = self.kv_proj(self.norm_latents(self.latents)).chunk(2, dim=-1)
+        k = k.view(1, -1, h, hd).transpose(1, 2).expand(b, -1, -1, -1)  # (B, H, r, hd)
+        v = v.view(1, -1, h, hd).transpose(1, 2).expand(b, -1, -1, -1)
+        attended = F.scaled_dot_product_attention(q, k, v)  # every latent is valid: no mask
+        tokens = x + self.out_proj(attended.transpose(1, 2).reshape(b, n, d))
+        if self.mlp is not None:
+            tokens = tokens + self.mlp(tokens)
+        return _MEAN._pool(tokens, mask)

@@ -1,0 +1,96 @@
+"""Name -> pooler class registry and the resolver behind :func:`get_pooler`."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from .base import Pooler
+
+P = TypeVar("P", bound=type[Pooler])
+
+_CLASSES: dict[str, type[Pooler]] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def register(name: str, *aliases: str) -> Callable[[P], P]:
+    """Class decorator: register a :class:`Pooler` subclass under ``name`` and ``aliases``."""
+
+    def wrap(cls: P) -> P:
+        for key in (name, *aliases):
+            if _normalise(key) in _ALIASES:
+                raise ValueError(f"pooler name {key!r} is already registered")
+        cls.name = name
+        cls.aliases = tuple(aliases)
+        _CLASSES[name] = cls
+        for key in (name, *aliases):
+            _ALIASES[_normalise(key)] = name
+        return cls
+
+    return wrap
+
+
+def list_poolers(aliases: bool = False) -> list[str]:
+    """Registered pooler names, sorted; with ``aliases=True`` every accepted spelling."""
+    return sorted(_ALIASES) if aliases else sorted(_CLASSES)
+
+
+def pooler_class(name: str) -> type[Pooler]:
+    """The class registered under ``name`` (or one of its aliases)."""
+    if not isinstance(name, str):
+        raise TypeError(f"pooler name must be a str; got {type(name).__name__}")
+    key = _ALIASES.get(_normalise(name))
+    if key is None:
+        close = difflib.get_close_matches(_normalise(name), list(_ALIASES), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(list_poolers(aliases=True))
+        raise ValueError(f"unknown pooler {name!r}.{hint} Known poolers: {known}")
+    return _CLASSES[key]
+
+
+def get_pooler(spec: str | dict[str, Any] | Pooler | Sequence[Any], **kwargs: Any) -> Pooler:
+    """Resolve ``spec`` to a pooler.
+
+    ``spec`` may be a registered name (``"mean"``, ``"map"``), a config dict from
+    :meth:`Pooler.config`, a list of specs (combined with ``"multi"``), or a pooler instance
+    (returned as is). ``kwargs`` go to the constructor; unknown or missing arguments raise a
+    ``TypeError`` that names them.
+    """
+    if isinstance(spec, Pooler):
+        if kwargs:
+            raise TypeError(f"get_pooler got a ready pooler and extra arguments {sorted(kwargs)}")
+        return spec
+    if isinstance(spec, dict):
+        cfg = dict(spec)
+        if "name" not in cfg:
+            raise ValueError(f"a pooler config dict needs a 'name' key; got keys {sorted(cfg)}")
+        name = cfg.pop("name")
+        return get_pooler(name, **{**cfg, **kwargs})
+    if isinstance(spec, (list, tuple)):
+        return get_pooler("multi", poolers=list(spec), **kwargs)
+    cls = pooler_class(spec)
+    _check_arguments(cls, kwargs)
+    return cls(**kwargs)
+
+
+def _check_arguments(cls: type[Pooler], kwargs: dict[str, Any]) -> None:
+    params = inspect.signature(cls.__init__).parameters
+    accepted = [p for p in params if p != "self" and params[p].kind is not inspect.Parameter.VAR_KEYWORD]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"pooler {cls.name!r} got unexpected argument(s) {', '.join(unknown)}; "
+            f"it accepts: {', '.join(accepted) or 'nothing'}"
+        )
+    missing = [p for p in accepted if params[p].default is inspect.Parameter.empty and p not in kwargs]
+    if missing:
+        what = {"dim": "dim (the token feature size D, e.g. dim=384)",
+                "max_len": "max_len (the longest sequence it will see, e.g. max_len=512)"}
+        need = ", ".join(what.get(p, p) for p in missing)
+        raise TypeError(f"pooler {cls.name!r} is learned and needs {need}; got no value")

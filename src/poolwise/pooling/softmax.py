@@ -1,0 +1,64 @@
+"""Softmax (temperature) aggregation."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import Pooler
+from .registry import register
+
+
+@register("softmax")
+class SoftmaxPooling(Pooler):
+    r"""Softmax aggregation (Li et al., *DeeperGCN*, 2020; PyG's ``SoftmaxAggregation``):
+    per feature, a softmax over the real tokens with temperature :math:`t`.
+
+    .. math::
+        y_d = \sum_{i=1}^{n} \frac{\exp(t_d\, x_{i,d})}{\sum_{j} \exp(t_d\, x_{j,d})}\, x_{i,d}
+
+    :math:`t = 0` is the mean, :math:`t \to \infty` the max and :math:`t \to -\infty` the
+    min, so a learned :math:`t` interpolates between them. Computed in fp32.
+
+    Args:
+        t (float): initial temperature. (default: ``1.0``)
+        learn (bool): learn the temperature. (default: ``True``)
+        channels (int): 1 (one shared temperature) or ``D`` (one per feature). (default: ``1``)
+        empty (str): policy for rows with no real token. (default: ``"zero"``)
+    """
+
+    config_keys = ("t", "learn", "channels", "empty")
+
+    def __init__(
+        self, t: float = 1.0, learn: bool = True, channels: int = 1, *, empty: str = "zero",
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(empty=empty)
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"SoftmaxPooling: channels must be a positive int; got {channels!r}")
+        if channels > 1 and not learn:
+            raise ValueError("SoftmaxPooling: channels > 1 needs learn=True (one learned "
+                             "temperature per feature)")
+        self.t, self.learn, self.channels = float(t), learn, channels
+        value = torch.full((channels,), self.t, device=device, dtype=dtype)
+        if learn:
+            self.temperature = nn.Parameter(value)
+        else:
+            self.register_buffer("temperature", value)
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.temperature.fill_(self.t)
+
+    def _check_input(self, x: Tensor) -> None:
+        if self.channels not in (1, x.shape[-1]):
+            raise ValueError(f"SoftmaxPooling: x has D={x.shape[-1]} features but channels="
+                             f"{self.channels} (expected 1 or D)")
+
+    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        xf = x.float()
+        scores = xf * self.temperature.float()
+        if mask is not None:
+            scores = scores.masked_fill(~mask[..., None], torch.finfo(torch.float32).min)
+        weights = torch.softmax(scores, dim=1)
+        return (weights * xf).sum(1).to(x.dtype)
