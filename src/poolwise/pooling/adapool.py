@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +15,7 @@ from .functional import counts, gather_tokens, is_compiling, nth_real_index
 from .registry import register
 from .validation import check_dim
 
-Query = Union[str, int, list[int], Callable[[Tensor, Tensor], Tensor]]
+Query = str | int | list[int] | Callable[[Tensor, Tensor], Tensor]
 _MEAN = MeanPooling()
 
 

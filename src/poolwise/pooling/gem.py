@@ -96,8 +96,9 @@ class GeMPooling(Pooler):
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         xf = x.float()
         keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask
-        low = dense_extreme(xf, keep, largest=False)[:, None]
-        high = dense_extreme(xf, keep, largest=True)[:, None]
+        has_tokens = keep.any(1, keepdim=True)[..., None]  # empty rows: avoid inf - inf
+        low = torch.where(has_tokens, dense_extreme(xf, keep, largest=False)[:, None], 0.0)
+        high = torch.where(has_tokens, dense_extreme(xf, keep, largest=True)[:, None], 0.0)
         span = high - low + 2 * self.eps
         # real tokens lie strictly inside (0, 1); the clamp only tames padding values
         z = ((xf - low + self.eps) / span).clamp(torch.finfo(torch.float32).tiny, 1.0)
