@@ -102,8 +102,7 @@ def test_adapool_attention_follows_the_query():
         for lin in (pool.q_proj, pool.k_proj, pool.v_proj, pool.out_proj):
             lin.weight.copy_(torch.eye(4))
     x = torch.tensor([[[1.0, 0, 0, 0], [0, 1, 0, 0], [0.9, 0, 0.1, 0], [0, 0, 0, 1]]])
-    pool(x)
-    weights = pool.last_attention[0, 0]
+    weights = pool.attention_weights(x)[0, 0]
     assert weights.argmax().item() == 0 and weights[1] < 1e-6 and weights[3] < 1e-6
 
 

@@ -11,7 +11,14 @@ from torch import Tensor, nn
 from .attention_core import check_heads, folded_attention, standard_attention
 from .base import Pooler
 from .basic import MeanPooling
-from .functional import counts, gather_tokens, is_compiling, nth_real_index
+from .functional import (
+    Segments,
+    counts,
+    gather_tokens,
+    is_compiling,
+    nth_real_index,
+    segment_kernels_apply,
+)
 from .registry import register
 from .validation import check_dim
 
@@ -72,7 +79,6 @@ class AdaPool(Pooler):
         self.k_proj = nn.Linear(dim, dim, bias=bias, **dd)
         self.v_proj = nn.Linear(dim, dim, bias=bias, **dd)
         self.out_proj = nn.Linear(dim, dim, bias=bias, **dd)
-        self.last_attention: Tensor | None = None
 
     def reset_parameters(self) -> None:
         for lin in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
@@ -81,11 +87,11 @@ class AdaPool(Pooler):
     def _check_input(self, x: Tensor) -> None:
         check_dim(x, self.dim, type(self).__name__)
 
-    def compute_query(self, x: Tensor, mask: Tensor | None) -> Tensor:
+    def compute_query(self, x: Tensor, mask: Tensor | None, seg: Segments | None = None) -> Tensor:
         """The query vector :math:`\\phi(X)` ``(B, D)`` for padded input."""
         q = self.query
         if q == "mean":
-            return _MEAN._pool(x, mask)
+            return _MEAN._pool_segments(seg) if seg is not None else _MEAN._pool(x, mask)
         if callable(q):
             full = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask
             out = q(x, full)
@@ -116,12 +122,27 @@ class AdaPool(Pooler):
                 )
         return gather_tokens(x, nth_real_index(mask, target))
 
+    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Attention weights ``(B, H, N)`` over the tokens (zero on padding), in fp32."""
+        x, keep = self._prepare(x, mask)
+        with torch.no_grad():
+            q = self.compute_query(x, keep)
+            _, attn = standard_attention(x, keep, self.q_proj(q)[:, None], self.k_proj,
+                                         self.v_proj, self.num_heads, self.scaling)
+        return attn[:, 0]
+
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        q = self.compute_query(x, mask)
-        attend = folded_attention if self.folded else standard_attention
-        heads, attn = attend(x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj,
-                             self.num_heads, self.scaling, self.dropout, self.training)
-        self.last_attention = attn[:, 0].detach()
+        seg = None
+        if self.folded and segment_kernels_apply(x):
+            full = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+            seg = Segments.from_mask(x, full if mask is None else mask)
+        q = self.compute_query(x, mask, seg)
+        if self.folded:
+            heads, _ = folded_attention(x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj,
+                                        self.num_heads, self.scaling, self.dropout, self.training, seg)
+        else:
+            heads, _ = standard_attention(x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj,
+                                          self.num_heads, self.scaling, self.dropout, self.training)
         out = self.out_proj(heads[:, 0])
         return out + q if self.residual else out
 

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from .attention_core import check_heads, folded_attention, standard_attention
 from .base import Pooler
+from .functional import Segments, segment_kernels_apply
 from .registry import register
 from .validation import check_dim
 
@@ -65,7 +66,6 @@ class AttentionPooling(Pooler):
             hidden = max(1, int(dim * mlp_ratio))
             self.mlp = nn.Sequential(nn.LayerNorm(dim, **dd), nn.Linear(dim, hidden, **dd),
                                      nn.GELU(), nn.Linear(hidden, dim, **dd))
-        self.last_attention: Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -83,11 +83,26 @@ class AttentionPooling(Pooler):
     def _check_input(self, x: Tensor) -> None:
         check_dim(x, self.dim, type(self).__name__)
 
+    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Attention weights ``(B, M, H, N)`` over the tokens (zero on padding), in fp32."""
+        x, keep = self._prepare(x, mask)
+        with torch.no_grad():
+            _, attn = standard_attention(x, keep, self.q_proj(self.queries)[None], self.k_proj,
+                                         self.v_proj, self.num_heads, self.scaling)
+        return attn
+
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         q = self.q_proj(self.queries)[None]  # (1, M, D)
-        attend = folded_attention if self.folded else standard_attention
-        heads, attn = attend(x, mask, q, self.k_proj, self.v_proj, self.num_heads, self.scaling)
-        self.last_attention = attn.detach()
+        if self.folded:
+            seg = None
+            if segment_kernels_apply(x):
+                full = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+                seg = Segments.from_mask(x, full if mask is None else mask)
+            heads, _ = folded_attention(x, mask, q, self.k_proj, self.v_proj, self.num_heads,
+                                        self.scaling, seg=seg)
+        else:
+            heads, _ = standard_attention(x, mask, q, self.k_proj, self.v_proj, self.num_heads,
+                                          self.scaling)
         out = self.out_proj(heads)
         if self.mlp is not None:
             out = out + self.mlp(out)

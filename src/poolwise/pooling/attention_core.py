@@ -25,35 +25,40 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import dense_weighted_sum, masked_softmax
+from .functional import Segments, dense_weighted_sum, masked_softmax, segment_weighted_sum
 
 
 def folded_attention(
     x: Tensor, mask: Tensor | None, q: Tensor, k_proj: nn.Linear, v_proj: nn.Linear,
     num_heads: int, scale: float, dropout: float = 0.0, training: bool = False,
+    seg: Segments | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``x`` ``(B, N, D)``, ``q`` ``(B or 1, M, D)`` already multiplied by ``W_Q``.
 
     Returns the concatenated head outputs ``(B, M, D)`` (before the output projection) and
-    the attention weights ``(B, M, H, N)`` in fp32."""
+    the attention weights ``(B, M, H, N)`` in fp32. With ``seg`` (eager CPU) and a single
+    query head the weighted sum reads only the real tokens."""
     b, n, d = x.shape
     m = q.shape[1]
     hd = d // num_heads
     qh = q.reshape(q.shape[0], m, num_heads, hd)
     u = torch.einsum("bmhe,hed->bmhd", qh, k_proj.weight.view(num_heads, hd, d)) * scale
-    u = u.reshape(q.shape[0], m * num_heads, d).to(x.dtype)
-    if u.shape[0] == 1:  # shared queries: one GEMM over all tokens
-        scores = torch.matmul(x, u[0].t()).transpose(1, 2)
-    else:
-        scores = torch.bmm(u, x.transpose(1, 2))
-    attn = masked_softmax(scores, None if mask is None else mask[:, None, :])
+    u = u.reshape(q.shape[0], m * num_heads, d).to(x.dtype).contiguous()  # layout matters to MKL
+    # scores laid out (B, N, M*H) from a batched GEMV with x as the left operand: the fastest
+    # layout for MKL (a single (B*N, D) @ (D, M*H) GEMM is ~3x slower for shared queries)
+    scores = torch.bmm(x, u.expand(b, -1, -1).transpose(1, 2))
+    attn = masked_softmax(scores, None if mask is None else mask[:, :, None], dim=1)
     weights = F.dropout(attn, dropout, training) if dropout > 0 else attn
-    z = dense_weighted_sum(x, weights).view(b, m, num_heads, d)
+    if seg is not None and weights.shape[-1] == 1:  # one weighted sum: read only real tokens
+        z = segment_weighted_sum(seg, weights.reshape(-1)[seg.index])[:, None]
+    else:  # several: one bmm reads the tokens once for all of them
+        z = dense_weighted_sum(x, weights.transpose(1, 2).contiguous())
+    z = z.view(b, m, num_heads, d)
     out = torch.einsum("bmhd,hed->bmhe", z, v_proj.weight.view(num_heads, hd, d).to(z.dtype))
     out = out.reshape(b, m, d)
     if v_proj.bias is not None:
         out = out + v_proj.bias.to(out.dtype)
-    return out, attn.view(b, m, num_heads, n)
+    return out, attn.view(b, n, m, num_heads).permute(0, 2, 3, 1)
 
 
 def standard_attention(

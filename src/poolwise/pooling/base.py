@@ -47,13 +47,7 @@ class Pooler(nn.Module):
 
     # ------------------------------------------------------------------ API
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        who = type(self).__name__
-        x = check_tokens(x, who)
-        keep = to_keep_mask(mask, x, who)
-        self._check_input(x)
-        if x.shape[1] == 0:  # no tokens at all: one padding token per row keeps kernels simple
-            x = x.new_zeros(x.shape[0], 1, x.shape[2])
-            keep = torch.zeros(x.shape[0], 1, dtype=torch.bool, device=x.device)
+        x, keep = self._prepare(x, mask)
         out = self._pool(x, keep)
         return self._apply_empty(out, None if keep is None else ~keep.any(1))
 
@@ -97,6 +91,17 @@ class Pooler(nn.Module):
         return ", ".join(f"{k}={getattr(self, k)!r}" for k in self.config_keys)
 
     # ---------------------------------------------------------- subclass hooks
+    def _prepare(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Validate the padded input and convert the mask to a bool keep-mask."""
+        who = type(self).__name__
+        x = check_tokens(x, who)
+        keep = to_keep_mask(mask, x, who)
+        self._check_input(x)
+        if x.shape[1] == 0:  # no tokens at all: one padding token per row keeps kernels simple
+            x = x.new_zeros(x.shape[0], 1, x.shape[2])
+            keep = torch.zeros(x.shape[0], 1, dtype=torch.bool, device=x.device)
+        return x, keep
+
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         raise NotImplementedError
 

@@ -93,8 +93,8 @@ class Segments:
 
     ``index`` holds the flat positions of the real tokens, grouped by row in order;
     ``offsets[b]`` is where row ``b`` starts in ``index``; ``row``/``rank`` give each real
-    token's row and 1-based rank. ``span_start``/``span_end`` bound each row's tokens in the
-    flat table and ``contiguous`` says whether the span holds nothing but real tokens.
+    token's row and 1-based rank. ``keep`` is the flat keep-mask of a padded table (None
+    for packed input, where every entry is real).
     """
 
     table: Tensor
@@ -103,10 +103,7 @@ class Segments:
     counts: Tensor
     row: Tensor
     rank: Tensor
-    span_start: list[int]
-    span_end: list[int]
-    contiguous: list[bool]
-    keep: Tensor | None  # flat keep-mask over ``table``; None when every entry is real
+    keep: Tensor | None
 
     @property
     def num_rows(self) -> int:
@@ -121,13 +118,7 @@ class Segments:
         offsets = torch.cumsum(cnt, 0) - cnt
         row = torch.repeat_interleave(torch.arange(b, device=x.device), cnt)
         rank = ranks(mask).reshape(-1)[index]
-        base = torch.arange(b, device=x.device) * n
-        start = (base + first_index(mask)).tolist()
-        end = (base + last_index(mask) + 1).tolist()
-        cnt_list = cnt.tolist()
-        contiguous = [c == e - s for c, s, e in zip(cnt_list, start, end)]
-        return cls(x.reshape(b * n, d), index, offsets, cnt, row, rank, start, end,
-                   contiguous, flat)
+        return cls(x.reshape(b * n, d), index, offsets, cnt, row, rank, flat)
 
     @classmethod
     def from_packed(cls, x: Tensor, cu_seqlens: Tensor) -> Segments:
@@ -137,9 +128,21 @@ class Segments:
         index = torch.arange(x.shape[0], device=x.device)
         row = torch.repeat_interleave(torch.arange(cnt.shape[0], device=x.device), cnt)
         rank = index - offsets[row] + 1
-        bounds = cu.tolist()
-        return cls(x, index, offsets, cnt, row, rank, bounds[:-1], bounds[1:],
-                   [True] * cnt.shape[0], None)
+        return cls(x, index, offsets, cnt, row, rank, None)
+
+    def spans(self) -> list[tuple[int, int, bool]]:
+        """Per row: ``(start, end, contiguous)`` bounds of its real tokens in ``table``;
+        ``contiguous`` is False when padding sits between them."""
+        cnt = self.counts.tolist()
+        if self.keep is None:
+            starts = self.offsets.tolist()
+            return [(s, s + c, True) for s, c in zip(starts, cnt)]
+        if self.index.numel() == 0:
+            return [(0, 0, True)] * len(cnt)
+        top = self.index.numel() - 1
+        first = self.index[self.offsets.clamp(0, top)].tolist()
+        last = self.index[(self.offsets + self.counts - 1).clamp(0, top)].tolist()
+        return [(f, e + 1, c == e + 1 - f) if c else (0, 0, True) for f, e, c in zip(first, last, cnt)]
 
 
 def segment_weighted_sum(seg: Segments, token_weight: Tensor) -> Tensor:
@@ -156,9 +159,9 @@ def segment_extreme(seg: Segments, largest: bool) -> Tensor:
     reduce = torch.amax if largest else torch.amin
     fill = torch.finfo(table.dtype).min if largest else torch.finfo(table.dtype).max
     rows = []
-    for s, e, contiguous in zip(seg.span_start, seg.span_end, seg.contiguous):
+    for s, e, contiguous in seg.spans():
         if e <= s:
-            rows.append(table.new_zeros(table.shape[1]))
+            rows.append(table[:0].sum(0))  # zeros that stay attached to the graph
         elif contiguous:
             rows.append(reduce(table[s:e], 0))
         else:  # holes inside the span: mask only this row's slice

@@ -23,8 +23,8 @@ class GatedAttentionPooling(Pooler):
 
     Args:
         dim (int): token feature size :math:`D`.
-        hidden (int, optional): size of the gated layer; ``None`` means ``dim``.
-            (default: ``None``)
+        hidden (int, optional): size of the gated layer; ``None`` means ``min(dim, 128)``
+            (the paper uses 128). (default: ``None``)
         empty (str): policy for rows with no real token. (default: ``"zero"``)
     """
 
@@ -40,11 +40,10 @@ class GatedAttentionPooling(Pooler):
         if hidden is not None and (not isinstance(hidden, int) or hidden <= 0):
             raise ValueError(f"GatedAttentionPooling: hidden must be a positive int or None; got {hidden!r}")
         self.dim, self.hidden = dim, hidden
-        width = hidden or dim
+        width = hidden or min(dim, 128)
         dd = {"device": device, "dtype": dtype}
         self.gate = nn.Linear(dim, 2 * width, **dd)  # V and U stacked
         self.score = nn.Linear(width, 1, **dd)
-        self.last_attention: Tensor | None = None
 
     def reset_parameters(self) -> None:
         self.gate.reset_parameters()
@@ -53,9 +52,16 @@ class GatedAttentionPooling(Pooler):
     def _check_input(self, x: Tensor) -> None:
         check_dim(x, self.dim, type(self).__name__)
 
-    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Token weights ``(B, N)`` (zero on padding), in fp32."""
+        x, keep = self._prepare(x, mask)
+        with torch.no_grad():
+            return self._weights(x, keep)
+
+    def _weights(self, x: Tensor, mask: Tensor | None) -> Tensor:
         v, u = self.gate(x).chunk(2, dim=-1)
         scores = self.score(torch.tanh(v) * torch.sigmoid(u)).squeeze(-1)  # (B, N)
-        attn = masked_softmax(scores, mask)
-        self.last_attention = attn.detach()
-        return dense_weighted_sum(x, attn)
+        return masked_softmax(scores, mask)
+
+    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        return dense_weighted_sum(x, self._weights(x, mask))

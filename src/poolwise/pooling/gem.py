@@ -8,8 +8,10 @@ import torch
 from torch import Tensor, nn
 
 from .base import Pooler
-from .functional import dense_extreme
+from .basic import MaxPooling, MinPooling
 from .registry import register
+
+_MIN, _MAX = MinPooling(), MaxPooling()
 
 
 @register("gem")
@@ -97,8 +99,8 @@ class GeMPooling(Pooler):
         xf = x.float()
         keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask
         has_tokens = keep.any(1, keepdim=True)[..., None]  # empty rows: avoid inf - inf
-        low = torch.where(has_tokens, dense_extreme(xf, keep, largest=False)[:, None], 0.0)
-        high = torch.where(has_tokens, dense_extreme(xf, keep, largest=True)[:, None], 0.0)
+        low = torch.where(has_tokens, _MIN._pool(xf, keep)[:, None], 0.0)
+        high = torch.where(has_tokens, _MAX._pool(xf, keep)[:, None], 0.0)
         span = high - low + 2 * self.eps
         # real tokens lie strictly inside (0, 1); the clamp only tames padding values
         z = ((xf - low + self.eps) / span).clamp(torch.finfo(torch.float32).tiny, 1.0)

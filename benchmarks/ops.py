@@ -1,0 +1,268 @@
+"""Operator benchmark: every registered pooler against the sentence-transformers recipe for the
+same mode and a streaming reference (copying a buffer of the input's size), in one run.
+
+    python benchmarks/ops.py                 # B=64, N=512, D=768, fp32, lengths U[N/4, N]
+    python benchmarks/ops.py --quick --json bench-ops.json
+
+Timings are medians of interleaved rounds (every candidate once per round), so slow drift of
+a noisy machine hits all candidates alike. Ratios are what to compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+import poolwise as pw
+from poolwise.pooling import use_dense
+
+SIMPLE = ["first", "last", "mean", "sum", "max", "min", "mean_sqrt_len", "weighted_mean"]
+FAST_TARGET = ["mean", "sum", "max", "first", "last", "weighted_mean"]
+
+
+# ----------------------------------------------------------- reference recipes
+def st_recipes(x: torch.Tensor, mask: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
+    """The sentence-transformers (5.x/6.x) way of each mode: expand the mask to B x N x D,
+    multiply, reduce; masked_fill then max; multiply then gather for the last token."""
+    n = x.shape[1]
+
+    def expanded() -> torch.Tensor:
+        return mask.unsqueeze(-1).expand(x.size()).to(x.dtype)
+
+    def mean() -> torch.Tensor:
+        m = expanded()
+        return (x * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+    def total() -> torch.Tensor:
+        return (x * expanded()).sum(1)
+
+    def sqrt_len() -> torch.Tensor:
+        m = expanded()
+        return (x * m).sum(1) / m.sum(1).clamp(min=1e-9).sqrt()
+
+    def maximum() -> torch.Tensor:
+        return x.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
+
+    def minimum() -> torch.Tensor:
+        return x.masked_fill(~mask.unsqueeze(-1), float("inf")).min(1).values
+
+    def gather_at(index: torch.Tensor) -> torch.Tensor:
+        return torch.gather(x * expanded(), 1, index.view(-1, 1, 1).expand(-1, 1, x.shape[2]))[:, 0]
+
+    def first() -> torch.Tensor:
+        return gather_at(mask.int().argmax(1))
+
+    def last() -> torch.Tensor:
+        values, index = mask.int().flip(1).max(1)
+        return gather_at(torch.where(values == 0, n - 1, n - index - 1))
+
+    def weighted() -> torch.Tensor:
+        m = expanded()
+        w = torch.arange(1, n + 1, dtype=x.dtype)[None, :, None].expand(x.size()) * m
+        return (x * w).sum(1) / w.sum(1).clamp(min=1e-9)
+
+    return {"mean": mean, "sum": total, "mean_sqrt_len": sqrt_len, "max": maximum, "min": minimum,
+            "first": first, "last": last, "weighted_mean": weighted}
+
+
+# ----------------------------------------------------------------- timing
+def measure(cands: dict[str, Callable[[], object]], rounds: int, budget_s: float) -> dict[str, float]:
+    """Median milliseconds per candidate over interleaved rounds. A candidate stops taking
+    part once it has 3 samples and has used ``budget_s`` (keeps very slow ones affordable)."""
+    samples: dict[str, list[float]] = {k: [] for k in cands}
+    with torch.no_grad():
+        for fn in cands.values():  # warm-up: allocator, thread pool, caches
+            fn()
+        for _ in range(rounds):
+            for name, fn in cands.items():
+                if len(samples[name]) >= 3 and sum(samples[name]) > budget_s * 1e3:
+                    continue
+                start = time.perf_counter()
+                fn()
+                samples[name].append((time.perf_counter() - start) * 1e3)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def lengths_between(b: int, low: int, high: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(low, high + 1, (b,), generator=gen)
+
+
+def padded_batch(b: int, n: int, d: int, lens: torch.Tensor, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, n, d, generator=gen)
+    mask = torch.arange(n)[None, :] < lens[:, None]
+    return x, mask
+
+
+def pooler_specs(d: int) -> dict[str, dict]:
+    specs = {name: {} for name in pw.list_poolers()}
+    specs.update({
+        "adapool": {"dim": d},  # defaults: num_heads=1, query="mean"
+        "attention": {"dim": d},
+        "gated": {"dim": d},
+        "latent_attention": {"dim": d},
+        "wavg": {"max_len": 4096},
+        "multi": {"poolers": ["mean", "max"]},
+    })
+    return specs
+
+
+# ------------------------------------------------------------------ main
+def run(args: argparse.Namespace) -> dict:
+    torch.manual_seed(0)
+    b, n, d = args.batch, args.length, args.dim
+    lens = lengths_between(b, n // 4, n, seed=1)
+    x, mask = padded_batch(b, n, d, lens, seed=2)
+    valid = int(mask.sum())
+    buf = torch.empty_like(x)
+
+    poolers = {name: pw.get_pooler(name, **kw).eval() for name, kw in pooler_specs(d).items()}
+    extra = {
+        "adapool[query=0]": pw.get_pooler("adapool", dim=d, query=0).eval(),
+        "adapool[heads=8]": pw.get_pooler("adapool", dim=d, num_heads=8).eval(),
+        "attention[heads=8]": pw.get_pooler("attention", dim=d, num_heads=8).eval(),
+    }
+    cands: dict[str, Callable[[], object]] = {"stream:copy": lambda: buf.copy_(x)}
+    for name, p in {**poolers, **extra}.items():
+        cands[name] = (lambda p=p: p(x, mask))
+    with use_dense():
+        dense_mean = pw.get_pooler("mean")
+    cands["mean[dense bmm]"] = lambda: _dense(dense_mean, x, mask)
+    if not args.quick:
+        unfolded = pw.get_pooler("adapool", dim=d).eval()
+        unfolded.folded = False
+        cands["adapool[per-token K/V]"] = lambda: unfolded(x, mask)
+    for name, fn in st_recipes(x, mask).items():
+        cands[f"recipe:{name}"] = fn
+    print(f"timing {len(cands)} candidates at (B={b}, N={n}, D={d}) fp32, lengths U[{n // 4}, {n}], "
+          f"{valid / mask.numel():.0%} real tokens, {torch.get_num_threads()} threads ...", file=sys.stderr)
+    ms = measure(cands, args.rounds, args.budget)
+
+    # packed against padded, with about half of the padded batch being padding
+    lens_half = lengths_between(b, 1, n, seed=3)
+    xh, mh = padded_batch(b, n, d, lens_half, seed=4)
+    packed = xh[mh]
+    cu = torch.cat([torch.zeros(1, dtype=torch.long), lens_half.cumsum(0)])
+    pcands: dict[str, Callable[[], object]] = {}
+    for name in SIMPLE:
+        p = poolers[name]
+        pcands[f"{name}:packed"] = (lambda p=p: p.packed(packed, cu))
+        pcands[f"{name}:padded"] = (lambda p=p: p(xh, mh))
+        pcands[f"{name}:padded-dense"] = (lambda p=p: _dense(p, xh, mh))
+    pms = measure(pcands, args.rounds, args.budget)
+
+    copy_bw = 2 * x.numel() * 4 / (ms["stream:copy"] * 1e-3) / 1e9  # read + write, GB/s
+    rows = []
+    for name in [*poolers, *extra, "mean[dense bmm]", "adapool[per-token K/V]"]:
+        if name not in ms:
+            continue
+        row = {"pooler": name, "ms": ms[name], "x_mean": ms[name] / ms["mean"]}
+        base = name.split("[")[0]
+        if f"recipe:{base}" in ms and "[" not in name:
+            row["recipe_ms"] = ms[f"recipe:{base}"]
+            row["speedup_vs_recipe"] = ms[f"recipe:{base}"] / ms[name]
+        if base in ("mean", "sum") and "[" not in name:
+            bw = valid * d * 4 / (ms[name] * 1e-3) / 1e9
+            row["valid_read_GBps"] = bw
+            row["bw_vs_stream"] = bw / copy_bw
+        rows.append(row)
+    packed_rows = [{"pooler": name, "packed_ms": pms[f"{name}:packed"], "padded_ms": pms[f"{name}:padded"],
+                    "padded_dense_ms": pms[f"{name}:padded-dense"],
+                    "packed_vs_padded": pms[f"{name}:packed"] / pms[f"{name}:padded"],
+                    "packed_vs_padded_dense": pms[f"{name}:packed"] / pms[f"{name}:padded-dense"]}
+                   for name in SIMPLE]
+    by = {r["pooler"]: r for r in rows}
+    targets = {
+        "simple >= 5x faster than recipe": {
+            k: round(by[k]["speedup_vs_recipe"], 1) for k in FAST_TARGET},
+        "mean/sum valid-token bandwidth >= 0.5 of streaming copy": {
+            k: round(by[k]["bw_vs_stream"], 2) for k in ("mean", "sum")},
+        "adapool/attention <= 3x mean": {
+            k: round(by[k]["x_mean"], 1) for k in
+            ("adapool", "adapool[query=0]", "attention", "adapool[heads=8]", "attention[heads=8]")},
+        "packed <= 0.6x padded": {r["pooler"]: round(r["packed_vs_padded"], 2) for r in packed_rows},
+        "packed <= 0.6x padded (dense kernel, reads padding)": {
+            r["pooler"]: round(r["packed_vs_padded_dense"], 2) for r in packed_rows},
+    }
+    return {
+        "shape": {"batch": b, "length": n, "dim": d, "dtype": "float32",
+                  "real_token_fraction": valid / mask.numel(),
+                  "packed_case_padding_fraction": 1 - float(mh.float().mean())},
+        "stream_copy_ms": ms["stream:copy"], "stream_copy_GBps": copy_bw,
+        "rows": rows, "packed": packed_rows, "targets": targets,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "poolwise": pw.__version__, "rounds": args.rounds},
+    }
+
+
+def _dense(pooler: pw.Pooler, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    with use_dense():
+        return pooler(x, mask)
+
+
+def render(res: dict) -> str:
+    s = res["shape"]
+    out = [f"poolwise operator benchmark: B={s['batch']} N={s['length']} D={s['dim']} fp32, "
+           f"{s['real_token_fraction']:.0%} real tokens; streaming copy {res['stream_copy_ms']:.2f} ms "
+           f"({res['stream_copy_GBps']:.0f} GB/s read+write)", ""]
+    head = ["ms", "x mean", "recipe ms", "speedup", "GB/s", "bw/copy"]
+    out.append(f"{'pooler':<24}" + "".join(f"{h:>{w}}" for h, w in zip(head, (9, 9, 11, 9, 8, 9))))
+    for r in res["rows"]:
+        rec = f"{r['recipe_ms']:>11.2f}{r['speedup_vs_recipe']:>8.1f}x" if "recipe_ms" in r else " " * 20
+        bw = f"{r['valid_read_GBps']:>8.1f}{r['bw_vs_stream']:>9.2f}" if "bw_vs_stream" in r else ""
+        out.append(f"{r['pooler']:<24}{r['ms']:>9.2f}{r['x_mean']:>9.2f}{rec}{bw}")
+    out += ["", f"packed vs padded, {s['packed_case_padding_fraction']:.0%} of the padded batch is padding",
+            f"{'pooler':<16}{'packed ms':>11}{'padded ms':>11}{'dense ms':>10}{'pk/pad':>8}{'pk/dense':>10}"]
+    for r in res["packed"]:
+        out.append(f"{r['pooler']:<16}{r['packed_ms']:>11.2f}{r['padded_ms']:>11.2f}{r['padded_dense_ms']:>10.2f}"
+                   f"{r['packed_vs_padded']:>8.2f}{r['packed_vs_padded_dense']:>10.2f}")
+    out += ["", "targets (measured ratios):"]
+    for goal, vals in res["targets"].items():
+        out.append(f"  {goal}: " + ", ".join(f"{k} {v}" for k, v in vals.items()))
+    return "\n".join(out)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)  # never leave a half-written results file
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--length", type=int, default=512)
+    ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (median)")
+    ap.add_argument("--budget", type=float, default=2.0, help="seconds a slow candidate may use")
+    ap.add_argument("--quick", action="store_true", help="7 rounds, skip the per-token K/V reference")
+    ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = ap.parse_args(argv)
+    for flag in ("batch", "length", "dim", "rounds"):
+        if getattr(args, flag) < 1:
+            ap.error(f"--{flag} must be >= 1; got {getattr(args, flag)}")
+    if args.length < 4:
+        ap.error("--length must be >= 4 (lengths are drawn from [N/4, N])")
+    if args.quick:
+        args.rounds = min(args.rounds, 7)
+    res = run(args)
+    print(render(res))
+    if args.json:
+        write_json(args.json, res)
+        print(f"\nJSON written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
