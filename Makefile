@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) benchmarks/ops.py --quick --json bench-ops.json
+	$(VENV)/bin/poolwise reproduce adapool-knn --preset demo --out results/demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -26,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/ops.py --json bench-ops.json
+	$(PY) benchmarks/knn_train.py --json bench-knn-train.json
 
 clean:
-	rm -rf $(VENV) bench-*.json .pytest_cache .hypothesis
+	rm -rf $(VENV) bench-*.json .pytest_cache .hypothesis results/demo

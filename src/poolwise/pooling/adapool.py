@@ -133,7 +133,7 @@ class AdaPool(Pooler):
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         seg = None
-        if self.folded and segment_kernels_apply(x):
+        if self.folded and segment_kernels_apply(x, self.q_proj.weight, self.k_proj.weight):
             full = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
             seg = Segments.from_mask(x, full if mask is None else mask)
         q = self.compute_query(x, mask, seg)

@@ -95,7 +95,7 @@ class AttentionPooling(Pooler):
         q = self.q_proj(self.queries)[None]  # (1, M, D)
         if self.folded:
             seg = None
-            if segment_kernels_apply(x):
+            if segment_kernels_apply(x, self.queries, self.k_proj.weight):
                 full = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
                 seg = Segments.from_mask(x, full if mask is None else mask)
             heads, _ = folded_attention(x, mask, q, self.k_proj, self.v_proj, self.num_heads,

@@ -2,11 +2,12 @@
 
 Two interchangeable implementations of every reduction live here:
 
-* **segment** kernels (eager, CPU): the real tokens are addressed by their flat index and
+* **segment** kernels (eager CPU inference): the real tokens are addressed by their flat index and
   reduced with ``embedding_bag`` (weighted sums, fp32 accumulation, reads only real tokens)
   or a per-row loop over contiguous spans (max/min). No ``B x N x D`` temporary is built.
-* **dense** kernels (``torch.compile``, other devices): ``bmm`` with a ``(B, N)`` weight
-  matrix, ``where`` + ``amax``. Inductor fuses these into single passes.
+* **dense** kernels (training, ``torch.compile``, other devices): ``bmm`` with a ``(B, N)``
+  weight matrix, ``where`` + ``amax``. Inductor fuses these into single passes, and their
+  backward passes are cheap.
 
 Both give the same numbers (tests compare them); :func:`use_dense` forces the dense ones.
 Padding values must be finite; apart from that they never influence a result.
@@ -40,9 +41,13 @@ def is_compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
-def segment_kernels_apply(x: Tensor) -> bool:
-    """Segment kernels need data-dependent shapes: eager mode on CPU only."""
-    return not _FORCE_DENSE and x.device.type == "cpu" and not is_compiling()
+def segment_kernels_apply(x: Tensor, *others: Tensor) -> bool:
+    """Segment kernels need data-dependent shapes, so eager mode on CPU only; and they serve
+    inference: when autograd tracks ``x`` or ``others`` the dense kernels win, because
+    their backward passes are far cheaper than those of ``embedding_bag`` and per-row loops."""
+    if _FORCE_DENSE or x.device.type != "cpu" or is_compiling():
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, *others)))
 
 
 # --------------------------------------------------------------------------- masks

@@ -1,0 +1,177 @@
+"""The ``poolwise`` command.
+
+    poolwise reproduce adapool-knn [--preset demo|quick|paper] [--executor local|ray] [--out DIR]
+    poolwise report --db PATH --out DIR
+    poolwise poolers
+
+Bad input ends with a one-line error on stderr and exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+
+class UsageError(Exception):
+    """A user mistake: reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _overrides(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects KEY=VALUE; got {item!r}")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"{what} must be a comma-separated list of integers; got {text!r}") from None
+    if not values:
+        raise UsageError(f"{what} is empty")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="poolwise", description="Pooling of transformer outputs: benchmarks and reproductions.")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    rep = sub.add_parser("reproduce", help="reproduce a paper's experiment")
+    rep.add_argument("experiment", choices=["adapool-knn"], help="which experiment")
+    rep.add_argument("--preset", default="quick", help="demo, quick or paper (default: quick)")
+    rep.add_argument("--executor", default="local", choices=["local", "ray"])
+    rep.add_argument("--address", help="Ray cluster to join (HOST:PORT, ray://..., auto)")
+    rep.add_argument("--workers", type=int, default=1, help="local process pool size (default 1)")
+    rep.add_argument("--out", type=Path, help="output directory (default results/adapool-knn-PRESET)")
+    rep.add_argument("--db", type=Path, help="results database (default OUT/runs.sqlite)")
+    rep.add_argument("--poolers", help="comma-separated poolers (registered names or 'cls')")
+    rep.add_argument("--k", help="comma-separated k values (SNR = k/128)")
+    rep.add_argument("--seeds", help="comma-separated seeds")
+    rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a run setting, e.g. --set epochs=3 --set depth=4")
+    rep.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    rep.add_argument("--quiet", action="store_true", help="no progress display")
+
+    rp = sub.add_parser("report", help="rebuild plot, table and CSV from a results database")
+    rp.add_argument("--db", type=Path, required=True)
+    rp.add_argument("--out", type=Path, required=True)
+
+    sub.add_parser("poolers", help="list the registered poolers")
+    return ap
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .experiments.knn_presets import PRESETS
+    from .report import write_knn_report
+    from .runner import grid, run_sweep
+    from .runner.executors import LocalExecutor, RayExecutor
+    from .runner.progress import Progress
+
+    if args.preset not in PRESETS:
+        raise UsageError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1; got {args.workers}")
+    if args.address and args.executor != "ray":
+        raise UsageError("--address needs --executor ray")
+    preset = PRESETS[args.preset]
+    base = {**preset.base, **_overrides(args.set)}
+    poolers = preset.poolers
+    if args.poolers:
+        poolers = tuple(p.strip() for p in args.poolers.split(",") if p.strip())
+    ks = _int_list(args.k, "--k") if args.k else preset.ks
+    seeds = _int_list(args.seeds, "--seeds") if args.seeds else preset.seeds
+    try:  # validate every run before touching any file
+        specs = grid("adapool-knn", base, k=ks, pooler=poolers, seed=seeds)
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err).splitlines()[0]) from None
+
+    out = args.out or Path("results") / f"adapool-knn-{args.preset}"
+    db = args.db or out / "runs.sqlite"
+    try:
+        executor = (RayExecutor(args.address, cpus_per_run=1) if args.executor == "ray"
+                    else LocalExecutor(args.workers))
+    except (ConnectionError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    store = _open_store(db, create=True)
+    with store:
+        print(f"adapool-knn, preset {args.preset!r}: {len(specs)} runs ({len(poolers)} poolers x "
+              f"{len(ks)} k x {len(seeds)} seeds), results in {db}", file=sys.stderr)
+        summary = run_sweep(specs, store, executor, args.retry_failed, Progress(quiet=args.quiet))
+        paths = write_knn_report(store, out) if store.rows("adapool-knn", "done") else {}
+    print(f"{summary.done} runs done, {summary.skipped} already there, {summary.failed} failed "
+          f"in {summary.wall_s / 60:.1f} min")
+    for key, line in summary.errors.items():
+        print(f"  failed {key}: {line}")
+    for what, path in paths.items():
+        print(f"{what:>5}: {path}")
+    return 1 if summary.failed else 0
+
+
+def _open_store(db: Path, create: bool):
+    from .runner import ResultsStore, StoreError
+
+    try:
+        return ResultsStore(db, create=create)
+    except StoreError as err:
+        raise UsageError(str(err)) from None
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_knn_report
+
+    if not args.db.exists():
+        raise UsageError(f"no results database at {args.db}")
+    with _open_store(args.db, create=False) as store:
+        try:
+            paths = write_knn_report(store, args.out)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    for what, path in paths.items():
+        print(f"{what:>5}: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "reproduce":
+            return _reproduce(args)
+        if args.command == "report":
+            return _report(args)
+        from . import list_poolers
+
+        print("\n".join(list_poolers()))
+        return 0
+    except UsageError as err:
+        print(f"poolwise: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("poolwise: interrupted; finished runs are saved, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""The kNN-Centroid model: query marker + pre-LN encoder + pooler, no in/out projection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..pooling import Pooler, get_pooler
+from .encoder import PreLNEncoder
+
+
+class KNNCentroidModel(nn.Module):
+    """Predict the centroid of the k nearest neighbours of token 0 from the set of tokens.
+
+    Token 0 (the query vector) gets learned marker embedding 0 and every other token marker
+    1, so the encoder can tell the query apart (AdaPool paper, section 2.3 of our notes).
+    ``pooler="cls"`` prepends a learned CLS token *after* the markers are added, so the
+    marker lands on the query vector; the paper's code prepended first, which put the query
+    marker on the CLS token and left the model unable to find the query.
+
+    Args:
+        pooler: a registered pooler name or a :class:`Pooler`; ``"cls"`` means a learned
+            prepended token read out at position 0.
+        pooler_kwargs: constructor arguments; ``dim`` is filled in. ``adapool`` defaults to
+            the paper's setting: query = token 0 (with residual), encoder heads, 1/sqrt(d_head).
+    """
+
+    def __init__(self, dim: int = 16, depth: int = 12, num_heads: int = 8, ffn_dim: int = 64,
+                 pooler: str | Pooler = "adapool", pooler_kwargs: dict[str, Any] | None = None,
+                 dropout: float = 0.0, init_std: float = 0.02) -> None:
+        super().__init__()
+        self.dim = dim
+        self.marker = nn.Embedding(2, dim)
+        self.encoder = PreLNEncoder(dim, depth, num_heads, ffn_dim, dropout, init_std)
+        kwargs = dict(pooler_kwargs or {})
+        self.cls: nn.Parameter | None = None
+        if isinstance(pooler, str) and pooler == "cls":
+            self.cls = nn.Parameter(torch.rand(1, 1, dim))  # U[0, 1) as in the paper
+            self.pool: Pooler = get_pooler("first")
+        elif isinstance(pooler, Pooler):
+            self.pool = pooler
+        else:
+            if pooler == "adapool":
+                kwargs = {"query": 0, "num_heads": num_heads, "scale": "head_dim", **kwargs}
+            cls = get_pooler(pooler, **kwargs) if not _needs_dim(pooler) else None
+            self.pool = cls if cls is not None else get_pooler(pooler, dim=dim, **kwargs)
+        nn.init.normal_(self.marker.weight, std=init_std)
+        for m in self.pool.modules():  # learned poolers get the model's init as well
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=init_std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        marker = torch.ones(x.shape[1], dtype=torch.long, device=x.device)
+        marker[0] = 0
+        h = x + self.marker(marker)
+        if self.cls is not None:
+            h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1)
+        return self.pool(self.encoder(h))
+
+
+def _needs_dim(name: str) -> bool:
+    import inspect
+
+    from ..pooling import pooler_class
+
+    return "dim" in inspect.signature(pooler_class(name).__init__).parameters

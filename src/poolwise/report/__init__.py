@@ -1,0 +1,6 @@
+"""Tables (Markdown/CSV) and plots (PNG), always rebuilt from the results store."""
+
+from .files import atomic_write_bytes, atomic_write_text
+from .knn import knn_frame, knn_summary, write_knn_report
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "knn_frame", "knn_summary", "write_knn_report"]

@@ -1,0 +1,163 @@
+"""SQLite results store. One row per run, keyed by the run's config hash.
+
+Every state change is one transaction (WAL journal, ``synchronous=FULL``), so a process killed
+at any moment leaves each run either finished with all its results or not finished at all.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .spec import RunSpec
+
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    seed INTEGER,
+    metrics TEXT,
+    history TEXT,
+    error TEXT,
+    wall_s REAL,
+    versions TEXT,
+    host TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    finished_at REAL
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used (not SQLite, not a poolwise store, newer schema)."""
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    from .. import __version__
+
+    return {"poolwise": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+class ResultsStore:
+    """Open (or create) a results database at ``path``."""
+
+    def __init__(self, path: str | Path, create: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"no results database at {self.path}")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif self.path.is_dir():
+            raise StoreError(f"{self.path} is a directory, not a results database")
+        else:
+            with open(self.path, "rb") as fh:
+                head = fh.read(16)
+            if head and head != b"SQLite format 3\x00":
+                raise StoreError(f"{self.path} is not a SQLite database")
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._init_schema()
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise StoreError(f"{self.path} is not a usable SQLite database: {err}") from None
+
+    def _init_schema(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "meta" not in tables:
+            raise StoreError(f"{self.path} is a SQLite database but not a poolwise results store "
+                             f"(tables: {', '.join(sorted(tables))})")
+        if not tables:  # idempotent DDL; executescript commits on its own
+            self._db.executescript(_SCHEMA)
+        with self._tx():
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema {version}; this poolwise reads {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ writes
+    def mark_running(self, spec: RunSpec) -> None:
+        with self._tx():
+            self._db.execute(
+                """INSERT INTO runs (key, task, config, status, seed, attempts, started_at, host, versions)
+                   VALUES (?, ?, ?, 'running', ?, 1, ?, ?, ?)
+                   ON CONFLICT(key) DO UPDATE SET status='running', attempts=attempts+1,
+                     started_at=excluded.started_at, error=NULL""",
+                (spec.key, spec.task, json.dumps(dict(spec.params)), spec.params.get("seed"),
+                 time.time(), platform.node(), json.dumps(_versions())),
+            )
+
+    def mark_done(self, spec: RunSpec, result: dict[str, Any], wall_s: float) -> None:
+        with self._tx():
+            self._db.execute(
+                """UPDATE runs SET status='done', metrics=?, history=?, wall_s=?, finished_at=?,
+                   host=?, error=NULL WHERE key=?""",
+                (json.dumps(result.get("metrics", {})), json.dumps(result.get("history", [])), wall_s,
+                 time.time(), result.get("host", platform.node()), spec.key),
+            )
+
+    def mark_failed(self, spec: RunSpec, error: str, wall_s: float) -> None:
+        with self._tx():
+            self._db.execute(
+                "UPDATE runs SET status='failed', error=?, wall_s=?, finished_at=? WHERE key=?",
+                (error, wall_s, time.time(), spec.key),
+            )
+
+    # ------------------------------------------------------------- reads
+    def status(self, key: str) -> str | None:
+        row = self._db.execute("SELECT status FROM runs WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def rows(self, task: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        query, args = "SELECT * FROM runs WHERE 1=1", []
+        if task:
+            query += " AND task=?"
+            args.append(task)
+        if status:
+            query += " AND status=?"
+            args.append(status)
+        cur = self._db.execute(query + " ORDER BY started_at", args)
+        names = [c[0] for c in cur.description]
+        out = []
+        for values in cur.fetchall():
+            row = dict(zip(names, values))
+            for field in ("config", "metrics", "history", "versions"):
+                row[field] = json.loads(row[field]) if row[field] else None
+            out.append(row)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())

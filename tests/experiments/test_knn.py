@@ -1,0 +1,82 @@
+import math
+
+import pytest
+import torch
+
+from poolwise.experiments import KNNConfig, run_knn
+from poolwise.models import KNNCentroidModel
+from poolwise.pooling import AdaPool
+
+TINY = {"num_samples": 60, "num_vectors": 16, "dim": 4, "depth": 1, "num_heads": 2, "ffn_dim": 8,
+        "epochs": 2, "batch_size": 16, "lr": 1e-3}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("POOLWISE_CACHE", str(tmp_path))
+
+
+@pytest.mark.parametrize("pooler", ["adapool", "mean", "max", "cls", "gem"])
+def test_tiny_run_reports_finite_metrics(pooler):
+    out = run_knn(KNNConfig(k=4, pooler=pooler, **TINY))
+    m = out["metrics"]
+    assert len(out["history"]) == 2 and m["best_epoch"] in (1, 2)
+    for key in ("test_signal_loss", "best_val_loss", "baseline_centroid", "baseline_query"):
+        assert math.isfinite(m[key]) and m[key] >= 0
+    assert m["snr"] == 4 / 16
+
+
+def test_runs_are_deterministic_by_seed():
+    a = run_knn(KNNConfig(k=2, seed=3, **TINY))["metrics"]["test_signal_loss"]
+    b = run_knn(KNNConfig(k=2, seed=3, **TINY))["metrics"]["test_signal_loss"]
+    c = run_knn(KNNConfig(k=2, seed=4, **TINY))["metrics"]["test_signal_loss"]
+    assert a == b and a != c
+
+
+def test_progress_callback_sees_every_epoch():
+    seen = []
+    run_knn(KNNConfig(k=2, **TINY), lambda e, t, row: seen.append((e, t, sorted(row))))
+    assert [s[:2] for s in seen] == [(1, 2), (2, 2)]
+    assert seen[0][2] == ["epoch", "train_loss", "val_loss", "wall_s"]
+
+
+def test_folds_select_distinct_validation_slices():
+    a = run_knn(KNNConfig(k=2, seed=0, folds=3, **TINY))["metrics"]["best_val_loss"]
+    b = run_knn(KNNConfig(k=2, seed=1, folds=3, **TINY))["metrics"]["best_val_loss"]
+    assert a != b
+
+
+def test_query_marker_lands_on_the_query_vector_with_cls():
+    """The paper's code prepended CLS before adding markers, so marker 0 hit the CLS token."""
+    model = KNNCentroidModel(dim=4, depth=1, num_heads=2, ffn_dim=8, pooler="cls")
+    with torch.no_grad():
+        model.marker.weight.copy_(torch.tensor([[100.0] * 4, [0.0] * 4]))
+    seen = {}
+    model.encoder.register_forward_pre_hook(lambda m, args: seen.setdefault("h", args[0]))
+    x = torch.zeros(2, 5, 4)
+    model(x)
+    h = seen["h"]
+    assert h.shape == (2, 6, 4)
+    assert torch.equal(h[:, 1], torch.full((2, 4), 100.0))  # the query vector, after CLS
+    assert (h[:, 0] < 1).all() and (h[:, 2:] == 0).all()
+
+
+def test_adapool_defaults_follow_the_paper():
+    model = KNNCentroidModel(dim=16, depth=1, num_heads=8, pooler="adapool")
+    assert isinstance(model.pool, AdaPool)
+    assert model.pool.query == 0 and model.pool.residual and model.pool.num_heads == 8
+    assert model.pool.scaling == pytest.approx(1 / math.sqrt(2))
+    assert model.pool.q_proj.weight.std().item() == pytest.approx(0.02, rel=0.3)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"k": 0}, "k must be a positive int"),
+    ({"k": 200}, r"k must be in \[1, num_vectors=128\]"),
+    ({"k": 4, "pooler": "nope"}, "unknown pooler 'nope'"),
+    ({"k": 4, "epochs": -1}, "epochs must be a positive int"),
+    ({"k": 4, "num_heads": 3}, "num_heads=3 must divide dim=16"),
+    ({"k": 4, "lr": 0.0}, "lr must be > 0"),
+])
+def test_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        KNNConfig(**kwargs)

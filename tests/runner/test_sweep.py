@@ -1,0 +1,70 @@
+import math
+
+import pytest
+
+from poolwise.runner import ResultsStore, RunSpec, grid, run_sweep
+from poolwise.runner.executors import LocalExecutor, RayExecutor, check_ray_address
+
+from .conftest import TINY
+
+
+def _losses(store):
+    return {r["key"]: r["metrics"]["test_signal_loss"] for r in store.rows(status="done")}
+
+
+def test_local_sweep_records_everything_and_resumes(tmp_path):
+    specs = grid("adapool-knn", TINY, k=[2, 4], pooler=["mean", "adapool"])
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        first = run_sweep(specs, store)
+        assert (first.done, first.skipped, first.failed) == (4, 0, 0)
+        rows = store.rows()
+        assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
+        assert all(len(r["history"]) == 1 and r["wall_s"] > 0 for r in rows)
+        again = run_sweep(specs, store)
+        assert (again.done, again.skipped) == (0, 4)
+        assert [r["attempts"] for r in store.rows()] == [1, 1, 1, 1]
+
+
+def test_a_failed_run_does_not_stop_the_sweep_and_can_be_retried(tmp_path):
+    specs = [RunSpec("test-fail", {"value": 1}), RunSpec("test-fail", {"value": 2, "fail": False})]
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        summary = run_sweep(specs, store)
+        assert (summary.done, summary.failed) == (1, 1)
+        (failed,) = store.rows(status="failed")
+        assert "RuntimeError: boom 1" in failed["error"]
+        assert run_sweep(specs, store).skipped == 2  # failed runs are not rerun by default
+        retry = run_sweep(specs, store, retry_failed=True)
+        assert (retry.failed, retry.skipped) == (1, 1)
+        assert store.rows(status="failed")[0]["attempts"] == 2
+
+
+def test_process_pool_gives_the_same_results(tmp_path):
+    specs = grid("adapool-knn", TINY, k=[2], pooler=["mean", "adapool"])
+    with ResultsStore(tmp_path / "a.sqlite") as a, ResultsStore(tmp_path / "b.sqlite") as b:
+        run_sweep(specs, a)
+        summary = run_sweep(specs, b, LocalExecutor(workers=2))
+        assert summary.done == 2
+        la, lb = _losses(a), _losses(b)
+    assert la.keys() == lb.keys()
+    for key in la:
+        assert math.isclose(la[key], lb[key], rel_tol=1e-4)
+
+
+def test_ray_executor_gives_the_same_results(tmp_path):
+    pytest.importorskip("ray")
+    specs = grid("adapool-knn", TINY, k=[2], pooler=["mean", "adapool"])
+    with ResultsStore(tmp_path / "a.sqlite") as a, ResultsStore(tmp_path / "b.sqlite") as b:
+        run_sweep(specs, a)
+        executor = RayExecutor(num_cpus=2, object_store_bytes=256 * 1024**2)
+        summary = run_sweep(specs, b, executor)
+        assert summary.done == 2, summary.errors
+        la, lb = _losses(a), _losses(b)
+    for key in la:
+        assert math.isclose(la[key], lb[key], rel_tol=1e-4)
+
+
+def test_unreachable_ray_address_fails_fast():
+    with pytest.raises(ConnectionError, match="cannot reach a Ray cluster at 127.0.0.1:1"):
+        check_ray_address("127.0.0.1:1", timeout=1.0)
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        check_ray_address("not-an-address")

@@ -1,0 +1,124 @@
+"""The `poolwise` command, run as a subprocess like a user would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+TINY = ["--set", "num_samples=40", "--set", "num_vectors=16", "--set", "dim=4", "--set", "depth=1",
+        "--set", "num_heads=2", "--set", "ffn_dim=8", "--set", "epochs=1", "--set", "batch_size=16"]
+
+
+def poolwise(*args: str, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "poolwise", *args], capture_output=True, text=True,
+                          env=env, timeout=300, **kw)
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {"POOLWISE_CACHE": str(tmp_path / "cache")}
+
+
+def test_reproduce_writes_plot_table_and_csv_then_report_rebuilds_them(tmp_path, env):
+    out = tmp_path / "out"
+    r = poolwise("reproduce", "adapool-knn", "--preset", "demo", "--k", "2,8", "--poolers", "mean,adapool",
+                 "--out", str(out), "--quiet", *TINY, env_extra=env)
+    assert r.returncode == 0, r.stderr
+    assert "4 runs done" in r.stdout and "signal_loss.png" in r.stdout
+    df = pd.read_csv(out / "runs.csv")
+    assert len(df) == 4
+    assert {"pooler", "k", "snr", "seed", "test_signal_loss", "wall_s"} <= set(df.columns)
+    assert (out / "signal_loss.png").stat().st_size > 10_000
+    table = (out / "table.md").read_text()
+    assert "AdaPool" in table and "centroid baseline" in table
+
+    rebuilt = tmp_path / "rebuilt"
+    r = poolwise("report", "--db", str(out / "runs.sqlite"), "--out", str(rebuilt))
+    assert r.returncode == 0, r.stderr
+    assert (rebuilt / "runs.csv").read_text() == (out / "runs.csv").read_text()
+    assert (rebuilt / "table.md").read_text() == table
+
+
+def _done(db: Path) -> int:
+    try:
+        con = sqlite3.connect(db, timeout=5)
+        n = con.execute("SELECT COUNT(*) FROM runs WHERE status='done'").fetchone()[0]
+        con.close()
+        return n
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_resume_after_kill_runs_each_config_exactly_once(tmp_path, env, sig):
+    out = tmp_path / "out"
+    db = out / "runs.sqlite"
+    args = ["reproduce", "adapool-knn", "--preset", "demo", "--k", "1,2,4,8", "--poolers", "mean,max",
+            "--seeds", "0,1", "--out", str(out), "--quiet", *TINY, "--set", "epochs=3"]
+    proc = subprocess.Popen([sys.executable, "-m", "poolwise", *args], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while _done(db) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep finished before it could be interrupted"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    before = {row[0]: row[1:] for row in sqlite3.connect(db).execute(
+        "SELECT key, finished_at, metrics FROM runs WHERE status='done'")}
+    assert 2 <= len(before) < 16
+
+    r = poolwise(*args, env_extra=env)
+    assert r.returncode == 0, r.stderr
+    assert f"{len(before)} already there" in r.stdout
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT key, status, attempts, finished_at, metrics FROM runs").fetchall()
+    assert len(rows) == 16 and all(status == "done" for _, status, *_ in rows)
+    for key, _, attempts, finished, metrics in rows:
+        if key in before:  # finished before the kill: untouched, not repeated
+            assert (finished, metrics) == before[key] and attempts == 1
+
+
+@pytest.mark.parametrize("args,match", [
+    (["reproduce", "adapool-knn", "--preset", "huge"], "unknown preset 'huge'"),
+    (["reproduce", "adapool-knn", "--poolers", "mean,nope"], "unknown pooler 'nope'"),
+    (["reproduce", "adapool-knn", "--set", "epochs=-1"], "epochs must be a positive int"),
+    (["reproduce", "adapool-knn", "--set", "num_samples=-5"], "num_samples must be a positive int"),
+    (["reproduce", "adapool-knn", "--k", "0"], "k must be a positive int"),
+    (["reproduce", "adapool-knn", "--executor", "ray", "--address", "127.0.0.1:1"],
+     "cannot reach a Ray cluster at 127.0.0.1:1"),
+    (["reproduce", "adapool-knn", "--address", "127.0.0.1:1"], "--address needs --executor ray"),
+    (["reproduce", "adapool-knn", "--bogus"], "unrecognized arguments: --bogus"),
+    (["report", "--db", "/nonexistent/x.sqlite", "--out", "/tmp/x"], "no results database"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, env, args, match):
+    r = poolwise(*args, "--out", str(tmp_path / "o"), env_extra=env) if args[0] == "reproduce" \
+        else poolwise(*args, env_extra=env)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("poolwise: error:") and match in lines[0], r.stderr
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_a_database_that_is_not_sqlite_is_left_untouched(tmp_path, env):
+    db = tmp_path / "precious.sqlite"
+    db.write_bytes(b"not a database at all" * 10)
+    r = poolwise("reproduce", "adapool-knn", "--db", str(db), "--out", str(tmp_path / "o"), *TINY,
+                 env_extra=env)
+    assert r.returncode == 2 and "is not a SQLite database" in r.stderr
+    assert db.read_bytes() == b"not a database at all" * 10
+    r = poolwise("report", "--db", str(db), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "is not a SQLite database" in r.stderr
+
+
+def test_poolers_lists_registered_names():
+    r = poolwise("poolers")
+    assert r.returncode == 0 and "adapool" in r.stdout.split()
