@@ -30,7 +30,8 @@ from poolwise.models import KNNCentroidModel
 class _RefAttention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
-        self.q, self.kv, self.out = nn.Linear(dim, dim, False), nn.Linear(dim, 2 * dim, False), nn.Linear(dim, dim, False)
+        self.q, self.kv = nn.Linear(dim, dim, False), nn.Linear(dim, 2 * dim, False)
+        self.out = nn.Linear(dim, dim, False)
         self.heads, self.dim = heads, dim
 
     def forward(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     x, y = torch.randn(args.batch, 128, 16), torch.randn(args.batch, 16)
     cands = {
-        "reference (paper-structured)": make_step(ReferenceModel(16, args.depth, args.heads, 64).train(), x, y),
+        "reference (paper-structured)": make_step(
+            ReferenceModel(16, args.depth, args.heads, 64).train(), x, y),
         "poolwise KNNCentroidModel": make_step(
             KNNCentroidModel(16, args.depth, args.heads, 64, "adapool", dropout=0.1).train(), x, y),
     }

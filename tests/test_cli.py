@@ -111,7 +111,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, env, args, match):
 def test_a_database_that_is_not_sqlite_is_left_untouched(tmp_path, env):
     db = tmp_path / "precious.sqlite"
     db.write_bytes(b"not a database at all" * 10)
-    r = poolwise("reproduce", "adapool-knn", "--db", str(db), "--out", str(tmp_path / "o"), *TINY,
+    r = poolwise("reproduce", "adapool-knn", "--db", str(db), "--out", str(tmp_path / "o"), "--k", "2", *TINY,
                  env_extra=env)
     assert r.returncode == 2 and "is not a SQLite database" in r.stderr
     assert db.read_bytes() == b"not a database at all" * 10

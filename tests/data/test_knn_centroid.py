@@ -1,9 +1,12 @@
+import importlib
+
 import numpy as np
 import pytest
 import torch
 
 from poolwise.data import knn_baselines, knn_centroid, knn_centroid_all
-from poolwise.data import knn_centroid as module
+
+module = importlib.import_module("poolwise.data.knn_centroid")
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +43,7 @@ def test_target_is_the_brute_force_knn_mean(k):
 
 
 def test_all_k_at_once_matches_single_k():
-    x, targets = knn_centroid_all(20, num_vectors=16, seed=2)
+    _x, targets = knn_centroid_all(20, num_vectors=16, seed=2)
     assert sorted(targets) == [1, 2, 4, 8, 15]
     for k, y in targets.items():
         torch.testing.assert_close(knn_centroid(20, k, num_vectors=16, seed=2)[1], y)

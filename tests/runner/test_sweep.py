@@ -64,7 +64,7 @@ def test_ray_executor_gives_the_same_results(tmp_path):
 
 
 def test_unreachable_ray_address_fails_fast():
-    with pytest.raises(ConnectionError, match="cannot reach a Ray cluster at 127.0.0.1:1"):
+    with pytest.raises(ConnectionError, match=r"cannot reach a Ray cluster at 127\.0\.0\.1:1"):
         check_ray_address("127.0.0.1:1", timeout=1.0)
     with pytest.raises(ValueError, match="HOST:PORT"):
         check_ray_address("not-an-address")
