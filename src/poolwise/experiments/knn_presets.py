@@ -34,12 +34,12 @@ PRESETS: dict[str, Preset] = {
         KNN_VALUES, seeds=(1, 2, 3, 4, 5)),
     "quick": Preset(
         "8 SNRs x 4 poolers x 2 seeds in under 30 minutes on 2 cores",
-        {"num_samples": 20_000, "epochs": 5, "depth": 1, "num_heads": 2, "ffn_dim": 64,
+        {"num_samples": 20_000, "epochs": 5, "depth": 1, "num_heads": 8, "ffn_dim": 64,
          "batch_size": 64, "lr": 2e-3},
         KNN_VALUES),
     "demo": Preset(
         "3 SNRs x 4 poolers x 1 seed in under 5 minutes on 2 cores",
-        {"num_samples": 10_000, "epochs": 5, "depth": 1, "num_heads": 2, "ffn_dim": 64,
+        {"num_samples": 10_000, "epochs": 5, "depth": 1, "num_heads": 8, "ffn_dim": 64,
          "batch_size": 64, "lr": 2e-3},
         (4, 32, 128), seeds=(0,)),
 }

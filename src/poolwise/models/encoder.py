@@ -6,12 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attention import attention
+
 
 class PreLNLayer(nn.Module):
     r"""One pre-LN block: :math:`x \leftarrow x + \mathrm{MHA}(\mathrm{LN}(x))`, then
     :math:`x \leftarrow x + \mathrm{FFN}(\mathrm{LN}(x))` with a GELU feed-forward. Attention
-    projections are bias-free as in the paper's code; attention runs through
-    ``scaled_dot_product_attention`` (scale :math:`1/\sqrt{d_{head}}`)."""
+    projections are bias-free as in the paper's code. Attention (scale :math:`1/\sqrt{d_{head}}`)
+    uses poolwise's compiled kernel for head dimensions up to 4 (the paper's 16/8 = 2) and
+    ``scaled_dot_product_attention`` otherwise; ``use_small_kernel=False`` forces SDPA."""
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.0,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
@@ -27,12 +30,13 @@ class PreLNLayer(nn.Module):
         self.fc1 = nn.Linear(dim, ffn_dim, **dd)
         self.fc2 = nn.Linear(ffn_dim, dim, **dd)
         self.dropout = dropout
+        self.use_small_kernel = True
 
     def forward(self, x: Tensor) -> Tensor:
         b, n, d = x.shape
         h = self.num_heads
         q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
-        att = F.scaled_dot_product_attention(q, k, v)
+        att = attention(q, k, v, self.use_small_kernel)
         x = x + self.proj(att.transpose(1, 2).reshape(b, n, d))
         ff = self.fc2(F.gelu(self.fc1(self.norm2(x))))
         return x + F.dropout(ff, self.dropout, self.training)

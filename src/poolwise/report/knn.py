@@ -65,12 +65,13 @@ def _table(df: pd.DataFrame) -> str:
             if r.empty:
                 cells.append("-")
                 continue
-            cell = f"{r['mean'].iloc[0]:.4f} ± {r['std'].iloc[0]:.4f}"
+            mean, std, n = r["mean"].iloc[0], r["std"].iloc[0], r["n"].iloc[0]
+            cell = f"{mean:.3g} ± {std:.2g}" if n > 1 else f"{mean:.3g}"
             cells.append(f"**{cell}**" if best.get(s) == pooler else cell)
         lines.append(f"| {LABELS.get(pooler, pooler)} | " + " | ".join(cells) + " |")
     for col, name in (("baseline_centroid", "centroid baseline"), ("baseline_query", "query baseline")):
         vals = summ.groupby("snr")[col].first()
-        lines.append(f"| *{name}* | " + " | ".join(f"{vals[s]:.4f}" for s in snrs) + " |")
+        lines.append(f"| *{name}* | " + " | ".join(f"{vals[s]:.3g}" for s in snrs) + " |")
     return "\n".join(lines)
 
 
@@ -139,7 +140,9 @@ def write_knn_report(store: ResultsStore, out_dir: str | Path) -> dict[str, Path
     paths = {"csv": out / "runs.csv", "table": out / "table.md", "plot": out / "signal_loss.png"}
     atomic_write_text(paths["csv"], df.to_csv(index=False))
     failed = store.rows(task=TASK, status="failed")
-    md = ["# kNN-Centroid: test signal loss (mean ± std over seeds)", "",
+    seeds = int(df.groupby(["pooler", "snr"]).size().max())
+    over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
+    md = [f"# kNN-Centroid: test signal loss ({over})", "",
           f"{len(df)} finished runs" + (f", {len(failed)} failed" if failed else "") +
           f"; database `{store.path}`.", "", _table(df), "", "## Against the paper's claims", ""]
     md += [f"* {line}" for line in claim_check(df)] or ["* (not enough poolers/SNRs to check)"]
