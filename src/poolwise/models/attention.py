@@ -3,8 +3,8 @@
 
 The kernel (``small_head_attention.cpp``) is built on first use with the machine's compiler
 (``torch.utils.cpp_extension``, about 30 s once, cached under ``~/.cache/poolwise/ext`` or
-``$POOLWISE_EXT_DIR``, per CPU and torch version). If it cannot be built, a warning says why and SDPA is used; set
-``POOLWISE_NO_EXT=1`` to skip it. Both compute exact softmax attention.
+``$POOLWISE_EXT_DIR``, per CPU and torch version). If it cannot be built, a warning says why
+and SDPA is used; set ``POOLWISE_NO_EXT=1`` to skip it. Both compute exact softmax attention.
 """
 
 from __future__ import annotations

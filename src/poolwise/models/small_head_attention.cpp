@@ -30,6 +30,16 @@ inline float exp_nonpositive(float x) {
   return p * scale;
 }
 
+// s[j] = scale * q . k_j for every key j, keys stored transposed as (E, N)
+inline void row_scores(const float* q, const float* kt, float* s, int64_t n, int64_t e, float scale) {
+  for (int64_t j = 0; j < n; ++j) s[j] = 0.f;
+  for (int64_t c = 0; c < e; ++c) {
+    const float qc = q[c] * scale;
+    const float* kc = kt + c * n;
+    for (int64_t j = 0; j < n; ++j) s[j] += qc * kc[j];
+  }
+}
+
 void transpose_into(const float* src, float* dst, int64_t n, int64_t e) {
   for (int64_t j = 0; j < n; ++j)
     for (int64_t c = 0; c < e; ++c) dst[c * n + j] = src[j * e + c];
@@ -60,12 +70,7 @@ std::vector<torch::Tensor> small_head_forward(torch::Tensor q, torch::Tensor k, 
       transpose_into(V + b * n * e, vt.data(), n, e);
       for (int64_t i = 0; i < n; ++i) {
         float* sp = s.data();
-        for (int64_t j = 0; j < n; ++j) sp[j] = 0.f;
-        for (int64_t c = 0; c < e; ++c) {
-          const float qc = qb[i * e + c] * sc;
-          const float* kc = kt.data() + c * n;
-          for (int64_t j = 0; j < n; ++j) sp[j] += qc * kc[j];
-        }
+        row_scores(qb + i * e, kt.data(), sp, n, e, sc);
         float m = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j < n; ++j) m = sp[j] > m ? sp[j] : m;
         float l = 0.f;
@@ -118,12 +123,7 @@ std::vector<torch::Tensor> small_head_backward(torch::Tensor grad_out, torch::Te
       for (int64_t i = 0; i < n; ++i) {
         float* pp = p.data();
         float* dsp = ds.data();
-        for (int64_t j = 0; j < n; ++j) pp[j] = 0.f;
-        for (int64_t c = 0; c < e; ++c) {
-          const float qc = qb[i * e + c] * sc;
-          const float* kc = kt.data() + c * n;
-          for (int64_t j = 0; j < n; ++j) pp[j] += qc * kc[j];
-        }
+        row_scores(qb + i * e, kt.data(), pp, n, e, sc);
         const float li = L[b * n + i];
         for (int64_t j = 0; j < n; ++j) pp[j] = exp_nonpositive(pp[j] - li);
         float di = 0.f;  // rowsum(dO * O)
