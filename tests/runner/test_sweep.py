@@ -68,3 +68,31 @@ def test_unreachable_ray_address_fails_fast():
         check_ray_address("127.0.0.1:1", timeout=1.0)
     with pytest.raises(ValueError, match="HOST:PORT"):
         check_ray_address("not-an-address")
+
+
+def test_joining_a_running_ray_cluster_by_address(tmp_path):
+    """`--address` joins an existing cluster: start a head node, run through it, stop it."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    ray_bin = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    start = subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2",
+                            "--object-store-memory=200000000", "--include-dashboard=false",
+                            "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=120)
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        specs = grid("adapool-knn", TINY, k=[2], pooler=["mean"])
+        with ResultsStore(tmp_path / "r.sqlite") as store:
+            summary = run_sweep(specs, store, RayExecutor(address=f"127.0.0.1:{port}"))
+            assert summary.done == 1, summary.errors
+            assert math.isfinite(store.rows()[0]["metrics"]["test_signal_loss"])
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)
