@@ -122,3 +122,40 @@ def test_a_database_that_is_not_sqlite_is_left_untouched(tmp_path, env):
 def test_poolers_lists_registered_names():
     r = poolwise("poolers")
     assert r.returncode == 0 and "adapool" in r.stdout.split()
+
+
+def test_probe_writes_plots_tables_and_json(tmp_path, tiny_bert_dir):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the cat sat on the mat .\n\na dog ran\nthe dogs sat\n")
+    r = poolwise("probe", "--model", str(tiny_bert_dir), "--texts", str(texts), "--out", str(tmp_path / "p"),
+                 "--poolers", "mean,max,last", "--samples", "1")
+    assert r.returncode == 0, r.stderr
+    for name in ("expressivity", "similarity", "agreement", "snr"):
+        assert (tmp_path / "p" / f"{name}.png").stat().st_size > 5_000
+        assert (tmp_path / "p" / f"{name}.json").exists()
+    expr = pd.read_csv(tmp_path / "p" / "expressivity.csv")
+    assert set(expr.pooler) == {"mean", "max", "last"} and (expr.n == 3).all()
+    assert "## agreement" in (tmp_path / "p" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("case,match", [
+    ("missing", "no texts file"),
+    ("empty", "holds no text"),
+    ("probe", "unknown probe weights"),
+    ("pooler", "unknown pooler meen"),
+    ("model", "not a Hugging Face model directory"),
+])
+def test_probe_bad_input_exits_2(tmp_path, tiny_bert_dir, case, match):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("" if case == "empty" else "a dog ran\n")
+    args = ["probe", "--model", str(tmp_path if case == "model" else tiny_bert_dir),
+            "--texts", str(tmp_path / "nope.txt" if case == "missing" else texts),
+            "--out", str(tmp_path / "p")]
+    if case == "probe":
+        args += ["--probe", "weights"]
+    if case == "pooler":
+        args += ["--poolers", "mean,meen"]
+    r = poolwise(*args)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and match in lines[0], r.stderr
+    assert not (tmp_path / "p").exists()

@@ -2,6 +2,7 @@
 
     poolwise reproduce adapool-knn [--preset demo|quick|paper] [--executor local|ray] [--out DIR]
     poolwise report --db PATH --out DIR
+    poolwise probe --model minilm --texts FILE --out DIR [--poolers ...] [--probe ...]
     poolwise poolers
 
 Bad input ends with a one-line error on stderr and exit code 2, before anything is written.
@@ -77,8 +78,80 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--db", type=Path, required=True)
     rp.add_argument("--out", type=Path, required=True)
 
+    pr = sub.add_parser("probe", help="measure poolings on a text encoder (plots, tables, JSON)")
+    pr.add_argument("--model", default="minilm",
+                    help="'minilm' (shipped, offline) or a local HF model directory")
+    pr.add_argument("--texts", type=Path, required=True, help="text file, one input per line")
+    pr.add_argument("--out", type=Path, required=True)
+    pr.add_argument("--poolers", default="mean,sum,max,first,last", help="comma-separated pooler names")
+    pr.add_argument("--probe", default="all",
+                    help="expressivity, similarity, agreement, snr or all (comma list)")
+    pr.add_argument("--max-length", type=int, default=128)
+    pr.add_argument("--samples", type=int, default=3, help="noise draws per epsilon (expressivity)")
+
     sub.add_parser("poolers", help="list the registered poolers")
     return ap
+
+
+PROBES = ("expressivity", "similarity", "agreement", "snr")
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from . import list_poolers
+
+    probes = PROBES if args.probe == "all" else tuple(p.strip() for p in args.probe.split(",") if p.strip())
+    unknown = [p for p in probes if p not in PROBES]
+    if unknown or not probes:
+        raise UsageError(f"unknown probe {', '.join(unknown) or '(none)'}; "
+                         f"choose from {', '.join(PROBES)} or all")
+    poolers = [p.strip() for p in args.poolers.split(",") if p.strip()]
+    known = set(list_poolers(aliases=True))
+    bad = [p for p in poolers if p not in known]
+    if bad or not poolers:
+        raise UsageError(f"unknown pooler {', '.join(bad) or '(none)'}; known: {', '.join(list_poolers())}")
+    if args.max_length < 2 or args.samples < 1:
+        raise UsageError("--max-length must be >= 2 and --samples >= 1")
+    if not args.texts.is_file():
+        raise UsageError(f"no texts file at {args.texts}")
+    texts = [line.strip() for line in args.texts.read_text(errors="replace").splitlines() if line.strip()]
+    if not texts:
+        raise UsageError(f"{args.texts} holds no text (one input per line expected)")
+    from .probes import HFTextEncoder, measures
+
+    try:
+        encoder = (HFTextEncoder.minilm(args.max_length) if args.model == "minilm"
+                   else HFTextEncoder(Path(args.model), args.max_length))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return _run_probes(encoder, texts, poolers, probes, args, measures)
+
+
+def _run_probes(encoder, texts, poolers, probes, args, measures) -> int:
+    from rich.progress import Progress
+
+    from .report import write_probe_report
+
+    calls = {
+        "expressivity": lambda: measures.expressivity_curve(encoder, texts, poolers, samples=args.samples),
+        "similarity": lambda: measures.similarity_gap(encoder, poolers=poolers),
+        "agreement": lambda: measures.agreement_matrix(encoder, texts, poolers),
+        "snr": lambda: measures.distractor_robustness(encoder, texts, poolers),
+    }
+    results = {}
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("probes", total=len(probes))
+        for name in probes:
+            bar.update(task, description=f"probe: {name} ({len(texts)} texts, {encoder.name})")
+            try:
+                results[name] = calls[name]()
+            except (ValueError, TypeError) as err:
+                raise UsageError(f"probe {name}: {str(err).splitlines()[0]}") from None
+            bar.advance(task)
+    paths = write_probe_report(results, args.out, encoder.name)
+    for what, path in paths.items():
+        if what.endswith((".png", ".md")):
+            print(f"{what:>17}: {path}")
+    return 0
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -160,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             return _reproduce(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "probe":
+            return _probe(args)
         from . import list_poolers
 
         print("\n".join(list_poolers()))

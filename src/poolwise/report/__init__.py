@@ -2,5 +2,9 @@
 
 from .files import atomic_write_bytes, atomic_write_text
 from .knn import knn_frame, knn_summary, write_knn_report
+from .probes import markdown_table, write_probe_report
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "knn_frame", "knn_summary", "write_knn_report"]
+__all__ = [
+    "atomic_write_bytes", "atomic_write_text", "knn_frame", "knn_summary", "markdown_table",
+    "write_knn_report", "write_probe_report",
+]

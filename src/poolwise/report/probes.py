@@ -1,0 +1,119 @@
+"""Plots and Markdown for the probes; every figure from the probe's DataFrame alone."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from .files import atomic_write_bytes, atomic_write_text
+
+
+def _figure(width: float = 6.5, height: float = 4.2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(width, height), dpi=120)
+
+
+def _png(plt, fig) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_expressivity(df: pd.DataFrame, model: str) -> bytes:
+    plt, fig, ax = _figure()
+    for pooler, g in df.groupby("pooler", sort=False):
+        g = g.sort_values("epsilon")
+        (line,) = ax.plot(g.epsilon, g.distance_mean, marker="o", label=pooler)
+        lo = (g.distance_mean - g.distance_std).clip(lower=g.distance_mean * 1e-3)
+        ax.fill_between(g.epsilon, lo, g.distance_mean + g.distance_std, color=line.get_color(), alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("input perturbation ε (Frobenius norm on the input embeddings)")
+    ax.set_ylabel("pooled output change ‖g(f(X+δ)) - g(f(X))‖")
+    ax.set_title(f"Expressivity: output change vs input change ({model})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(plt, fig)
+
+
+def plot_similarity(df: pd.DataFrame, model: str) -> bytes:
+    plt, fig, ax = _figure()
+    piv = df.pivot(index="pooler", columns="kind", values="relative_distance")[["similar", "dissimilar"]]
+    piv = piv.loc[list(dict.fromkeys(df.pooler))]
+    piv.plot.bar(ax=ax, rot=0)
+    ax.set_ylabel("distance / mean output norm")
+    ax.set_xlabel("pooler")
+    ax.set_title(f"Similar vs dissimilar pairs ({model})")
+    ax.grid(True, axis="y", alpha=0.3)
+    return _png(plt, fig)
+
+
+def plot_agreement(df: pd.DataFrame, model: str) -> bytes:
+    plt, fig, ax = _figure(5.5, 4.8)
+    im = ax.imshow(df.values, vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(len(df.columns)), df.columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(df.index)), df.index)
+    for i in range(len(df.index)):
+        for j in range(len(df.columns)):
+            ax.text(j, i, f"{df.values[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(im, ax=ax, label="mean cosine similarity")
+    ax.set_title(f"Cross-pooler agreement ({model})")
+    return _png(plt, fig)
+
+
+def plot_distractors(df: pd.DataFrame, model: str) -> bytes:
+    plt, fig, axes = _figure(10, 4.2)
+    fig.delaxes(axes)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for pooler, g in df.groupby("pooler", sort=False):
+        g = g.sort_values("distractors")
+        left.plot(g.distractors, g.relative_move, marker="o", label=pooler)
+        right.plot(g.distractors, g.signal_loss, marker="o", label=pooler)
+    for ax, label in ((left, "relative move ‖g(X') - g(X)‖ / ‖g(X)‖"),
+                      (right, "signal loss vs clean token centroid")):
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_xlabel("distractor tokens added")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    fig.suptitle(f"Distractor robustness ({model})")
+    return _png(plt, fig)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub Markdown table; floats with 4 significant digits."""
+    def cell(v: object) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+PLOTS = {"expressivity": plot_expressivity, "similarity": plot_similarity,
+         "agreement": plot_agreement, "snr": plot_distractors}
+
+
+def write_probe_report(results: dict[str, pd.DataFrame], out_dir: str | Path, model: str) -> dict[str, Path]:
+    """One PNG, CSV and JSON per probe and a ``summary.md`` with every table."""
+    out = Path(out_dir)
+    paths: dict[str, Path] = {}
+    md = [f"# Pooling probes on {model}", ""]
+    for name, df in results.items():
+        table = df.reset_index() if name == "agreement" else df
+        paths[f"{name}.png"] = atomic_write_bytes(out / f"{name}.png", PLOTS[name](df, model))
+        paths[f"{name}.csv"] = atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
+        paths[f"{name}.json"] = atomic_write_text(out / f"{name}.json",
+                                                  table.to_json(orient="records", indent=1))
+        md += [f"## {name}", "", markdown_table(table), "", f"![{name}]({name}.png)", ""]
+    paths["summary.md"] = atomic_write_text(out / "summary.md", "\n".join(md))
+    return paths
