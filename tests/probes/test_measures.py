@@ -88,3 +88,20 @@ def test_minilm_shipped_model_loads_offline():
     tokens, mask = enc.tokens(["a short sentence", "another, slightly longer, sentence here"])
     assert tokens.shape[0] == 2 and tokens.shape[2] == 384 == enc.dim
     assert mask.sum(1).tolist()[0] < mask.sum(1).tolist()[1]
+
+
+def test_weight_profile_of_learned_poolers(encoder):
+    import poolwise as pw
+    from poolwise.probes import weight_profile
+
+    wavg = pw.get_pooler("wavg", max_len=64)
+    with torch.no_grad():
+        wavg.logits[0] = 5.0  # most weight on the first real token
+    ada = pw.get_pooler("adapool", dim=16, num_heads=2)
+    df = weight_profile(encoder, TEXTS, [wavg, ada], batch_size=2)
+    w = df[df.pooler == "wavg"].set_index("position").weight
+    assert w.idxmax() == 0 and w.iloc[0] > 0.5
+    lengths = [int(m.sum()) for m in encoder.tokenize(TEXTS)[1]]
+    assert df[df.pooler == "adapool"]["count"].max() == len(TEXTS) and len(w) == max(lengths)
+    with pytest.raises(ValueError, match="has no position weights"):
+        weight_profile(encoder, TEXTS, [pw.get_pooler("mean")])

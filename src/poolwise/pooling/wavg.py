@@ -55,6 +55,13 @@ class WeightedAveragePooling(Pooler):
         mask = torch.ones(1, length, dtype=torch.bool, device=self.logits.device)
         return masked_softmax(self.logits[self._positions(mask)], mask)[0]
 
+    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Token weights ``(B, N)`` (zero on padding), in fp32."""
+        x, keep = self._prepare(x, mask)
+        keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if keep is None else keep
+        with torch.no_grad():
+            return masked_softmax(self.logits[self._positions(keep)], keep)
+
     def _positions(self, mask: Tensor) -> Tensor:
         rank = ranks(mask)
         pos = rank - 1 if self.align == "start" else counts(mask)[:, None] - rank

@@ -9,9 +9,10 @@ from .measures import (
     distractor_robustness,
     expressivity_curve,
     similarity_gap,
+    weight_profile,
 )
 
 __all__ = [
     "DEFAULT_EPSILONS", "DEFAULT_POOLERS", "HFTextEncoder", "agreement_matrix",
-    "distractor_robustness", "expressivity_curve", "similarity_gap",
+    "distractor_robustness", "expressivity_curve", "similarity_gap", "weight_profile",
 ]

@@ -185,3 +185,36 @@ def distractor_robustness(encoder, texts: Sequence[str], poolers: Iterable[str] 
         records.append({"pooler": n, "distractors": k, "snr": float(snr.mean()),
                         "relative_move": float(move.mean()), "signal_loss": float(loss.mean())})
     return pd.DataFrame(records)
+
+
+def weight_profile(encoder, texts: Sequence[str], poolers: Iterable[Pooler],
+                   batch_size: int = 32) -> pd.DataFrame:
+    """Average weight each learned pooler gives to each position, counted from the first real
+    token (*Pool Me Wisely*, Figure 3 right). ``poolers`` are instances, typically trained:
+    ``wavg`` and the attention poolers (``adapool``, ``attention``, ``gated``; heads and
+    queries averaged). Columns: pooler, position, weight (mean over texts), count."""
+    sums: dict[str, Tensor] = {}
+    counts: dict[str, Tensor] = {}
+    for chunk in _batches(list(texts), batch_size):
+        tokens, mask = encoder.tokens(chunk)
+        rank = torch.cumsum(mask, 1) - 1
+        for p in poolers:
+            if not hasattr(p, "attention_weights"):
+                raise ValueError(f"pooler {p.name!r} has no position weights; "
+                                 "use wavg, adapool, attention or gated")
+            w = p.attention_weights(tokens, mask)
+            while w.dim() > 2:  # average heads / queries
+                w = w.mean(1)
+            n = int(mask.shape[1])
+            s = sums.setdefault(p.name, torch.zeros(n, dtype=torch.float64))
+            c = counts.setdefault(p.name, torch.zeros(n, dtype=torch.float64))
+            if s.numel() < n:
+                sums[p.name] = s = torch.cat([s, s.new_zeros(n - s.numel())])
+                counts[p.name] = c = torch.cat([c, c.new_zeros(n - c.numel())])
+            s.index_add_(0, rank[mask], w[mask].double())
+            c.index_add_(0, rank[mask], torch.ones(int(mask.sum()), dtype=torch.float64))
+    return pd.DataFrame([
+        {"pooler": name, "position": i, "weight": float(sums[name][i] / counts[name][i]),
+         "count": int(counts[name][i])}
+        for name in sums for i in range(sums[name].numel()) if counts[name][i] > 0
+    ])
