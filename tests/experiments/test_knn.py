@@ -76,7 +76,16 @@ def test_adapool_defaults_follow_the_paper():
     ({"k": 4, "epochs": -1}, "epochs must be a positive int"),
     ({"k": 4, "num_heads": 3}, "num_heads=3 must divide dim=16"),
     ({"k": 4, "lr": 0.0}, "lr must be > 0"),
+    ({"k": 4, "device": "tpu"}, "device must be 'auto', 'cpu'"),
 ])
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         KNNConfig(**kwargs)
+
+
+def test_explicit_cpu_device_matches_auto_here():
+    if torch.cuda.is_available():
+        pytest.skip("auto picks CUDA on this machine")
+    a = run_knn(KNNConfig(k=2, device="cpu", **TINY))["metrics"]
+    b = run_knn(KNNConfig(k=2, device="auto", **TINY))["metrics"]
+    assert a["test_signal_loss"] == b["test_signal_loss"] and a["device"] == "cpu"

@@ -44,6 +44,7 @@ class KNNConfig:
     test_fraction: float = 0.1
     folds: int = 1  # >1: contiguous k-fold validation over the non-test part, fold = seed % folds
     pooler_kwargs: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"  # "auto": the first CUDA device when there is one, else the CPU
 
     def __post_init__(self) -> None:
         ints = ("k", "num_samples", "num_vectors", "dim", "depth", "num_heads", "ffn_dim", "epochs",
@@ -67,6 +68,8 @@ class KNNConfig:
         if self.pooler != "cls" and self.pooler not in list_poolers(aliases=True):
             raise ValueError(f"unknown pooler {self.pooler!r}; use 'cls' or one of: "
                              f"{', '.join(list_poolers())}")
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}")
         if self.num_samples < 10:
             raise ValueError(f"num_samples must be >= 10 to split train/val/test; got {self.num_samples}")
 
@@ -89,12 +92,23 @@ def _splits(cfg: KNNConfig) -> tuple[slice, slice, slice]:
     return slice(0, rest), slice(fold * size, (fold + 1) * size), slice(rest, n)
 
 
-def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available here")
+    return dev
+
+
+def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
+              dev: torch.device) -> float:
     model.eval()
     total = 0.0
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            total += float(F.mse_loss(model(x[i:i + batch]), y[i:i + batch], reduction="sum"))
+            xb, yb = x[i:i + batch].to(dev), y[i:i + batch].to(dev)
+            total += float(F.mse_loss(model(xb), yb, reduction="sum"))
     return total / y.numel()
 
 
@@ -113,9 +127,10 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
         x_train, y_train = x[train], y[train]
     x_val, y_val, x_test, y_test = x[val], y[val], x[test], y[test]
 
+    dev = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = KNNCentroidModel(cfg.dim, cfg.depth, cfg.num_heads, cfg.ffn_dim, cfg.pooler,
-                             cfg.pooler_kwargs, cfg.dropout, cfg.init_std)
+                             cfg.pooler_kwargs, cfg.dropout, cfg.init_std).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     best = (math.inf, 0, copy.deepcopy(model.state_dict()))
@@ -128,7 +143,8 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
         running, seen = 0.0, 0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            loss = F.mse_loss(model(x_train[idx]), y_train[idx])
+            xb, yb = x_train[idx].to(dev, non_blocking=True), y_train[idx].to(dev, non_blocking=True)
+            loss = F.mse_loss(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -138,23 +154,23 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
         train_loss = running / seen
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss}); lower lr")
-        val_loss = _evaluate(model, x_val, y_val, 2 * cfg.batch_size)
+        val_loss = _evaluate(model, x_val, y_val, 2 * cfg.batch_size, dev)
         if val_loss < best[0]:
-            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+            best = (val_loss, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                "wall_s": time.perf_counter() - start}
         history.append(row)
         if progress is not None:
             progress(epoch, cfg.epochs, row)
     model.load_state_dict(best[2])
-    test_loss = _evaluate(model, x_test, y_test, 2 * cfg.batch_size)
+    test_loss = _evaluate(model, x_test, y_test, 2 * cfg.batch_size, dev)
     base = knn_baselines(x_test, y_test)
     return {
         "metrics": {
             "test_signal_loss": test_loss, "best_val_loss": best[0], "best_epoch": best[1],
             "baseline_centroid": base["centroid"], "baseline_query": base["query"],
             "snr": cfg.snr, "train_samples_per_s": len(x_train) * cfg.epochs / max(train_time, 1e-9),
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": sum(p.numel() for p in model.parameters()), "device": str(dev),
         },
         "history": history,
     }
