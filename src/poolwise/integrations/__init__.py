@@ -1,0 +1,1 @@
+"""Bridges to other libraries. Import the submodule you need; each imports its library lazily."""

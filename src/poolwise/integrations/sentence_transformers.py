@@ -1,0 +1,138 @@
+"""Any poolwise pooler as a sentence-transformers module.
+
+    from sentence_transformers import SentenceTransformer
+    from poolwise.integrations.sentence_transformers import use_pooler
+    model = use_pooler(SentenceTransformer(path), "adapool", num_heads=8)   # learned: trains with the model
+    model.save(out_dir); SentenceTransformer(out_dir)                         # same embeddings back
+
+Learned weights are stored as ``model.safetensors`` beside the module's ``config.json``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..pooling import Pooler, get_pooler, pooler_class
+
+try:  # sentence-transformers >= 6
+    from sentence_transformers.base.modules.module import Module
+except ImportError:  # 5.x
+    from sentence_transformers.models.Module import Module
+
+#: sentence-transformers pooling modes and the poolwise pooler that computes each
+ST_MODES = {"cls": "first", "max": "max", "mean": "mean", "mean_sqrt_len_tokens": "mean_sqrt_len",
+            "weightedmean": "weighted_mean", "lasttoken": "last"}
+
+
+def _build(spec: str | dict | Pooler, dim: int, kwargs: dict[str, Any]) -> Pooler:
+    if isinstance(spec, Pooler):
+        if kwargs:
+            raise TypeError(f"got a ready pooler and extra arguments {sorted(kwargs)}")
+        return spec
+    cfg = dict(spec) if isinstance(spec, dict) else {"name": ST_MODES.get(spec, spec)}
+    cfg.update(kwargs)
+    accepted = inspect.signature(pooler_class(cfg["name"]).__init__).parameters
+    if "dim" in accepted and "dim" not in cfg:
+        cfg["dim"] = dim
+    return get_pooler(cfg)
+
+
+def exclude_prompt(mask: Tensor, prompt_length: int | Tensor) -> Tensor:
+    """A new mask without the first ``prompt_length`` real tokens of each row (any padding
+    side); the caller's mask is never modified."""
+    pl = torch.as_tensor(prompt_length, device=mask.device).reshape(-1, 1)
+    rank = torch.cumsum(mask.long(), 1)
+    return mask.bool() & (rank > pl)
+
+
+class PoolwisePooling(Module):
+    """A sentence-transformers module that pools ``token_embeddings`` with a poolwise pooler
+    into ``sentence_embedding``. ``pooler`` is a poolwise name, a sentence-transformers mode
+    name (``"cls"``, ``"lasttoken"``, ...), a poolwise config dict or a :class:`Pooler`."""
+
+    config_keys: ClassVar[list[str]] = ["embedding_dimension", "pooler", "include_prompt"]
+
+    def __init__(self, embedding_dimension: int, pooler: str | dict | Pooler = "mean",
+                 include_prompt: bool = True, **pooler_kwargs: Any) -> None:
+        super().__init__()
+        self.embedding_dimension = int(embedding_dimension)
+        self.include_prompt = include_prompt
+        self.pool = _build(pooler, self.embedding_dimension, pooler_kwargs)
+
+    @property
+    def pooler(self) -> dict[str, Any]:
+        return self.pool.config()
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        x = features["token_embeddings"]
+        mask = features["attention_mask"].bool()
+        if not self.include_prompt and features.get("prompt_length") is not None:
+            mask = exclude_prompt(mask, features["prompt_length"])
+        features["sentence_embedding"] = self.pool(x, mask)
+        return features
+
+    def get_embedding_dimension(self) -> int:
+        return self.pool.output_dim(self.embedding_dimension)
+
+    get_sentence_embedding_dimension = get_embedding_dimension
+
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+        self.save_config(output_path)
+        if any(True for _ in self.parameters()):
+            self.save_torch_weights(output_path, safe_serialization=safe_serialization)
+
+    @classmethod
+    def load(cls, model_name_or_path: str, subfolder: str = "", token: bool | str | None = None,
+             cache_folder: str | None = None, revision: str | None = None,
+             local_files_only: bool = False, **kwargs: Any) -> PoolwisePooling:
+        hub = {"subfolder": subfolder, "token": token, "cache_folder": cache_folder,
+               "revision": revision, "local_files_only": local_files_only}
+        model = cls(**cls.load_config(model_name_or_path=model_name_or_path, **hub))
+        if any(True for _ in model.parameters()):
+            model = cls.load_torch_weights(model_name_or_path=model_name_or_path, model=model, **hub)
+        return model
+
+
+def use_pooler(model: Any, pooler: str | dict | Pooler = "mean", include_prompt: bool | None = None,
+               **pooler_kwargs: Any) -> Any:
+    """Replace the ``Pooling`` module of a ``SentenceTransformer`` in place (and return it).
+    ``include_prompt`` defaults to the replaced module's setting."""
+    for name, module in model._modules.items():
+        if type(module).__name__ in ("Pooling", "PoolwisePooling"):
+            dim = getattr(module, "embedding_dimension", None) or module.get_embedding_dimension()
+            keep = getattr(module, "include_prompt", True) if include_prompt is None else include_prompt
+            new = PoolwisePooling(dim, pooler, keep, **pooler_kwargs)
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+            model._modules[name] = new.to(device)
+            return model
+    raise ValueError("the model has no Pooling module to replace")
+
+
+def load_model(path: str, **kwargs: Any) -> Any:
+    """Load a saved ``SentenceTransformer`` directory that uses :class:`PoolwisePooling`.
+
+    sentence-transformers refuses module classes outside its own package unless
+    ``trust_remote_code=True``. This helper grants it only after checking that every module
+    in ``modules.json`` is a sentence-transformers or poolwise class and that the directory
+    ships no Python files, so no code from the directory itself can run."""
+    import json
+    from pathlib import Path
+
+    from sentence_transformers import SentenceTransformer
+
+    root = Path(path)
+    modules = json.loads((root / "modules.json").read_text()) if (root / "modules.json").is_file() else []
+    foreign = [m["type"] for m in modules
+               if not m["type"].startswith(("sentence_transformers.", "poolwise."))]
+    if foreign:
+        raise ValueError(f"{path} uses module classes outside sentence-transformers and poolwise: "
+                         f"{', '.join(foreign)}; load it with SentenceTransformer(..., "
+                         "trust_remote_code=True) only if you trust that code")
+    scripts = sorted(str(p.relative_to(root)) for p in root.rglob("*.py"))
+    if scripts:
+        raise ValueError(f"{path} contains Python files ({', '.join(scripts[:3])}); refusing to trust it")
+    return SentenceTransformer(str(root), trust_remote_code=True, **kwargs)
