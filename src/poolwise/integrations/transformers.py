@@ -1,0 +1,112 @@
+"""A Hugging Face ``AutoModel`` plus a poolwise pooler: one embedding per input.
+
+    enc = PooledEncoder.from_pretrained("path/to/model", pooler="last")   # any local HF model directory
+    emb = enc.encode(["some text", ...], prompt="query: ", normalize=True)
+    enc.save_pretrained("out")   # model, tokenizer, poolwise_pooler.json (+ .safetensors if learned)
+
+Padding side does not matter (the pooler finds real tokens from the mask), and a prompt
+prefix can be excluded from pooling per row without touching the caller's mask.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..pooling import Pooler, get_pooler
+from .sentence_transformers import _build, exclude_prompt
+
+CONFIG_NAME = "poolwise_pooler.json"
+WEIGHTS_NAME = "poolwise_pooler.safetensors"
+
+
+class PooledEncoder(nn.Module):
+    def __init__(self, model: nn.Module, tokenizer: Any, pooler: Pooler, max_length: int = 512) -> None:
+        super().__init__()
+        self.model, self.tokenizer, self.pooler, self.max_length = model, tokenizer, pooler, max_length
+        self.dim = int(model.config.hidden_size)
+        self._takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, pooler: str | dict | Pooler | None = None,
+                        max_length: int = 512, device: str = "cpu", **pooler_kwargs: Any) -> PooledEncoder:
+        """Load a local model directory. ``pooler=None`` uses the pooler saved there by
+        :meth:`save_pretrained`, else ``"mean"``."""
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{path} is not a Hugging Face model directory (no config.json)")
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        model = AutoModel.from_pretrained(str(path))
+        dim = int(model.config.hidden_size)
+        saved = path / CONFIG_NAME
+        if pooler is None and saved.is_file():
+            pool = get_pooler(json.loads(saved.read_text()))
+            if (path / WEIGHTS_NAME).is_file():
+                from safetensors.torch import load_file
+
+                pool.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+        else:
+            pool = _build(pooler or "mean", dim, pooler_kwargs)
+        return cls(model, tokenizer, pool, max_length).to(device).eval()
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor,
+                prompt_lengths: Tensor | None = None) -> Tensor:
+        kwargs = {}
+        if self._takes_position_ids:  # count positions from the first real token: padding side agnostic
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        tokens = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        mask = attention_mask.bool()
+        if prompt_lengths is not None:
+            mask = exclude_prompt(mask, prompt_lengths)
+        return self.pooler(tokens, mask)
+
+    def prompt_length(self, prompt: str) -> int:
+        """Tokens a prompt prefix occupies at the start of an encoded input, leading special
+        tokens (``[CLS]``, ``<s>``) included."""
+        with_special = self.tokenizer("x")["input_ids"]
+        bare = self.tokenizer("x", add_special_tokens=False)["input_ids"]
+        lead = next((i for i in range(len(with_special)) if with_special[i:i + len(bare)] == bare), 0)
+        return lead + len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = False,
+               prompt: str | Sequence[str] | None = None) -> Tensor:
+        """Embeddings ``(len(texts), D)``. ``prompt`` (one for all, or one per text) is
+        prepended to each text and excluded from pooling."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of strings, not a single string")
+        prompts = [prompt] * len(texts) if isinstance(prompt, str) or prompt is None else list(prompt)
+        if len(prompts) != len(texts):
+            raise ValueError(f"got {len(prompts)} prompts for {len(texts)} texts")
+        device = next(self.model.parameters()).device
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                chunk, pchunk = list(texts[i:i + batch_size]), prompts[i:i + batch_size]
+                joined = [(p or "") + t for p, t in zip(pchunk, chunk)]
+                batch = self.tokenizer(joined, padding=True, truncation=True, max_length=self.max_length,
+                                       return_tensors="pt").to(device)
+                lengths = None
+                if any(pchunk):
+                    lengths = torch.tensor([self.prompt_length(p) if p else 0 for p in pchunk], device=device)
+                out.append(self(batch["input_ids"], batch["attention_mask"], lengths))
+        emb = torch.cat(out) if out else torch.zeros(0, self.pooler.output_dim(self.dim))
+        return torch.nn.functional.normalize(emb, dim=-1) if normalize else emb
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
+        (path / CONFIG_NAME).write_text(json.dumps(self.pooler.config(), indent=2))
+        state = self.pooler.state_dict()
+        if state:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in state.items()}, str(path / WEIGHTS_NAME))

@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+from poolwise.integrations.transformers import PooledEncoder
+
+TEXTS = ["the cat sat on the mat .", "a dog ran", "the dogs sat on a mat"]
+
+
+def test_encode_shapes_and_normalize(tiny_bert_dir):
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir, "mean")
+    emb = enc.encode(TEXTS, batch_size=2)
+    assert emb.shape == (3, 16)
+    unit = enc.encode(TEXTS, normalize=True)
+    torch.testing.assert_close(unit.norm(dim=1), torch.ones(3))
+
+
+@pytest.mark.parametrize("pooler", ["mean", "last", "first", "weighted_mean", "max"])
+def test_left_and_right_padding_tokenizers_agree(tiny_bert_dir, pooler):
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir, pooler)
+    enc.tokenizer.padding_side = "right"
+    right = enc.encode(TEXTS)
+    enc.tokenizer.padding_side = "left"
+    left = enc.encode(TEXTS)
+    torch.testing.assert_close(left, right, atol=1e-5, rtol=1e-5)
+
+
+def test_prompt_is_excluded_from_pooling(tiny_bert_dir):
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir, "mean")
+    prompt = "the cat "
+    k = enc.prompt_length(prompt)
+    lead = int(enc.tokenizer("x")["input_ids"][0] == enc.tokenizer.cls_token_id)
+    assert k == lead + 2  # [CLS] if the tokenizer adds it, then two words
+    got = enc.encode(["a dog ran"], prompt=prompt)
+    batch = enc.tokenizer([prompt + "a dog ran"], return_tensors="pt")
+    with torch.no_grad():
+        tokens = enc.model(**batch).last_hidden_state[0]
+    torch.testing.assert_close(got[0], tokens[k:].mean(0))
+
+
+def test_callers_mask_is_not_modified(tiny_bert_dir):
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir, "mean")
+    batch = enc.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    mask = batch["attention_mask"].clone()
+    enc(batch["input_ids"], batch["attention_mask"], torch.tensor([2, 1, 3]))
+    assert torch.equal(batch["attention_mask"], mask)
+
+
+def test_save_and_load_a_learned_pooler(tiny_bert_dir, tmp_path):
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir, "adapool", num_heads=2)
+    with torch.no_grad():
+        for p in enc.pooler.parameters():
+            p.add_(0.1)
+    a = enc.encode(TEXTS)
+    enc.save_pretrained(tmp_path)
+    assert (tmp_path / "poolwise_pooler.safetensors").exists()
+    back = PooledEncoder.from_pretrained(tmp_path)
+    assert back.pooler.name == "adapool"
+    torch.testing.assert_close(back.encode(TEXTS), a)
+
+
+def test_bad_inputs(tiny_bert_dir, tmp_path):
+    with pytest.raises(ValueError, match="not a Hugging Face model directory"):
+        PooledEncoder.from_pretrained(tmp_path)
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir)
+    with pytest.raises(TypeError, match="list of strings"):
+        enc.encode("one string")
+    with pytest.raises(ValueError, match="2 prompts for 3 texts"):
+        enc.encode(TEXTS, prompt=["a", "b"])
