@@ -99,3 +99,53 @@ def test_load_model_refuses_foreign_code(tmp_path):
     (tmp_path / "poolwise.py").write_text("print('hi')")
     with pytest.raises(ValueError, match="contains Python files"):
         load_model(str(tmp_path))
+
+
+LEGACY = {"word_embedding_dimension": 8, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+          "pooling_mode_max_tokens": True, "pooling_mode_mean_sqrt_len_tokens": False,
+          "pooling_mode_weightedmean_tokens": False, "pooling_mode_lasttoken": False, "include_prompt": True}
+
+
+def test_reads_legacy_and_v6_configs():
+    from poolwise.integrations.sentence_transformers import pooler_from_st_config
+
+    spec, dim, prompt = pooler_from_st_config(LEGACY)
+    assert spec == {"name": "multi", "poolers": ["max", "mean"]} and dim == 8 and prompt
+    assert pooler_from_st_config({"embedding_dimension": 4, "pooling_mode": "lasttoken"})[0] == "last"
+    spec, _, prompt = pooler_from_st_config({"embedding_dimension": 4, "pooling_mode": ["cls", "mean"],
+                                             "include_prompt": False})
+    assert spec["poolers"] == ["first", "mean"] and not prompt
+    with pytest.raises(ValueError, match="unknown sentence-transformers pooling mode"):
+        pooler_from_st_config({"embedding_dimension": 4, "pooling_mode": "median"})
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_round_trip_through_the_st_config_gives_identical_outputs(legacy):
+    from poolwise.integrations.sentence_transformers import pooler_from_st_config, pooler_to_st_config
+
+    feats = _features()
+    for name in ["mean", "first", "last", "max", "weighted_mean", "mean_sqrt_len", ["max", "mean"]]:
+        module = PoolwisePooling(8, name)
+        cfg = pooler_to_st_config(module.pool, 8, legacy=legacy)
+        back = PoolwisePooling(8, pooler_from_st_config(cfg)[0])
+        torch.testing.assert_close(back(dict(feats))["sentence_embedding"],
+                                   module(dict(feats))["sentence_embedding"])
+        st_out = Pooling(**{("embedding_dimension" if not legacy else "word_embedding_dimension"): 8,
+                            **{k: v for k, v in cfg.items() if "dimension" not in k}})(dict(feats))
+        torch.testing.assert_close(st_out["sentence_embedding"], module(dict(feats))["sentence_embedding"],
+                                   atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="no sentence-transformers equivalent"):
+        pooler_to_st_config(PoolwisePooling(8, "gem").pool, 8)
+
+
+def test_parameter_free_pooler_saves_for_plain_sentence_transformers(minilm, tmp_path):
+    from poolwise.integrations.sentence_transformers import from_st_pooling_dir, to_st_pooling
+
+    use_pooler(minilm, "max")
+    ours = minilm.encode(TEXTS, convert_to_tensor=True)
+    minilm._modules["1"] = to_st_pooling(minilm[1])
+    minilm.save(str(tmp_path))
+    plain = st.SentenceTransformer(str(tmp_path), device="cpu")  # no trust_remote_code needed
+    torch.testing.assert_close(plain.encode(TEXTS, convert_to_tensor=True), ours, atol=1e-6, rtol=1e-6)
+    switched = from_st_pooling_dir(str(next(tmp_path.glob("1_*"))))
+    assert switched.pool.name == "max" and switched.embedding_dimension == 384

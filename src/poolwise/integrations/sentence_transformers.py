@@ -28,11 +28,13 @@ ST_MODES = {"cls": "first", "max": "max", "mean": "mean", "mean_sqrt_len_tokens"
             "weightedmean": "weighted_mean", "lasttoken": "last"}
 
 
-def _build(spec: str | dict | Pooler, dim: int, kwargs: dict[str, Any]) -> Pooler:
+def _build(spec: str | dict | list | Pooler, dim: int, kwargs: dict[str, Any]) -> Pooler:
     if isinstance(spec, Pooler):
         if kwargs:
             raise TypeError(f"got a ready pooler and extra arguments {sorted(kwargs)}")
         return spec
+    if isinstance(spec, (list, tuple)):
+        spec = {"name": "multi", "poolers": [ST_MODES.get(n, n) if isinstance(n, str) else n for n in spec]}
     cfg = dict(spec) if isinstance(spec, dict) else {"name": ST_MODES.get(spec, spec)}
     cfg.update(kwargs)
     accepted = inspect.signature(pooler_class(cfg["name"]).__init__).parameters
@@ -136,3 +138,74 @@ def load_model(path: str, **kwargs: Any) -> Any:
     if scripts:
         raise ValueError(f"{path} contains Python files ({', '.join(scripts[:3])}); refusing to trust it")
     return SentenceTransformer(str(root), trust_remote_code=True, **kwargs)
+
+
+_LEGACY_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
+                "pooling_mode_mean_tokens": "mean",
+                "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+                "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
+_TO_ST = {v: k for k, v in ST_MODES.items()}
+
+
+def pooler_from_st_config(config: dict[str, Any]) -> tuple[str | dict, int, bool]:
+    """Read a sentence-transformers ``1_Pooling/config.json`` (5.x boolean keys or 6.x
+    ``pooling_mode``) as ``(poolwise spec, embedding dimension, include_prompt)``. Several
+    modes become a ``multi`` pooler concatenating in sentence-transformers' order."""
+    dim = config.get("embedding_dimension", config.get("word_embedding_dimension"))
+    if dim is None:
+        raise ValueError("not a sentence-transformers pooling config (no embedding dimension): "
+                         f"{sorted(config)}")
+    mode = config.get("pooling_mode")
+    if mode is None:
+        modes = [m for key, m in _LEGACY_KEYS.items() if config.get(key)] or ["mean"]
+    else:
+        modes = [mode] if isinstance(mode, str) else list(mode)
+    unknown = [m for m in modes if m not in ST_MODES]
+    if unknown:
+        raise ValueError(f"unknown sentence-transformers pooling mode(s) {unknown}; "
+                         f"known: {sorted(ST_MODES)}")
+    names = [ST_MODES[m] for m in modes]
+    spec: str | dict = names[0] if len(names) == 1 else {"name": "multi", "poolers": names}
+    return spec, int(dim), bool(config.get("include_prompt", True))
+
+
+def pooler_to_st_config(pooler: Pooler, embedding_dimension: int, include_prompt: bool = True,
+                        legacy: bool = False) -> dict[str, Any]:
+    """The sentence-transformers pooling config of a parameter-free pooler (6.x form, or the
+    5.x boolean keys with ``legacy=True``); ``ValueError`` when there is no equivalent."""
+    names = [m.name for m in pooler.members] if pooler.name == "multi" else [pooler.name]
+    if pooler.name == "multi" and pooler.combine != "cat":
+        raise ValueError("only multi poolers that concatenate have a sentence-transformers equivalent")
+    missing = [n for n in names if n not in _TO_ST]
+    if missing:
+        raise ValueError(f"pooler(s) {missing} have no sentence-transformers equivalent; "
+                         f"equivalents exist for {sorted(_TO_ST)}")
+    modes = [_TO_ST[n] for n in names]
+    if legacy:
+        if len(set(modes)) != len(modes) or modes != [m for m in _LEGACY_KEYS.values() if m in modes]:
+            raise ValueError("the 5.x config can only express each mode once, in its fixed order")
+        return {"word_embedding_dimension": embedding_dimension,
+                **{key: m in modes for key, m in _LEGACY_KEYS.items()}, "include_prompt": include_prompt}
+    return {"embedding_dimension": embedding_dimension,
+            "pooling_mode": modes[0] if len(modes) == 1 else modes, "include_prompt": include_prompt}
+
+
+def from_st_pooling_dir(path: str) -> PoolwisePooling:
+    """A :class:`PoolwisePooling` equivalent to the ``Pooling`` module saved in ``path``
+    (a model's ``1_Pooling`` folder)."""
+    import json
+    from pathlib import Path
+
+    spec, dim, include_prompt = pooler_from_st_config(json.loads((Path(path) / "config.json").read_text()))
+    return PoolwisePooling(dim, spec, include_prompt)
+
+
+def to_st_pooling(module: PoolwisePooling) -> Any:
+    """The plain sentence-transformers ``Pooling`` module equivalent to ``module``, so a model
+    saved with it loads in sentence-transformers alone (parameter-free poolers only)."""
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling
+    except ImportError:
+        from sentence_transformers.models import Pooling
+    cfg = pooler_to_st_config(module.pool, module.embedding_dimension, module.include_prompt)
+    return Pooling(cfg["embedding_dimension"], cfg["pooling_mode"], include_prompt=cfg["include_prompt"])
