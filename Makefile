@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/poolwise reproduce adapool-knn --preset demo --out results/demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
