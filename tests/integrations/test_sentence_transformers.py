@@ -149,3 +149,15 @@ def test_parameter_free_pooler_saves_for_plain_sentence_transformers(minilm, tmp
     torch.testing.assert_close(plain.encode(TEXTS, convert_to_tensor=True), ours, atol=1e-6, rtol=1e-6)
     switched = from_st_pooling_dir(str(next(tmp_path.glob("1_*"))))
     assert switched.pool.name == "max" and switched.embedding_dimension == 384
+
+
+@pytest.mark.parametrize("mode", ["max", "cls"])
+def test_all_padding_row_follows_the_empty_policy_where_sentence_transformers_does_not(mode):
+    x = torch.full((2, 512, 4), 200.0).half()
+    mask = torch.ones(2, 512, dtype=torch.long)
+    mask[1] = 0
+    theirs = Pooling(4, mode)({"token_embeddings": x, "attention_mask": mask})["sentence_embedding"]
+    ours = PoolwisePooling(4, mode)({"token_embeddings": x, "attention_mask": mask})["sentence_embedding"]
+    assert (ours[1] == 0).all() and torch.isfinite(ours).all()
+    assert not (theirs[1] == 0).all()  # 6.2: -inf for max, the padding vector for cls
+    torch.testing.assert_close(ours[0], theirs[0])
