@@ -110,3 +110,27 @@ def test_rows_without_signal_are_refused():
     with pytest.raises(ValueError, match=r"rows \[1\] have no signal token"):
         signal_loss(x, signal, x[:, 0])
     assert math.isclose(float(snr(signal)[0]), 1 / 3, rel_tol=1e-6)
+
+
+def test_bounds_hold_for_a_real_adapool_and_tighten_when_it_separates_signal():
+    import poolwise as pw
+    from poolwise.theory import check_adapool_weights
+
+    torch.manual_seed(0)
+    pool = pw.get_pooler("adapool", dim=4, num_heads=2, query=0)
+    x = torch.randn(3, 10, 4)
+    signal = torch.zeros(3, 10, dtype=torch.bool)
+    signal[:, :3] = True
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[2, 7:] = False
+    results = check_adapool_weights(pool, x, signal, mask)
+    assert len(results) == 6 and all(r["holds"] for r in results)
+    # an AdaPool whose scores separate signal from noise: identity projections, signal near the query
+    sharp = pw.get_pooler("adapool", dim=4, num_heads=1, query=0, scale=20.0)
+    with torch.no_grad():
+        for lin in (sharp.q_proj, sharp.k_proj):
+            lin.weight.copy_(torch.eye(4))
+    y = -torch.ones(1, 10, 4)
+    y[0, :3] = 1.0
+    (res,) = check_adapool_weights(sharp, y, signal[:1])
+    assert res["holds"] and res["margin"] > 100 and res["noise_high"] < 1e-40

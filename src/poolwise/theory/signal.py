@@ -19,6 +19,7 @@ paper's Theorem 3.12 constants were not available to us); see
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -137,4 +138,28 @@ def check_attention_weights(scores: Tensor, signal_mask: Tensor, weights: Tensor
         ok = bool((ws >= bound["signal_low"] - tol).all() and (ws <= bound["signal_high"] + tol).all()
                   and (wn <= bound["noise_high"] + tol).all())
         out.append({"eps_signal": eps, "margin": margin, "holds": ok, **bound})
+    return out
+
+
+def check_adapool_weights(pool: Any, x: Tensor, signal_mask: Tensor, mask: Tensor | None = None,
+                          tol: float = 1e-6) -> list[dict[str, float | bool | int]]:
+    """:func:`check_attention_weights` on an actual :class:`~poolwise.pooling.AdaPool`: its
+    per-head scores and softmax weights over the real tokens of each row of ``x``."""
+    keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask.bool()
+    out = []
+    with torch.no_grad():
+        q = pool.q_proj(pool.compute_query(x, keep))  # (B, D)
+        k = pool.k_proj(x)  # (B, N, D)
+        b, n, d = x.shape
+        h, hd = pool.num_heads, d // pool.num_heads
+        scores = torch.einsum("bhe,bnhe->bhn", q.view(b, h, hd), k.view(b, n, h, hd)) * pool.scaling
+        for row in range(b):
+            real = keep[row]
+            sig = signal_mask[row].bool()[real]
+            if not bool(sig.any()):
+                raise ValueError(f"row {row} has no real signal token")
+            for head in range(h):
+                s = scores[row, head][real]
+                (res,) = check_attention_weights(s[None], sig[None], torch.softmax(s.double(), -1)[None], tol)
+                out.append({"row": row, "head": head, **res})
     return out
