@@ -141,7 +141,7 @@ def test_probe_writes_plots_tables_and_json(tmp_path, tiny_bert_dir):
 @pytest.mark.parametrize("case,match", [
     ("missing", "no texts file"),
     ("empty", "holds no text"),
-    ("probe", "unknown probe weights"),
+    ("probe", "unknown probe nope"),
     ("pooler", "unknown pooler meen"),
     ("model", "not a Hugging Face model directory"),
 ])
@@ -152,10 +152,36 @@ def test_probe_bad_input_exits_2(tmp_path, tiny_bert_dir, case, match):
             "--texts", str(tmp_path / "nope.txt" if case == "missing" else texts),
             "--out", str(tmp_path / "p")]
     if case == "probe":
-        args += ["--probe", "weights"]
+        args += ["--probe", "nope"]
     if case == "pooler":
         args += ["--poolers", "mean,meen"]
     r = poolwise(*args)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and match in lines[0], r.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_probe_weights_with_fresh_and_trained_poolers(tmp_path, tiny_bert_dir):
+    import torch
+
+    from poolwise.integrations.transformers import PooledEncoder
+
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir, "wavg", max_len=64)
+    with torch.no_grad():
+        enc.pooler.logits[0] = 4.0  # "trained": weight on the first token
+    enc.save_pretrained(tmp_path / "trained")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the cat sat on the mat .\na dog ran\nthe dogs sat\n")
+    r = poolwise("probe", "--model", str(tiny_bert_dir), "--texts", str(texts), "--out", str(tmp_path / "p"),
+                 "--probe", "weights,expressivity", "--poolers", "mean,adapool,wavg", "--samples", "1",
+                 "--trained", str(tmp_path / "trained"))
+    assert r.returncode == 0, r.stderr
+    w = pd.read_csv(tmp_path / "p" / "weights.csv")
+    assert set(w.pooler) == {"adapool (untrained)", "wavg (untrained)", "wavg (trained)"}
+    trained = w[w.pooler == "wavg (trained)"].set_index("position").weight
+    assert trained.idxmax() == 0
+    assert (tmp_path / "p" / "weights.png").stat().st_size > 5_000
+    assert set(pd.read_csv(tmp_path / "p" / "expressivity.csv").pooler) == {"mean", "adapool", "wavg"}
+    r = poolwise("probe", "--model", str(tiny_bert_dir), "--texts", str(texts), "--out", str(tmp_path / "q"),
+                 "--probe", "weights", "--poolers", "mean")
+    assert r.returncode == 2 and "weights probe needs a learned pooler" in r.stderr

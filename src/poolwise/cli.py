@@ -88,18 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="expressivity, similarity, agreement, snr or all (comma list)")
     pr.add_argument("--max-length", type=int, default=128)
     pr.add_argument("--samples", type=int, default=3, help="noise draws per epsilon (expressivity)")
+    pr.add_argument("--trained", type=Path, action="append", default=[], metavar="DIR",
+                    help="directory with a trained poolwise_pooler.json (+ .safetensors), e.g. from "
+                         "PooledEncoder.save_pretrained; for the weights probe")
 
     sub.add_parser("poolers", help="list the registered poolers")
     return ap
 
 
-PROBES = ("expressivity", "similarity", "agreement", "snr")
+PROBES = ("expressivity", "similarity", "agreement", "snr", "weights")
+LEARNED_WITH_WEIGHTS = ("wavg", "adapool", "attention", "map", "pma", "gated")
 
 
 def _probe(args: argparse.Namespace) -> int:
     from . import list_poolers
 
     probes = PROBES if args.probe == "all" else tuple(p.strip() for p in args.probe.split(",") if p.strip())
+    learned = [p for p in args.poolers.split(",") if p.strip() in LEARNED_WITH_WEIGHTS]
+    if args.probe == "all" and not (learned or args.trained):
+        probes = PROBES[:-1]  # nothing to profile
     unknown = [p for p in probes if p not in PROBES]
     if unknown or not probes:
         raise UsageError(f"unknown probe {', '.join(unknown) or '(none)'}; "
@@ -123,10 +130,43 @@ def _probe(args: argparse.Namespace) -> int:
                    else HFTextEncoder(Path(args.model), args.max_length))
     except ValueError as err:
         raise UsageError(str(err)) from None
-    return _run_probes(encoder, texts, poolers, probes, args, measures)
+    weighted = _weighted_poolers(poolers, args.trained, encoder.dim) if "weights" in probes else {}
+    if "weights" in probes and not weighted:
+        raise UsageError("the weights probe needs a learned pooler with position weights "
+                         f"({', '.join(LEARNED_WITH_WEIGHTS)}) in --poolers, or --trained DIR")
+    return _run_probes(encoder, texts, poolers, probes, args, measures, weighted)
 
 
-def _run_probes(encoder, texts, poolers, probes, args, measures) -> int:
+def _weighted_poolers(names: list[str], trained: list[Path], dim: int) -> dict:
+    import json
+
+    from .pooling import get_pooler
+
+    out = {}
+    for name in names:
+        if name in LEARNED_WITH_WEIGHTS:
+            kwargs = {"max_len": 4096} if name == "wavg" else {"dim": dim}
+            out[f"{name} (untrained)"] = get_pooler(name, **kwargs).eval()
+    for folder in trained:
+        cfg_path = folder / "poolwise_pooler.json"
+        if not cfg_path.is_file():
+            raise UsageError(f"no poolwise_pooler.json in {folder}")
+        try:
+            pooler = get_pooler(json.loads(cfg_path.read_text()))
+        except (ValueError, TypeError) as err:
+            raise UsageError(f"{cfg_path}: {str(err).splitlines()[0]}") from None
+        weights = folder / "poolwise_pooler.safetensors"
+        if weights.is_file():
+            from safetensors.torch import load_file
+
+            pooler.load_state_dict(load_file(str(weights)))
+        if not hasattr(pooler, "attention_weights"):
+            raise UsageError(f"the pooler in {folder} ({pooler.name}) has no position weights")
+        out[f"{pooler.name} ({folder.name})"] = pooler.eval()
+    return out
+
+
+def _run_probes(encoder, texts, poolers, probes, args, measures, weighted) -> int:
     from rich.progress import Progress
 
     from .report import write_probe_report
@@ -136,6 +176,7 @@ def _run_probes(encoder, texts, poolers, probes, args, measures) -> int:
         "similarity": lambda: measures.similarity_gap(encoder, poolers=poolers),
         "agreement": lambda: measures.agreement_matrix(encoder, texts, poolers),
         "snr": lambda: measures.distractor_robustness(encoder, texts, poolers),
+        "weights": lambda: measures.weight_profile(encoder, texts, weighted),
     }
     results = {}
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:

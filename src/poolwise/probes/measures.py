@@ -46,8 +46,9 @@ def _poolers(names: Iterable[str | Pooler], dim: int) -> dict[str, Pooler]:
             continue
         try:
             out[p] = get_pooler(p).eval()
-        except TypeError:  # learned pooler: needs the width
-            out[p] = get_pooler(p, dim=dim).eval()
+        except TypeError as err:  # learned pooler: needs the width (or, for wavg, a length)
+            extra = {"max_len": 4096} if "max_len" in str(err) else {"dim": dim}
+            out[p] = get_pooler(p, **extra).eval()
     return out
 
 
@@ -62,6 +63,7 @@ def _unit_noise(shape: torch.Size, mask: Tensor, gen: torch.Generator) -> Tensor
     return noise / noise.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]
 
 
+@torch.no_grad()
 def expressivity_curve(encoder, texts: Sequence[str], poolers: Iterable[str] = DEFAULT_POOLERS,
                        epsilons: Sequence[float] = DEFAULT_EPSILONS, samples: int = 3,
                        batch_size: int = 32, seed: int = 0,
@@ -102,6 +104,7 @@ def _pooled(encoder, texts: Sequence[str], pools: dict[str, Pooler], batch_size:
     return {n: torch.cat(v) for n, v in out.items()}
 
 
+@torch.no_grad()
 def similarity_gap(encoder, similar: Sequence[tuple[str, str]] = SIMILAR_PAIRS,
                    dissimilar: Sequence[tuple[str, str]] = DISSIMILAR_PAIRS,
                    poolers: Iterable[str] = DEFAULT_POOLERS, batch_size: int = 32) -> pd.DataFrame:
@@ -126,6 +129,7 @@ def similarity_gap(encoder, similar: Sequence[tuple[str, str]] = SIMILAR_PAIRS,
     return df
 
 
+@torch.no_grad()
 def agreement_matrix(encoder, texts: Sequence[str], poolers: Iterable[str] = DEFAULT_POOLERS,
                      batch_size: int = 32) -> pd.DataFrame:
     """Mean cosine similarity between the outputs of every pair of poolers on the same texts
@@ -141,6 +145,7 @@ def agreement_matrix(encoder, texts: Sequence[str], poolers: Iterable[str] = DEF
     return pd.DataFrame(mat, index=names, columns=names)
 
 
+@torch.no_grad()
 def distractor_robustness(encoder, texts: Sequence[str], poolers: Iterable[str] = DEFAULT_POOLERS,
                           counts: Sequence[int] = (0, 1, 2, 4, 8, 16, 32), source: str = "other",
                           batch_size: int = 16, seed: int = 0) -> pd.DataFrame:
@@ -187,18 +192,20 @@ def distractor_robustness(encoder, texts: Sequence[str], poolers: Iterable[str] 
     return pd.DataFrame(records)
 
 
-def weight_profile(encoder, texts: Sequence[str], poolers: Iterable[Pooler],
+@torch.no_grad()
+def weight_profile(encoder, texts: Sequence[str], poolers: Iterable[Pooler] | dict[str, Pooler],
                    batch_size: int = 32) -> pd.DataFrame:
     """Average weight each learned pooler gives to each position, counted from the first real
     token (*Pool Me Wisely*, Figure 3 right). ``poolers`` are instances, typically trained:
     ``wavg`` and the attention poolers (``adapool``, ``attention``, ``gated``; heads and
     queries averaged). Columns: pooler, position, weight (mean over texts), count."""
+    named = dict(poolers) if isinstance(poolers, dict) else {p.name: p for p in poolers}
     sums: dict[str, Tensor] = {}
     counts: dict[str, Tensor] = {}
     for chunk in _batches(list(texts), batch_size):
         tokens, mask = encoder.tokens(chunk)
         rank = torch.cumsum(mask, 1) - 1
-        for p in poolers:
+        for label, p in named.items():
             if not hasattr(p, "attention_weights"):
                 raise ValueError(f"pooler {p.name!r} has no position weights; "
                                  "use wavg, adapool, attention or gated")
@@ -206,11 +213,11 @@ def weight_profile(encoder, texts: Sequence[str], poolers: Iterable[Pooler],
             while w.dim() > 2:  # average heads / queries
                 w = w.mean(1)
             n = int(mask.shape[1])
-            s = sums.setdefault(p.name, torch.zeros(n, dtype=torch.float64))
-            c = counts.setdefault(p.name, torch.zeros(n, dtype=torch.float64))
+            s = sums.setdefault(label, torch.zeros(n, dtype=torch.float64))
+            c = counts.setdefault(label, torch.zeros(n, dtype=torch.float64))
             if s.numel() < n:
-                sums[p.name] = s = torch.cat([s, s.new_zeros(n - s.numel())])
-                counts[p.name] = c = torch.cat([c, c.new_zeros(n - c.numel())])
+                sums[label] = s = torch.cat([s, s.new_zeros(n - s.numel())])
+                counts[label] = c = torch.cat([c, c.new_zeros(n - c.numel())])
             s.index_add_(0, rank[mask], w[mask].double())
             c.index_add_(0, rank[mask], torch.ones(int(mask.sum()), dtype=torch.float64))
     return pd.DataFrame([

@@ -89,6 +89,22 @@ def plot_distractors(df: pd.DataFrame, model: str) -> bytes:
     return _png(plt, fig)
 
 
+def plot_weights(df: pd.DataFrame, model: str) -> bytes:
+    plt, fig, ax = _figure()
+    for pooler, g in df.groupby("pooler", sort=False):
+        g = g.sort_values("position")
+        ax.plot(g.position, g.weight, marker=".", label=pooler)
+    positive = df.weight[df.weight > 0]
+    if len(positive) and positive.max() / positive.min() > 10:  # log only when values span decades
+        ax.set_yscale("log")
+    ax.set_xlabel("token position (from the first real token)")
+    ax.set_ylabel("mean pooling weight")
+    ax.set_title(f"Learned pooling weights by position ({model})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(plt, fig)
+
+
 def markdown_table(df: pd.DataFrame) -> str:
     """A GitHub Markdown table; floats with 4 significant digits."""
     def cell(v: object) -> str:
@@ -100,7 +116,7 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 PLOTS = {"expressivity": plot_expressivity, "similarity": plot_similarity,
-         "agreement": plot_agreement, "snr": plot_distractors}
+         "agreement": plot_agreement, "snr": plot_distractors, "weights": plot_weights}
 
 
 def write_probe_report(results: dict[str, pd.DataFrame], out_dir: str | Path, model: str) -> dict[str, Path]:
