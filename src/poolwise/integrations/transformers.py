@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..pooling import Pooler, get_pooler
-from .sentence_transformers import _build, exclude_prompt
+from ._common import _build, exclude_prompt
 
 CONFIG_NAME = "poolwise_pooler.json"
 WEIGHTS_NAME = "poolwise_pooler.safetensors"
