@@ -140,13 +140,10 @@ def _probe(args: argparse.Namespace) -> int:
 def _weighted_poolers(names: list[str], trained: list[Path], dim: int) -> dict:
     import json
 
-    from .pooling import get_pooler
+    from .pooling import get_pooler, resolve_pooler
 
-    out = {}
-    for name in names:
-        if name in LEARNED_WITH_WEIGHTS:
-            kwargs = {"max_len": 4096} if name == "wavg" else {"dim": dim}
-            out[f"{name} (untrained)"] = get_pooler(name, **kwargs).eval()
+    out = {f"{name} (untrained)": resolve_pooler(name, dim, max_len=4096).eval()
+           for name in names if name in LEARNED_WITH_WEIGHTS}
     for folder in trained:
         cfg_path = folder / "poolwise_pooler.json"
         if not cfg_path.is_file():

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..models.hf import load_local_model
 from ..pooling import Pooler, get_pooler
 from ._common import _build, exclude_prompt
 
@@ -38,13 +39,8 @@ class PooledEncoder(nn.Module):
                         max_length: int = 512, device: str = "cpu", **pooler_kwargs: Any) -> PooledEncoder:
         """Load a local model directory. ``pooler=None`` uses the pooler saved there by
         :meth:`save_pretrained`, else ``"mean"``."""
-        from transformers import AutoModel, AutoTokenizer
-
         path = Path(path)
-        if not (path / "config.json").is_file():
-            raise ValueError(f"{path} is not a Hugging Face model directory (no config.json)")
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModel.from_pretrained(str(path))
+        tokenizer, model = load_local_model(path)
         dim = int(model.config.hidden_size)
         saved = path / CONFIG_NAME
         if pooler is None and saved.is_file():

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..pooling import Pooler, get_pooler
+from ..pooling import Pooler, get_pooler, resolve_pooler
 from .encoder import PreLNEncoder
 
 
@@ -44,8 +44,7 @@ class KNNCentroidModel(nn.Module):
         else:
             if pooler == "adapool":
                 kwargs = {"query": 0, "num_heads": num_heads, "scale": "head_dim", **kwargs}
-            cls = get_pooler(pooler, **kwargs) if not _needs_dim(pooler) else None
-            self.pool = cls if cls is not None else get_pooler(pooler, dim=dim, **kwargs)
+            self.pool = resolve_pooler({"name": pooler, **kwargs}, dim)
         nn.init.normal_(self.marker.weight, std=init_std)
         for m in self.pool.modules():  # learned poolers get the model's init as well
             if isinstance(m, nn.Linear):
@@ -61,10 +60,3 @@ class KNNCentroidModel(nn.Module):
             h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1)
         return self.pool(self.encoder(h))
 
-
-def _needs_dim(name: str) -> bool:
-    import inspect
-
-    from ..pooling import pooler_class
-
-    return "dim" in inspect.signature(pooler_class(name).__init__).parameters

@@ -18,7 +18,7 @@ from .gated import GatedAttentionPooling
 from .gem import GeMPooling
 from .latent_attention import LatentAttentionPooling
 from .multi import MultiPooling
-from .registry import get_pooler, list_poolers, pooler_class, register
+from .registry import get_pooler, list_poolers, pooler_class, register, resolve_pooler
 from .softmax import SoftmaxPooling
 from .wavg import WeightedAveragePooling
 
@@ -27,5 +27,5 @@ __all__ = [
     "LastPooling", "LatentAttentionPooling", "MaxPooling", "MeanPooling", "MeanSqrtLenPooling",
     "MinPooling", "MultiPooling", "Pooler", "SoftmaxPooling", "SumPooling",
     "WeightedAveragePooling", "WeightedMeanPooling",
-    "get_pooler", "list_poolers", "pooler_class", "register", "use_dense",
+    "get_pooler", "list_poolers", "pooler_class", "register", "resolve_pooler", "use_dense",
 ]

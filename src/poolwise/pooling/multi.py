@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Pooler
-from .registry import get_pooler, pooler_class, register
+from .registry import register, resolve_pooler
 
 COMBINES = ("cat", "sum", "mean", "proj")
 
@@ -95,13 +94,6 @@ class MultiPooling(Pooler):
 
 
 def _build(spec: Any, dim: int | None, dd: dict[str, Any]) -> Pooler:
-    if isinstance(spec, Pooler):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or "name" not in spec:
+    if not isinstance(spec, (str, Pooler)) and not (isinstance(spec, dict) and "name" in spec):
         raise ValueError(f"MultiPooling: each member must be a name, a config dict or a pooler; got {spec!r}")
-    cfg = dict(spec)
-    accepted = inspect.signature(pooler_class(cfg["name"]).__init__).parameters
-    extra = {k: v for k, v in {"dim": dim, **dd}.items() if k in accepted and k not in cfg and v is not None}
-    return get_pooler({**cfg, **extra})
+    return resolve_pooler(spec, dim, **dd)

@@ -79,6 +79,25 @@ def get_pooler(spec: str | dict[str, Any] | Pooler | Sequence[Any], **kwargs: An
     return cls(**kwargs)
 
 
+def resolve_pooler(spec: str | dict[str, Any] | Pooler | Sequence[Any], dim: int | None = None,
+                   **defaults: Any) -> Pooler:
+    """:func:`get_pooler`, filling in ``dim`` and any ``defaults`` (``max_len``, ``device``,
+    ``dtype``, ...) that the pooler's constructor accepts and ``spec`` leaves unset, so callers
+    can build parameter-free and learned poolers alike from a name."""
+    if isinstance(spec, Pooler):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        spec = {"name": "multi", "poolers": list(spec)}
+    cfg = {"name": spec} if isinstance(spec, str) else dict(spec)
+    if "name" not in cfg:
+        raise ValueError(f"a pooler config dict needs a 'name' key; got keys {sorted(cfg)}")
+    accepted = inspect.signature(pooler_class(cfg["name"]).__init__).parameters
+    for key, value in {"dim": dim, **defaults}.items():
+        if value is not None and key in accepted and key not in cfg:
+            cfg[key] = value
+    return get_pooler(cfg)
+
+
 def _check_arguments(cls: type[Pooler], kwargs: dict[str, Any]) -> None:
     params = inspect.signature(cls.__init__).parameters
     accepted = [p for p in params if p != "self" and params[p].kind is not inspect.Parameter.VAR_KEYWORD]

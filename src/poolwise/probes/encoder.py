@@ -9,22 +9,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..models.hf import load_local_model
+
 
 class HFTextEncoder:
     """Tokenise, embed and encode with a local ``AutoModel``; probes perturb or extend the
     input embeddings (``inputs_embeds``) and read the last hidden state."""
 
     def __init__(self, path: str | Path, max_length: int = 128, device: str = "cpu") -> None:
-        from transformers import AutoModel, AutoTokenizer
-
         path = Path(path)
-        if not (path / "config.json").is_file():
-            raise ValueError(f"{path} is not a Hugging Face model directory (no config.json)")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-            self.model = AutoModel.from_pretrained(str(path)).to(device).eval()
-        except (OSError, ValueError, KeyError) as err:
-            raise ValueError(f"cannot load a model from {path}: {str(err).splitlines()[0]}") from None
+        self.tokenizer, model = load_local_model(path)
+        self.model = model.to(device)
         self.max_length, self.device = max_length, device
         self.dim = int(self.model.config.hidden_size)
         self.name = path.name

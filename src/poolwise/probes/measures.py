@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..pooling import Pooler, get_pooler
+from ..pooling import Pooler, get_pooler, resolve_pooler
 
 DEFAULT_POOLERS = ("mean", "sum", "max", "first", "last")
 DEFAULT_EPSILONS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
@@ -39,17 +39,8 @@ DISSIMILAR_PAIRS = [
 
 
 def _poolers(names: Iterable[str | Pooler], dim: int) -> dict[str, Pooler]:
-    out = {}
-    for p in names:
-        if isinstance(p, Pooler):
-            out[p.name] = p
-            continue
-        try:
-            out[p] = get_pooler(p).eval()
-        except TypeError as err:  # learned pooler: needs the width (or, for wavg, a length)
-            extra = {"max_len": 4096} if "max_len" in str(err) else {"dim": dim}
-            out[p] = get_pooler(p, **extra).eval()
-    return out
+    return {p.name if isinstance(p, Pooler) else p: resolve_pooler(p, dim, max_len=4096).eval()
+            for p in names}
 
 
 def _batches(items: Sequence, size: int) -> Iterable[Sequence]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pandas as pd
 
 from ..runner.store import ResultsStore
+from .figures import new_figure, to_png
 from .files import atomic_write_bytes, atomic_write_text
 
 TASK = "adapool-knn"
@@ -82,7 +82,8 @@ def _k(df: pd.DataFrame, snr: float) -> int:
 def claim_check(df: pd.DataFrame) -> list[str]:
     """The paper's claims, checked on these runs: AdaPool lowest at SNR 0.03-0.25 by a wide
     margin over mean and max, and mean best or near best at SNR 1."""
-    summ = knn_summary(df).set_index(["pooler", "snr"])["mean"]
+    table = knn_summary(df)
+    summ = table.set_index(["pooler", "snr"])["mean"]
     out = []
     poolers = set(df.pooler)
     for s in sorted(df.snr.unique()):
@@ -90,8 +91,7 @@ def claim_check(df: pd.DataFrame) -> list[str]:
             ada, others = summ[("adapool", s)], min(summ[("mean", s)], summ[("max", s)])
             out.append(f"SNR {s:.3g}: best of mean/max / AdaPool = {others / ada:.1f}x")
     if "mean" in poolers and 1.0 in set(df.snr):
-        at1 = knn_summary(df)
-        at1 = at1[at1.snr == 1.0].set_index("pooler")["mean"]
+        at1 = table[table.snr == 1.0].set_index("pooler")["mean"]
         rank = list(at1.sort_values().index).index("mean") + 1
         out.append(f"SNR 1: mean pooling ranks {rank} of {len(at1)} "
                    f"(mean {at1['mean']:.2e}, best {at1.min():.2e} by {at1.idxmin()})")
@@ -99,13 +99,8 @@ def claim_check(df: pd.DataFrame) -> list[str]:
 
 
 def _plot(df: pd.DataFrame) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     summ = knn_summary(df)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    plt, fig, ax = new_figure(7, 4.5)
     for pooler in _poolers(df):
         r = summ[summ.pooler == pooler].sort_values("snr")
         per_seed = df[df.pooler == pooler].groupby("snr")["test_signal_loss"]
@@ -124,11 +119,7 @@ def _plot(df: pd.DataFrame) -> bytes:
     ax.set_title(f"kNN-Centroid: signal loss vs SNR (band: min-max over {seeds} seed(s))")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return to_png(plt, fig)
 
 
 def write_knn_report(store: ResultsStore, out_dir: str | Path) -> dict[str, Path]:

@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from .figures import new_figure, to_png
 from .files import atomic_write_bytes, atomic_write_text
 
 
-def _figure(width: float = 6.5, height: float = 4.2):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt, *plt.subplots(figsize=(width, height), dpi=120)
-
-
-def _png(plt, fig) -> bytes:
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+def _lines(ax: Any, df: pd.DataFrame, x: str, y: str, marker: str = "o") -> dict[str, Any]:
+    """One line per pooler, in first-seen order; returns the lines by pooler."""
+    lines = {}
+    for pooler, g in df.groupby("pooler", sort=False):
+        g = g.sort_values(x)
+        (lines[pooler],) = ax.plot(g[x], g[y], marker=marker, label=pooler)
+    return lines
 
 
 def plot_expressivity(df: pd.DataFrame, model: str) -> bytes:
-    plt, fig, ax = _figure()
-    for pooler, g in df.groupby("pooler", sort=False):
-        g = g.sort_values("epsilon")
-        (line,) = ax.plot(g.epsilon, g.distance_mean, marker="o", label=pooler)
+    plt, fig, ax = new_figure()
+    for pooler, line in _lines(ax, df, "epsilon", "distance_mean").items():
+        g = df[df.pooler == pooler].sort_values("epsilon")
         lo = (g.distance_mean - g.distance_std).clip(lower=g.distance_mean * 1e-3)
         ax.fill_between(g.epsilon, lo, g.distance_mean + g.distance_std, color=line.get_color(), alpha=0.15)
     ax.set_xscale("log")
@@ -41,11 +33,11 @@ def plot_expressivity(df: pd.DataFrame, model: str) -> bytes:
     ax.set_title(f"Expressivity: output change vs input change ({model})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(plt, fig)
+    return to_png(plt, fig)
 
 
 def plot_similarity(df: pd.DataFrame, model: str) -> bytes:
-    plt, fig, ax = _figure()
+    plt, fig, ax = new_figure()
     piv = df.pivot(index="pooler", columns="kind", values="relative_distance")[["similar", "dissimilar"]]
     piv = piv.loc[list(dict.fromkeys(df.pooler))]
     piv.plot.bar(ax=ax, rot=0)
@@ -53,11 +45,11 @@ def plot_similarity(df: pd.DataFrame, model: str) -> bytes:
     ax.set_xlabel("pooler")
     ax.set_title(f"Similar vs dissimilar pairs ({model})")
     ax.grid(True, axis="y", alpha=0.3)
-    return _png(plt, fig)
+    return to_png(plt, fig)
 
 
 def plot_agreement(df: pd.DataFrame, model: str) -> bytes:
-    plt, fig, ax = _figure(5.5, 4.8)
+    plt, fig, ax = new_figure(5.5, 4.8)
     im = ax.imshow(df.values, vmin=-1, vmax=1, cmap="RdBu_r")
     ax.set_xticks(range(len(df.columns)), df.columns, rotation=45, ha="right")
     ax.set_yticks(range(len(df.index)), df.index)
@@ -66,17 +58,15 @@ def plot_agreement(df: pd.DataFrame, model: str) -> bytes:
             ax.text(j, i, f"{df.values[i, j]:.2f}", ha="center", va="center", fontsize=8)
     fig.colorbar(im, ax=ax, label="mean cosine similarity")
     ax.set_title(f"Cross-pooler agreement ({model})")
-    return _png(plt, fig)
+    return to_png(plt, fig)
 
 
 def plot_distractors(df: pd.DataFrame, model: str) -> bytes:
-    plt, fig, axes = _figure(10, 4.2)
+    plt, fig, axes = new_figure(10, 4.2)
     fig.delaxes(axes)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for pooler, g in df.groupby("pooler", sort=False):
-        g = g.sort_values("distractors")
-        left.plot(g.distractors, g.relative_move, marker="o", label=pooler)
-        right.plot(g.distractors, g.signal_loss, marker="o", label=pooler)
+    _lines(left, df, "distractors", "relative_move")
+    _lines(right, df, "distractors", "signal_loss")
     for ax, label in ((left, "relative move ‖g(X') - g(X)‖ / ‖g(X)‖"),
                       (right, "signal loss vs clean token centroid")):
         ax.set_xscale("symlog", linthresh=1)
@@ -86,14 +76,12 @@ def plot_distractors(df: pd.DataFrame, model: str) -> bytes:
         ax.grid(True, which="both", alpha=0.3)
     left.legend(fontsize=8)
     fig.suptitle(f"Distractor robustness ({model})")
-    return _png(plt, fig)
+    return to_png(plt, fig)
 
 
 def plot_weights(df: pd.DataFrame, model: str) -> bytes:
-    plt, fig, ax = _figure()
-    for pooler, g in df.groupby("pooler", sort=False):
-        g = g.sort_values("position")
-        ax.plot(g.position, g.weight, marker=".", label=pooler)
+    plt, fig, ax = new_figure()
+    _lines(ax, df, "position", "weight", marker=".")
     positive = df.weight[df.weight > 0]
     if len(positive) and positive.max() / positive.min() > 10:  # log only when values span decades
         ax.set_yscale("log")
@@ -102,7 +90,7 @@ def plot_weights(df: pd.DataFrame, model: str) -> bytes:
     ax.set_title(f"Learned pooling weights by position ({model})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(plt, fig)
+    return to_png(plt, fig)
 
 
 def markdown_table(df: pd.DataFrame) -> str:
