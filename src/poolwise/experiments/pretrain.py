@@ -1,0 +1,293 @@
+"""Pretraining of the project's own frozen backbones, once, deterministically by seed.
+
+``poolwise pretrain NAME`` (or first use by a task) trains a small encoder and stores it as
+``model.safetensors`` plus ``config.json`` under ``$POOLWISE_CACHE/backbones/NAME-seedS``:
+
+* ``vit-mnist``: a ViT (patch 4, CLS) trained to classify the pretraining part of MNIST-5k
+  (2,000 digits, disjoint from the tasks' part), half the steps on 28x28 images and half on
+  digits placed at random on a blank 56x56 canvas, so the encoder has seen larger grids;
+* ``patchts-<dataset>`` (six UCR/UEA sets) and ``patchts-forecast``: a patch transformer
+  trained self-supervised by masked-patch reconstruction (40% of the patches hidden) on
+  the training series only;
+* ``lm-bbc``: a word-level causal transformer trained on next-word prediction over 60% of
+  the BBC articles (the other 40% feed the ``text-nexttoken`` task).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..data import text as text_data
+from ..data import timeseries as ts_data
+from ..data import vision as vision_data
+from ..data.cache import building, cache_root, file_lock
+from ..data.splits import stratified_split
+from ..models.backbones import Backbone, BackboneConfig
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+LM_VOCAB, LM_CONTEXT = 2000, 32
+FORECAST = {"context": 128, "min_context": 64, "horizon": 16, "stride": 4, "patch": 8}
+
+
+@dataclass(frozen=True)
+class PretrainRecipe:
+    description: str
+    config: Callable[[], BackboneConfig]
+    batches: Callable[[int], Callable[[np.random.Generator], Batch]]  # seed -> sampler
+    steps: int
+    batch_size: int = 64
+    lr: float = 1e-3
+
+
+# ------------------------------------------------------------------------ shared data parts
+def mnist_parts(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of MNIST-5k used to pretrain the ViT (40%) and left to the tasks (60%)."""
+    _, y = vision_data.load_mnist5k()
+    pre, rest = stratified_split(y, (0.4, 0.6), seed=1000 + seed)
+    return pre, rest
+
+
+def bbc_parts(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of BBC articles for the language model (60%) and for text-nexttoken (40%)."""
+    _, y, _ = text_data.load_bbc()
+    pre, rest = stratified_split(y, (0.6, 0.4), seed=2000 + seed)
+    return pre, rest
+
+
+def lm_vocab(seed: int = 0) -> list[str]:
+    texts, _, _ = text_data.load_bbc()
+    pre, _ = bbc_parts(seed)
+    return text_data.build_vocab([texts[i] for i in pre], LM_VOCAB)
+
+
+def forecast_split(series: np.ndarray) -> dict[str, np.ndarray]:
+    """Chronological 70/10/20 split, standardised with the training part's statistics."""
+    n = len(series)
+    a, b = int(0.7 * n), int(0.8 * n)
+    mu, sd = series[:a].mean(), series[:a].std()
+    z = (series - mu) / sd
+    return {"train": z[:a], "val": z[a:b], "test": z[b:]}
+
+
+# ----------------------------------------------------------------------------- recipes
+def _vit_batches(batch: int) -> Callable[[int], Callable[[np.random.Generator], Batch]]:
+    def make(seed: int) -> Callable[[np.random.Generator], Batch]:
+        x, y = vision_data.load_mnist5k()
+        pre, _ = mnist_parts(seed)
+        x, y = torch.from_numpy(x[pre]), torch.from_numpy(y[pre])
+        step = [0]
+
+        def sample(rng: np.random.Generator) -> Batch:
+            idx = torch.from_numpy(rng.integers(len(x), size=batch))
+            images = x[idx]
+            step[0] += 1
+            if step[0] % 2 == 0:  # every other step: the digit somewhere on a blank 56x56 canvas
+                canvas = torch.zeros(batch, 56, 56)
+                for i, (r, c) in enumerate(rng.integers(0, 8, size=(batch, 2)) * 4):
+                    canvas[i, r : r + 28, c : c + 28] = images[i]
+                images = canvas
+            return images, y[idx], None, None
+
+        return sample
+
+    return make
+
+
+def _ts_batches(name: str, patch: int, batch: int) -> Callable[[int], Callable[[np.random.Generator], Batch]]:
+    def make(seed: int) -> Callable[[np.random.Generator], Batch]:
+        if name == "forecast":
+            part = forecast_split(ts_data.load_forecast_series())["train"]
+            series, _ = ts_data.forecast_windows(
+                part,
+                FORECAST["context"],
+                FORECAST["horizon"],
+                FORECAST["stride"],
+                FORECAST["min_context"],
+                seed,
+                patch,
+            )
+        else:
+            series = ts_data.load_ucr(ts_data.UCR_SETS[name][0])["train"][0]
+        p, m = ts_data.patchify(series, patch)
+        p, m = torch.from_numpy(p), torch.from_numpy(m)
+
+        def sample(rng: np.random.Generator) -> Batch:
+            idx = torch.from_numpy(rng.integers(len(p), size=batch))
+            hide = torch.from_numpy(rng.random((batch, p.shape[1])) < 0.4) & m[idx]
+            return p[idx], p[idx], m[idx], hide
+
+        return sample
+
+    return make
+
+
+def _lm_batches(batch: int) -> Callable[[int], Callable[[np.random.Generator], Batch]]:
+    def make(seed: int) -> Callable[[np.random.Generator], Batch]:
+        texts, _, _ = text_data.load_bbc()
+        pre, _ = bbc_parts(seed)
+        docs = text_data.encode_words([texts[i] for i in pre], lm_vocab(seed))
+        stream = torch.from_numpy(np.concatenate(docs))
+        n = LM_CONTEXT + 1
+
+        def sample(rng: np.random.Generator) -> Batch:
+            starts = torch.from_numpy(rng.integers(0, len(stream) - n, size=batch))
+            ids = stream[starts[:, None] + torch.arange(n)]
+            return ids, ids, torch.ones_like(ids, dtype=torch.bool), None
+
+        return sample
+
+    return make
+
+
+def _ts_config(name: str, patch: int) -> Callable[[], BackboneConfig]:
+    def make() -> BackboneConfig:
+        channels = (
+            1 if name == "forecast" else ts_data.load_ucr(ts_data.UCR_SETS[name][0])["train"][0][0].shape[0]
+        )
+        return BackboneConfig(
+            "patch_ts",
+            channels * patch,
+            dim=64,
+            depth=3,
+            num_heads=4,
+            patch=patch,
+            max_len=512,
+            out_dim=channels * patch,
+        )
+
+    return make
+
+
+RECIPES: dict[str, PretrainRecipe] = {
+    "vit-mnist": PretrainRecipe(
+        "ViT (d=64, 4 layers, patch 4, CLS), supervised on 2,000 MNIST-5k digits",
+        lambda: BackboneConfig("vit", 16, dim=64, depth=4, num_heads=4, patch=4, out_dim=10),
+        _vit_batches(64),
+        steps=800,
+        lr=2e-3,
+    ),
+    "lm-bbc": PretrainRecipe(
+        f"causal word LM (d=128, 2 layers, vocabulary {LM_VOCAB}), next word on 60% of BBC News",
+        lambda: BackboneConfig(
+            "causal_lm", LM_VOCAB, dim=128, depth=2, num_heads=4, max_len=64, out_dim=LM_VOCAB
+        ),
+        _lm_batches(64),
+        steps=1200,
+    ),
+    "patchts-forecast": PretrainRecipe(
+        "patch transformer (d=64, 3 layers), masked-patch reconstruction on the forecast training part",
+        _ts_config("forecast", FORECAST["patch"]),
+        _ts_batches("forecast", FORECAST["patch"], 32),
+        steps=300,
+    ),
+}
+for _key, (_aeon_name, _patch) in ts_data.UCR_SETS.items():
+    RECIPES[f"patchts-{_key}"] = PretrainRecipe(
+        f"patch transformer (d=64, 3 layers, patch {_patch}), masked-patch reconstruction on "
+        f"{_aeon_name}'s training series",
+        _ts_config(_key, _patch),
+        _ts_batches(_key, _patch, 32),
+        steps=300,
+    )
+
+
+# --------------------------------------------------------------------- train, save, load
+def backbone_dir(name: str, seed: int = 0) -> Path:
+    return cache_root() / "backbones" / f"{name}-seed{seed}"
+
+
+def _recipe(name: str) -> PretrainRecipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(RECIPES))}")
+    return RECIPES[name]
+
+
+def pretrain(
+    name: str, seed: int = 0, steps: int | None = None, log: Callable[[str], None] | None = None
+) -> Path:
+    """Train backbone ``name`` from seed ``seed`` and store it (replacing an older one);
+    returns its directory. Same seed and steps, same weights."""
+    recipe = _recipe(name)
+    steps = recipe.steps if steps is None else steps
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1; got {steps}")
+    final = backbone_dir(name, seed)
+    with file_lock(final.with_name(final.name + ".lock")):
+        return _train_and_save(name, recipe, seed, steps, final, log)
+
+
+def _train_and_save(
+    name: str, recipe: PretrainRecipe, seed: int, steps: int, final: Path, log: Callable[[str], None] | None
+) -> Path:
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    cfg = recipe.config()
+    model = Backbone(cfg)
+    sample = recipe.batches(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=steps, pct_start=0.1)
+    model.train()
+    running = None
+    for step in range(1, steps + 1):
+        inputs, target, mask, hide = sample(rng)
+        loss = model.pretrain_loss(inputs, target, mask, hide)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        value = float(loss.detach())
+        running = value if running is None else 0.95 * running + 0.05 * value
+        if log and (step % max(1, steps // 10) == 0 or step == steps):
+            log(f"pretrain {name}: step {step}/{steps}, loss {running:.4f}")
+    if not np.isfinite(running):
+        raise FloatingPointError(f"pretraining {name} diverged (loss {running})")
+    with building(final) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        meta = {
+            "name": name,
+            "seed": seed,
+            "steps": steps,
+            "final_loss": running,
+            "wall_s": round(time.perf_counter() - start, 2),
+            "backbone": cfg.to_dict(),
+            "description": recipe.description,
+        }
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+    return final
+
+
+def load_backbone(
+    name: str, seed: int = 0, auto: bool = True, log: Callable[[str], None] | None = None
+) -> tuple[Backbone, str]:
+    """The frozen backbone (eval mode, no gradients) and an identity string (name, seed and
+    a hash of the weights) for cache keys. Pretrains on first use when ``auto``."""
+    _recipe(name)
+    folder = backbone_dir(name, seed)
+    if not (folder / "model.safetensors").is_file():
+        if not auto:
+            raise ValueError(f"backbone {name!r} is not pretrained yet; run `poolwise pretrain {name}`")
+        if log:
+            log(f"backbone {name} (seed {seed}) not found: pretraining it once")
+        pretrain(name, seed, log=log)
+    meta = json.loads((folder / "config.json").read_text())
+    weights = folder / "model.safetensors"
+    model = Backbone(BackboneConfig(**meta["backbone"]))
+    model.load_state_dict(load_file(str(weights)))  # safetensors: no pickle
+    model.eval().requires_grad_(False)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    return model, f"{name}-seed{seed}-{digest}"
+
+
+def iter_names() -> Iterator[str]:
+    return iter(sorted(RECIPES))

@@ -1,0 +1,170 @@
+"""Report of frozen-backbone comparisons: runs.csv, a table per task (mean +- std over seeds,
+best in bold), bar plots with error bars, and a recommendation that says whether the winner's
+margin is larger than the seed spread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..runner.store import ResultsStore
+from .figures import new_figure, to_png
+from .files import atomic_write_bytes, atomic_write_text
+
+#: the paper's names for our poolers
+PAPER_NAMES = {
+    "first": "Last (CLS)",
+    "cls": "Last (CLS)",
+    "last": "Last",
+    "mean": "Avg",
+    "sum": "Sum",
+    "max": "Max",
+    "wavg": "W-Avg",
+    "latent_attention": "Attn",
+    "adapool": "AdaPool",
+}
+LOWER_IS_BETTER = {"mse"}
+
+
+def compare_frame(store: ResultsStore, tasks: list[str] | None = None) -> pd.DataFrame:
+    """One row per finished frozen-backbone run: task, pooler, seed, metric, value, wall_s, ..."""
+    from ..experiments import FROZEN_TASKS
+
+    records = []
+    for row in store.rows(status="done"):
+        if row["task"] not in FROZEN_TASKS or (tasks and row["task"] not in tasks):
+            continue
+        cfg, m = row["config"], row["metrics"]
+        records.append(
+            {
+                "task": row["task"],
+                "pooler": cfg["pooler"],
+                "seed": cfg["seed"],
+                "metric": m["metric"],
+                "value": m["value"],
+                "wall_s": row["wall_s"],
+                "val": m["val"],
+                "best_epoch": m["best_epoch"],
+                "train_s": m["train_s"],
+                "features_s": m["features_s"],
+                "epochs": cfg["epochs"],
+                "modality": FROZEN_TASKS[row["task"]].modality,
+                "context": FROZEN_TASKS[row["task"]].context,
+                "host": row["host"],
+                "key": row["key"],
+            }
+        )
+    df = pd.DataFrame.from_records(records)
+    return df.sort_values(["task", "pooler", "seed"]).reset_index(drop=True) if not df.empty else df
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std (over seeds, population) and run count per task and pooler, ranked best first."""
+    g = df.groupby(["task", "pooler", "metric"], sort=False)["value"]
+    s = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=0), "n": g.size()}).reset_index()
+    s["lower_better"] = s["metric"].isin(LOWER_IS_BETTER)
+    s["order"] = s["mean"].where(s["lower_better"], -s["mean"])
+    return s.sort_values(["task", "order"]).drop(columns="order").reset_index(drop=True)
+
+
+def recommend(summary: pd.DataFrame, task: str) -> dict[str, object]:
+    """Best and runner-up pooler on ``task``, and whether the gap beats the seed spread
+    (gap > std(best) + std(runner-up); with one seed the spread is unknown)."""
+    s = summary[summary["task"] == task].reset_index(drop=True)
+    best = s.iloc[0]
+    out: dict[str, object] = {
+        "task": task,
+        "metric": best["metric"],
+        "best": best["pooler"],
+        "best_mean": float(best["mean"]),
+        "best_std": float(best["std"]),
+    }
+    if len(s) < 2:
+        out.update(runner_up=None, clear=None, verdict=f"only {best['pooler']} was run")
+        return out
+    second = s.iloc[1]
+    gap = abs(float(best["mean"] - second["mean"]))
+    spread = float(best["std"] + second["std"])
+    clear = None if min(best["n"], second["n"]) < 2 else gap > spread
+    out.update(
+        runner_up=second["pooler"], runner_up_mean=float(second["mean"]), gap=gap, spread=spread, clear=clear
+    )
+    if clear is None:
+        out["verdict"] = (
+            f"{best['pooler']} is best, {second['pooler']} second (gap {gap:.3g}); "
+            "one seed, so the seed spread is unknown: run more seeds"
+        )
+    elif clear:
+        out["verdict"] = (
+            f"use {best['pooler']}: it beats {second['pooler']} by {gap:.3g}, more than the "
+            f"seed spread ({spread:.3g})"
+        )
+    else:
+        out["verdict"] = (
+            f"{best['pooler']} and {second['pooler']} are within the seed spread "
+            f"(gap {gap:.3g} <= {spread:.3g}); either will do"
+        )
+    return out
+
+
+def task_table(summary: pd.DataFrame, task: str) -> str:
+    s = summary[summary["task"] == task]
+    metric = s["metric"].iloc[0]
+    best = s["pooler"].iloc[0]
+    lines = [
+        f"| pooler | {metric} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better) | seeds |",
+        "|---|---|---|",
+    ]
+    for r in s.itertuples():
+        cell = f"{r.mean:.4g} ± {r.std:.2g}"
+        cell = f"**{cell}**" if r.pooler == best else cell
+        lines.append(f"| {r.pooler} ({PAPER_NAMES.get(r.pooler, r.pooler)}) | {cell} | {r.n} |")
+    return "\n".join(lines)
+
+
+def plot_task(summary: pd.DataFrame, task: str) -> bytes:
+    s = summary[summary["task"] == task]
+    plt, fig, ax = new_figure(6.0, 3.6)
+    colors = ["tab:green" if i == 0 else "tab:blue" for i in range(len(s))]
+    ax.bar(range(len(s)), s["mean"], yerr=s["std"], color=colors, capsize=4)
+    ax.set_xticks(range(len(s)), [PAPER_NAMES.get(p, p) for p in s["pooler"]], rotation=30, ha="right")
+    metric = s["metric"].iloc[0]
+    ax.set_ylabel(f"test {metric}")
+    if metric != "mse":
+        lo = float((s["mean"] - s["std"]).min())
+        ax.set_ylim(max(0.0, lo - 0.15 * (float(s["mean"].max()) - lo + 1)), None)
+    ax.set_title(f"{task}: mean ± std over seeds (best in green)")
+    ax.grid(axis="y", alpha=0.3)
+    return to_png(plt, fig)
+
+
+def write_compare_report(
+    store: ResultsStore, out_dir: str | Path, tasks: list[str] | None = None, title: str = "Which pooling?"
+) -> dict[str, Path]:
+    """``runs.csv``, ``table.md`` (every task, with recommendations) and ``<task>.png``."""
+    df = compare_frame(store, tasks)
+    if df.empty:
+        raise ValueError("the database holds no finished frozen-backbone runs")
+    out = Path(out_dir)
+    summary = summarize(df)
+    paths = {"csv": atomic_write_text(out / "runs.csv", df.to_csv(index=False))}
+    md = [f"# {title}", ""]
+    for task in summary["task"].unique():
+        rec = recommend(summary, task)
+        paths[f"{task}.png"] = atomic_write_bytes(out / f"{task}.png", plot_task(summary, task))
+        wall = df[df["task"] == task]["wall_s"].sum()
+        md += [
+            f"## {task}",
+            "",
+            task_table(summary, task),
+            "",
+            f"**Recommendation:** {rec['verdict']}.",
+            "",
+            f"{len(df[df['task'] == task])} runs, {wall:.0f} s of training in total.",
+            "",
+            f"![{task}]({task}.png)",
+            "",
+        ]
+    paths["table"] = atomic_write_text(out / "table.md", "\n".join(md))
+    return paths

@@ -1,0 +1,258 @@
+"""Our frozen-backbone study beside the Pool Me Wisely paper's qualitative findings.
+
+Each finding is checked on our table and marked *agrees*, *disagrees* or *partly* (with the
+tasks it held on); the paper's numbers come from other backbones and data sets, so only the
+direction of each finding is comparable, not the values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .compare import PAPER_NAMES, recommend
+
+FIXED = ("first", "last", "mean", "sum", "max")
+
+
+@dataclass(frozen=True)
+class Finding:
+    modality: str
+    paper: str
+    tasks: Callable[[list[str]], list[str]]
+    holds: Callable[[pd.DataFrame, str], bool | None]  # (summary of one task, task) -> verdict
+    ours: str
+
+
+def _means(s: pd.DataFrame) -> dict[str, float]:
+    lower = bool(s["lower_better"].iloc[0])
+    return {p: (-m if lower else m) for p, m in zip(s["pooler"], s["mean"])}  # higher = better
+
+
+def _best_of(s: pd.DataFrame, names: tuple[str, ...]) -> str | None:
+    m = {p: v for p, v in _means(s).items() if p in names}
+    return max(m, key=m.get) if m else None
+
+
+def _token(s: pd.DataFrame) -> str | None:
+    return next((p for p in ("first", "last", "cls") if p in set(s["pooler"])), None)
+
+
+def _avg_sum_beat_token(s: pd.DataFrame, task: str) -> bool | None:
+    m, tok = _means(s), _token(s)
+    if tok is None or "mean" not in m:
+        return None
+    return m["mean"] > m[tok] and m.get("sum", m["mean"]) > m[tok]
+
+
+def _token_best_fixed(s: pd.DataFrame, task: str) -> bool | None:
+    tok = _token(s)
+    return None if tok is None else _best_of(s, FIXED) == tok
+
+
+def _max_sum_worst_fixed(s: pd.DataFrame, task: str) -> bool | None:
+    m = {p: v for p, v in _means(s).items() if p in FIXED}
+    if not {"max", "sum"} <= set(m) or len(m) < 3:
+        return None
+    return set(sorted(m, key=m.get)[:2]) == {"max", "sum"}
+
+
+def _attn_best(s: pd.DataFrame, task: str) -> bool | None:
+    m = _means(s)
+    return None if "latent_attention" not in m else max(m, key=m.get) == "latent_attention"
+
+
+def _sum_beats_avg(s: pd.DataFrame, task: str) -> bool | None:
+    m = _means(s)
+    return None if not {"sum", "mean"} <= set(m) else m["sum"] > m["mean"]
+
+
+def _wavg_competitive(s: pd.DataFrame, task: str) -> bool | None:
+    m = _means(s)
+    best = _best_of(s, FIXED)
+    if "wavg" not in m or best is None:
+        return None
+    spread = float(s.loc[s["pooler"].isin(["wavg", best]), "std"].sum())
+    return m["wavg"] >= m[best] - spread
+
+
+def _adapool_beats_mean_and_token(s: pd.DataFrame, task: str) -> bool | None:
+    m, tok = _means(s), _token(s)
+    if "adapool" not in m or "mean" not in m:
+        return None
+    return m["adapool"] > m["mean"] and (tok is None or m["adapool"] > m[tok])
+
+
+def _pick(prefix: str, names: tuple[str, ...] = ()) -> Callable[[list[str]], list[str]]:
+    return lambda tasks: [t for t in tasks if t.startswith(prefix) and (not names or t in names)]
+
+
+FINDINGS = [
+    Finding(
+        "text",
+        "global text tasks (classification): Avg and Sum beat Last clearly",
+        _pick("text-", ("text-bbc", "text-rt", "text-csv")),
+        _avg_sum_beat_token,
+        "mean and sum > CLS",
+    ),
+    Finding(
+        "text",
+        "next-token prediction: Last is the best pooling",
+        _pick("text-nexttoken"),
+        _token_best_fixed,
+        "last best of the fixed poolers",
+    ),
+    Finding(
+        "vision",
+        "ViT classification: CLS best of the fixed poolings",
+        _pick("vision-", ("vision-mnist", "vision-digits")),
+        _token_best_fixed,
+        "CLS best of first/mean/sum/max",
+    ),
+    Finding(
+        "vision",
+        "Max and Sum are consistently the worst fixed poolings",
+        _pick("vision-"),
+        _max_sum_worst_fixed,
+        "max and sum the two lowest fixed",
+    ),
+    Finding(
+        "vision",
+        "(AdaPool paper) adaptive attention pooling resists distractors",
+        _pick("vision-noisy"),
+        _adapool_beats_mean_and_token,
+        "adapool > mean and > CLS",
+    ),
+    Finding(
+        "timeseries",
+        "classification: Attn is the best pooling",
+        _pick(
+            "ts-",
+            tuple(
+                f"ts-{k}"
+                for k in (
+                    "gunpoint",
+                    "arrowhead",
+                    "italypowerdemand",
+                    "osuleaf",
+                    "basicmotions",
+                    "japanesevowels",
+                )
+            ),
+        ),
+        _attn_best,
+        "latent_attention best overall",
+    ),
+    Finding(
+        "timeseries",
+        "classification: Sum often beats Avg",
+        lambda ts: [t for t in ts if t.startswith("ts-") and t != "ts-forecast"],
+        _sum_beats_avg,
+        "sum > mean",
+    ),
+    Finding(
+        "timeseries",
+        "forecasting: Last is the best pooling",
+        _pick("ts-forecast"),
+        _token_best_fixed,
+        "last best of the fixed poolers",
+    ),
+    Finding(
+        "all",
+        "W-Avg is competitive everywhere",
+        lambda ts: list(ts),
+        _wavg_competitive,
+        "wavg within seed spread of the best fixed pooler, or better",
+    ),
+]
+
+
+def findings_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per paper finding: where it was tested, where it held, and a verdict."""
+    tasks = list(summary["task"].unique())
+    rows = []
+    for f in FINDINGS:
+        tested, held = [], []
+        for task in f.tasks(tasks):
+            verdict = f.holds(summary[summary["task"] == task], task)
+            if verdict is None:
+                continue
+            tested.append(task)
+            if verdict:
+                held.append(task)
+        if not tested:
+            status = "not run"
+        elif len(held) == len(tested):
+            status = "agrees"
+        elif not held:
+            status = "disagrees"
+        else:
+            status = f"partly ({len(held)}/{len(tested)})"
+        rows.append(
+            {
+                "modality": f.modality,
+                "paper's finding": f.paper,
+                "our check": f.ours,
+                "held on": ", ".join(held) or "-",
+                "tested on": ", ".join(tested) or "-",
+                "verdict": status,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def modality_table(summary: pd.DataFrame, tasks: list[str]) -> str:
+    """Poolers x tasks, mean ± std, best per task in bold."""
+    poolers: list[str] = []
+    for t in tasks:
+        for p in summary[summary["task"] == t]["pooler"]:
+            if p not in poolers:
+                poolers.append(p)
+    head = (
+        "| pooler | "
+        + " | ".join(f"{t} ({summary[summary['task'] == t]['metric'].iloc[0]})" for t in tasks)
+        + " |"
+    )
+    lines = [head, "|---" * (len(tasks) + 1) + "|"]
+    for p in poolers:
+        cells = []
+        for t in tasks:
+            s = summary[(summary["task"] == t) & (summary["pooler"] == p)]
+            if s.empty:
+                cells.append("-")
+                continue
+            cell = f"{s['mean'].iloc[0]:.4g} ± {s['std'].iloc[0]:.2g}"
+            best = summary[summary["task"] == t]["pooler"].iloc[0]
+            cells.append(f"**{cell}**" if p == best else cell)
+        lines.append(f"| {PAPER_NAMES.get(p, p)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def findings_markdown(summary: pd.DataFrame, modalities: dict[str, list[str]], wall: dict[str, float]) -> str:
+    md = [
+        "# Pool Me Wisely, reproduced at small scale",
+        "",
+        "Frozen backbones, pooler + linear head trained (Adam 1e-3, batch 32), mean ± std over seeds, "
+        "test split used once. Backbones and data differ from the paper's (offline, CPU), so compare "
+        "the direction of each finding, not the numbers.",
+        "",
+    ]
+    for modality, tasks in modalities.items():
+        tasks = [t for t in tasks if t in set(summary["task"])]
+        if not tasks:
+            continue
+        md += [
+            f"## {modality} ({wall.get(modality, 0.0) / 60:.1f} min)",
+            "",
+            modality_table(summary, tasks),
+            "",
+        ]
+        md += [f"* {t}: {recommend(summary, t)['verdict']}" for t in tasks] + [""]
+    md += ["## The paper's findings against ours", ""]
+    ft = findings_table(summary)
+    md += ["| modality | paper | our check | verdict | held on |", "|---|---|---|---|---|"]
+    for r in ft.to_dict("records"):
+        paper = r["paper's finding"]
+        md.append(f"| {r['modality']} | {paper} | {r['our check']} | **{r['verdict']}** | {r['held on']} |")
+    return "\n".join(md) + "\n"

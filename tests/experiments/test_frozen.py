@@ -1,0 +1,113 @@
+"""The frozen-backbone protocol on tiny offline inputs."""
+
+import math
+
+import numpy as np
+import pytest
+
+from poolwise.experiments import FROZEN_TASKS, FrozenConfig, get_task, run_frozen
+from poolwise.experiments.frozen import PooledHead, build_pooler, default_poolers
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("POOLWISE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def csv_file(tmp_path):
+    rng = np.random.default_rng(0)
+    words = {"pos": ["cat", "sat", "mat"], "neg": ["dog", "ran", "."]}
+    rows = ["text,label"]
+    for i in range(60):
+        label = "pos" if i % 2 else "neg"
+        rows.append(" ".join(rng.choice(words[label], size=int(rng.integers(2, 9)))) + f",{label}")
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _cfg(csv_file, model, **kw):
+    return FrozenConfig(task="text-csv", data=str(csv_file), model=str(model), epochs=3, **kw)
+
+
+def test_text_csv_run_is_seeded_and_reports_the_test_metric(csv_file, tiny_bert_dir):
+    out = run_frozen(_cfg(csv_file, tiny_bert_dir, pooler="mean", seed=1))
+    m = out["metrics"]
+    assert m["metric"] == "accuracy" and 0 <= m["value"] <= 100 and m["test_rows"] == 12
+    assert m["train_rows"] == 42 and 1 <= m["best_epoch"] <= 3 and m["features_s"] > 0
+    assert [h["epoch"] for h in out["history"]] == [1, 2, 3]
+    again = run_frozen(_cfg(csv_file, tiny_bert_dir, pooler="mean", seed=1))
+    assert again["metrics"]["value"] == m["value"] and again["metrics"]["features_s"] == 0  # cached
+    assert again["history"] == out["history"]
+
+
+def test_learned_poolers_train_on_cached_features(csv_file, tiny_bert_dir):
+    for pooler in ("wavg", "latent_attention", "adapool", "first"):
+        m = run_frozen(_cfg(csv_file, tiny_bert_dir, pooler=pooler))["metrics"]
+        assert math.isfinite(m["value"])
+    assert (
+        run_frozen(_cfg(csv_file, tiny_bert_dir, pooler="wavg"))["metrics"]["trainable_params"]
+        > run_frozen(_cfg(csv_file, tiny_bert_dir, pooler="mean"))["metrics"]["trainable_params"]
+    )
+
+
+def test_time_series_forecast_regression_metric(monkeypatch):
+    pytest.importorskip("aeon")
+    from poolwise.experiments import pretrain as pt
+
+    pt.pretrain("patchts-italypowerdemand", steps=2)
+    m = run_frozen(FrozenConfig(task="ts-italypowerdemand", pooler="last", epochs=2))["metrics"]
+    assert m["test_rows"] == 1029 and 0 <= m["value"] <= 100
+
+
+def test_every_task_is_registered_with_a_runner():
+    for name, task in FROZEN_TASKS.items():
+        assert get_task(name).run is run_frozen
+        assert task.token_pooler in ("first", "last") and task.metric in ("accuracy", "mse", "top10")
+        assert default_poolers(name)[0] == task.token_pooler
+    assert get_task("ts-gunpoint").config(pooler="max").task == "ts-gunpoint"
+    with pytest.raises(ValueError, match="cannot have task='text-bbc'"):
+        get_task("ts-gunpoint").config(task="text-bbc")
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"task": "text-imdb"}, "unknown task 'text-imdb'; known: text-bbc"),
+        ({"task": "text-bbc", "pooler": "median"}, "unknown pooler 'median'"),
+        ({"task": "text-bbc", "epochs": -1}, "epochs must be a non-negative int"),
+        ({"task": "text-bbc", "batch_size": 0}, "batch_size must be >= 1"),
+        ({"task": "text-bbc", "max_samples": -2}, "max_samples must be -1"),
+        ({"task": "text-bbc", "lr": 0}, "lr must be > 0"),
+    ],
+)
+def test_config_errors(kw, message):
+    with pytest.raises(ValueError, match=message):
+        FrozenConfig(**kw)
+
+
+def test_csv_task_errors(tmp_path, tiny_bert_dir):
+    with pytest.raises(ValueError, match="needs data=PATH"):
+        run_frozen(FrozenConfig(task="text-csv"))
+    one = tmp_path / "one.csv"
+    one.write_text("text,label\na,x\nb,x\n")
+    with pytest.raises(ValueError, match="single class"):
+        run_frozen(FrozenConfig(task="text-csv", data=str(one), model=str(tiny_bert_dir)))
+    few = tmp_path / "few.csv"
+    few.write_text("text,label\na,x\nb,y\nc,y\nd,y\n")
+    with pytest.raises(ValueError, match=r"few\.csv: every class needs at least 3 examples"):
+        run_frozen(FrozenConfig(task="text-csv", data=str(few), model=str(tiny_bert_dir)))
+    ok = tmp_path / "ok.csv"
+    ok.write_text("text,label\n" + "a,x\nb,y\n" * 3)
+    with pytest.raises(ValueError, match="not a Hugging Face model directory"):
+        run_frozen(FrozenConfig(task="text-csv", data=str(ok), model=str(tmp_path)))
+
+
+def test_pooled_head_width_follows_the_pooler():
+    import torch
+
+    head = PooledHead(build_pooler("multi", 6, 10), 6, 3)
+    assert head.head.in_features == 12  # mean + max concatenated
+    assert head(torch.randn(2, 4, 6), torch.ones(2, 4, dtype=torch.bool)).shape == (2, 3)
+    assert build_pooler("latent_attention", 6, 10).num_heads == 1  # default 4 heads does not divide 6

@@ -1,0 +1,76 @@
+"""Recommendations and the paper-findings check, on hand-made summaries."""
+
+import pandas as pd
+
+from poolwise.report.compare import recommend, summarize, task_table
+from poolwise.report.pool_me_wisely import findings_markdown, findings_table
+
+
+def _df(rows):
+    return pd.DataFrame(
+        [
+            {"task": t, "pooler": p, "seed": s, "metric": m, "value": v}
+            for t, p, m, vals in rows
+            for s, v in enumerate(vals)
+        ]
+    )
+
+
+def test_summary_ranks_by_metric_direction():
+    s = summarize(
+        _df(
+            [
+                ("a", "mean", "accuracy", [80, 82]),
+                ("a", "max", "accuracy", [90, 90]),
+                ("f", "last", "mse", [0.5, 0.5]),
+                ("f", "mean", "mse", [0.9, 1.1]),
+            ]
+        )
+    )
+    assert s[s.task == "a"]["pooler"].tolist() == ["max", "mean"]
+    assert s[s.task == "f"]["pooler"].tolist() == ["last", "mean"]  # lower MSE first
+    row = s[(s.task == "a") & (s.pooler == "mean")].iloc[0]
+    assert row["mean"] == 81 and row["std"] == 1 and row["n"] == 2
+    assert "**90 ± 0**" in task_table(s, "a")
+
+
+def test_recommendation_compares_gap_with_seed_spread():
+    clear = summarize(_df([("a", "max", "accuracy", [90, 91]), ("a", "mean", "accuracy", [80, 81])]))
+    r = recommend(clear, "a")
+    assert r["best"] == "max" and r["runner_up"] == "mean" and r["clear"] is True
+    assert r["verdict"].startswith("use max")
+    close = summarize(_df([("a", "max", "accuracy", [80, 90]), ("a", "mean", "accuracy", [82, 86])]))
+    assert (
+        recommend(close, "a")["clear"] is False
+        and "within the seed spread" in recommend(close, "a")["verdict"]
+    )
+    single = summarize(_df([("a", "max", "accuracy", [90]), ("a", "mean", "accuracy", [80])]))
+    assert recommend(single, "a")["clear"] is None and "one seed" in recommend(single, "a")["verdict"]
+
+
+def test_findings_mark_agreement_per_task():
+    s = summarize(
+        _df(
+            [
+                ("text-bbc", "first", "accuracy", [80, 80]),
+                ("text-bbc", "mean", "accuracy", [90, 90]),
+                ("text-bbc", "sum", "accuracy", [89, 89]),
+                ("text-rt", "first", "accuracy", [70, 70]),
+                ("text-rt", "mean", "accuracy", [69, 69]),
+                ("text-rt", "sum", "accuracy", [75, 75]),
+                ("ts-forecast", "last", "mse", [0.7, 0.7]),
+                ("ts-forecast", "mean", "mse", [1.0, 1.0]),
+            ]
+        )
+    )
+    ft = findings_table(s).set_index("paper's finding")
+    assert (
+        ft.loc["global text tasks (classification): Avg and Sum beat Last clearly", "verdict"]
+        == "partly (1/2)"
+    )
+    assert ft.loc["forecasting: Last is the best pooling", "verdict"] == "agrees"
+    assert ft.loc["ViT classification: CLS best of the fixed poolings", "verdict"] == "not run"
+    md = findings_markdown(
+        s, {"text": ["text-bbc", "text-rt"], "timeseries": ["ts-forecast"]}, {"text": 60.0}
+    )
+    assert "## text (1.0 min)" in md and "**partly (1/2)**" in md

@@ -1,0 +1,90 @@
+"""`poolwise compare`, `poolwise pretrain` and `poolwise reproduce pool-me-wisely` as a user runs them."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tests.test_cli import poolwise
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {"POOLWISE_CACHE": str(tmp_path / "cache")}
+
+
+@pytest.fixture
+def csv_file(tmp_path):
+    rows = ["review,sentiment"] + [f"the cat sat {'.' * (i % 3)},good" for i in range(15)] + \
+        [f"a dog ran on the mat {'s' * (i % 3)},bad" for i in range(15)]
+    path = tmp_path / "reviews.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_list_names_every_task_with_a_description():
+    r = poolwise("compare", "--list")
+    assert r.returncode == 0, r.stderr
+    names = [line.split()[0] for line in r.stdout.splitlines()]
+    for name in ("text-bbc", "text-rt", "text-nexttoken", "ts-gunpoint", "ts-japanesevowels", "ts-forecast",
+                 "vision-mnist", "vision-digits", "vision-noisy"):
+        assert name in names
+    assert all(len(line.split()) > 3 for line in r.stdout.splitlines())
+
+
+def test_compare_on_your_csv_and_model_writes_table_plot_csv_and_recommendation(tmp_path, env, csv_file,
+                                                                                tiny_bert_dir):
+    out = tmp_path / "out"
+    args = ["compare", "--data", str(csv_file), "--text-column", "review", "--label-column", "sentiment",
+            "--model", str(tiny_bert_dir), "--poolers", "mean,max", "--seeds", "2", "--set", "epochs=2",
+            "--out", str(out), "--quiet"]
+    r = poolwise(*args, env_extra=env)
+    assert r.returncode == 0, r.stderr
+    assert "4 runs done" in r.stdout and "text-csv: " in r.stdout
+    df = pd.read_csv(out / "runs.csv")
+    assert len(df) == 4 and {"task", "pooler", "seed", "metric", "value", "wall_s"} <= set(df.columns)
+    assert set(df["pooler"]) == {"mean", "max"} and set(df["seed"]) == {0, 1}
+    table = (out / "table.md").read_text()
+    assert "**" in table and "Recommendation:" in table
+    assert (out / "text-csv.png").stat().st_size > 5_000
+    again = poolwise(*args, env_extra=env)  # resumable: nothing is run twice
+    assert again.returncode == 0 and "0 runs done, 4 already there" in again.stdout
+    rebuilt = tmp_path / "rebuilt"
+    r = poolwise("report", "--db", str(out / "runs.sqlite"), "--out", str(rebuilt))
+    assert r.returncode == 0, r.stderr
+    assert (rebuilt / "runs.csv").read_text() == (out / "runs.csv").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare"], "give --task TASK"),
+    (["compare", "--task", "text-imdb"], "unknown task 'text-imdb'"),
+    (["compare", "--task", "ts-gunpoint", "--poolers", "median"], "unknown pooler median"),
+    (["compare", "--task", "ts-gunpoint", "--seeds", "0"], "--seeds must be >= 1"),
+    (["compare", "--task", "ts-gunpoint", "--model", "x"], "--model applies to text tasks"),
+    (["compare", "--task", "ts-gunpoint", "--set", "epochs=-1"], "epochs must be a non-negative int"),
+    (["pretrain", "vit"], "unknown backbone vit"),
+    (["reproduce", "pool-me-wisely", "--modalities", "audio"], "unknown modality audio"),
+    (["reproduce", "pool-me-wisely", "--seeds", "0,1"], "--seeds is a count"),
+    (["reproduce", "adapool-knn", "--modalities", "text"], "--modalities applies to pool-me-wisely"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, env, tmp_path):
+    r = poolwise(*args, "--out", str(tmp_path / "o"), env_extra=env) if args[0] != "pretrain" else \
+        poolwise(*args, env_extra=env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("body, message", [
+    ("", "is empty"),
+    ("text,label\na,x\nb,x\nc,x\n", "single class"),
+    ("words,label\na,x\nb,y\n", "has no column 'text'"),
+])
+def test_bad_csv_is_refused_before_anything_is_written(tmp_path, env, body, message, tiny_bert_dir):
+    path = tmp_path / "bad.csv"
+    path.write_text(body)
+    out = tmp_path / "o"
+    r = poolwise("compare", "--data", str(path), "--model", str(tiny_bert_dir), "--out", str(out),
+                 env_extra=env)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not out.exists()
