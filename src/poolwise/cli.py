@@ -69,13 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pool-me-wisely: comma list of text, vision, timeseries (default all)")
     rep.add_argument("--executor", default="local", choices=["local", "ray"])
     rep.add_argument("--address", help="Ray cluster to join (HOST:PORT, ray://..., auto)")
-    rep.add_argument("--workers", type=int, default=1, help="local process pool size (default 1)")
+    rep.add_argument("--workers", type=int,
+                     help="local process pool size (default 1; pool-me-wisely: one per core, at most 2)")
     rep.add_argument("--out", type=Path, help="output directory (default results/adapool-knn-PRESET)")
     rep.add_argument("--db", type=Path, help="results database (default OUT/runs.sqlite)")
     rep.add_argument("--poolers", help="comma-separated poolers (registered names or 'cls')")
     rep.add_argument("--k", help="comma-separated k values (SNR = k/128)")
     rep.add_argument("--seeds",
-                     help="adapool-knn: comma-separated seeds; pool-me-wisely: how many (default 3)")
+                     help="adapool-knn: comma-separated seeds; pool-me-wisely: how many (default 5)")
     rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a run setting, e.g. --set epochs=3 --set depth=4")
     rep.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
@@ -214,6 +215,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         return reproduce_pool_me_wisely(args)
     if args.modalities:
         raise UsageError("--modalities applies to pool-me-wisely only")
+    args.workers = 1 if args.workers is None else args.workers
     from .experiments.knn_presets import PRESETS
     from .report import write_knn_report
     from .runner import grid, run_sweep

@@ -4,6 +4,7 @@ the frozen-backbone benchmarks (Pool Me Wisely protocol) from the command line."
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 from .cli import UsageError, _open_store, _overrides
 
 MODALITIES = ("text", "vision", "timeseries")
-REPRODUCE_SEEDS = 3
+REPRODUCE_SEEDS = 5
 
 
 def add_commands(sub: Any) -> None:
@@ -231,6 +232,8 @@ def reproduce_pool_me_wisely(args: argparse.Namespace) -> int:
             f"unknown modality {', '.join(bad) or '(none)'}; choose from {', '.join(MODALITIES)}"
         )
     seeds = args.seeds or REPRODUCE_SEEDS
+    if args.workers is None:  # the runs are small: one per core
+        args.workers = max(1, min(2, os.cpu_count() or 1))
     base = _overrides(args.set)
     by_modality = {
         m: [t.name for t in FROZEN_TASKS.values() if t.modality == m and t.name != "text-csv"] for m in wanted

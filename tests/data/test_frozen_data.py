@@ -113,3 +113,12 @@ def test_noisy_canvas_hides_the_digit_intact_on_the_patch_grid():
                  if np.array_equal(canvas[r:r + 28, c:c + 28], img)]
         assert found
     assert np.array_equal(out, vision_data.noisy_canvas(digits, digits[::-1], seed=1))
+
+
+def test_noisy_canvas_salt_noise_fills_about_density_of_the_cells():
+    digits = np.zeros((4, 28, 28), dtype=np.float32)
+    out = vision_data.noisy_canvas(digits, None, density=0.5, seed=0)
+    cells = out.reshape(4, 14, 4, 14, 4).transpose(0, 1, 3, 2, 4).reshape(4, 196, 16)
+    filled = (cells.sum(axis=2) > 0).mean()
+    assert 0.25 < filled < 0.45  # half of the 147 non-digit cells, out of 196
+    assert out.min() >= 0 and out.max() <= 1

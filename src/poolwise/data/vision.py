@@ -32,22 +32,27 @@ def load_digits28() -> tuple[np.ndarray, np.ndarray]:
 
 def noisy_canvas(
     images: np.ndarray,
-    distractors: np.ndarray,
+    distractors: np.ndarray | None = None,
     canvas: int = 56,
     patch: int = 4,
     density: float = 0.5,
     seed: int = 0,
 ) -> np.ndarray:
     """Place each 28x28 digit at a random patch-aligned spot of a ``canvas`` square whose other
-    patch cells hold, with probability ``density``, a random non-empty 4x4 patch cut from the
-    ``distractors`` images (stroke fragments of other digits). With the defaults, 49 of 196
-    patches carry the digit."""
+    patch cells hold, with probability ``density``, a distractor patch: a random non-empty 4x4
+    patch cut from the ``distractors`` images (stroke fragments of other digits) or, when
+    ``distractors`` is None, salt noise (half the pixels uniform in [0, 1]). With the
+    defaults, 49 of 196 patches carry the digit."""
     rng = np.random.default_rng(seed)
     side = images.shape[1]
     cells = canvas // patch
-    pool = distractors.reshape(len(distractors), side // patch, patch, side // patch, patch)
-    pool = pool.transpose(0, 1, 3, 2, 4).reshape(-1, patch, patch)
-    pool = pool[pool.sum(axis=(1, 2)) > 1.0]
+    if distractors is None:
+        salt = rng.random((4096, patch, patch)) < 0.5
+        pool = (rng.random((4096, patch, patch)) * salt).astype(np.float32)
+    else:
+        pool = distractors.reshape(len(distractors), side // patch, patch, side // patch, patch)
+        pool = pool.transpose(0, 1, 3, 2, 4).reshape(-1, patch, patch)
+        pool = pool[pool.sum(axis=(1, 2)) > 1.0]
     out = np.zeros((len(images), canvas, canvas), dtype=np.float32)
     for i, img in enumerate(images):
         fill = rng.random((cells, cells)) < density

@@ -4,8 +4,9 @@
 ``model.safetensors`` plus ``config.json`` under ``$POOLWISE_CACHE/backbones/NAME-seedS``:
 
 * ``vit-mnist``: a ViT (patch 4, CLS) trained to classify the pretraining part of MNIST-5k
-  (2,000 digits, disjoint from the tasks' part), half the steps on 28x28 images and half on
-  digits placed at random on a blank 56x56 canvas, so the encoder has seen larger grids;
+  (2,000 digits, disjoint from the tasks' part); a third of the steps place the digit at
+  random on a 56x56 canvas, blank or among salt-noise patches, so the encoder has seen
+  larger grids and noise;
 * ``patchts-<dataset>`` (six UCR/UEA sets) and ``patchts-forecast``: a patch transformer
   trained self-supervised by masked-patch reconstruction (40% of the patches hidden) on
   the training series only;
@@ -35,6 +36,7 @@ from ..models.backbones import Backbone, BackboneConfig
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
 LM_VOCAB, LM_CONTEXT = 2000, 32
+NOISY_DENSITY = 0.5  # share of the non-digit cells of a noisy canvas that hold a noise patch
 FORECAST = {"context": 128, "min_context": 64, "horizon": 16, "stride": 4, "patch": 8}
 
 
@@ -83,19 +85,19 @@ def _vit_batches(batch: int) -> Callable[[int], Callable[[np.random.Generator], 
     def make(seed: int) -> Callable[[np.random.Generator], Batch]:
         x, y = vision_data.load_mnist5k()
         pre, _ = mnist_parts(seed)
-        x, y = torch.from_numpy(x[pre]), torch.from_numpy(y[pre])
+        x, y = x[pre], y[pre]
         step = [0]
 
         def sample(rng: np.random.Generator) -> Batch:
-            idx = torch.from_numpy(rng.integers(len(x), size=batch))
+            idx = rng.integers(len(x), size=batch)
             images = x[idx]
             step[0] += 1
-            if step[0] % 2 == 0:  # every other step: the digit somewhere on a blank 56x56 canvas
-                canvas = torch.zeros(batch, 56, 56)
-                for i, (r, c) in enumerate(rng.integers(0, 8, size=(batch, 2)) * 4):
-                    canvas[i, r : r + 28, c : c + 28] = images[i]
-                images = canvas
-            return images, y[idx], None, None
+            if step[0] % 3 == 1:  # the digit somewhere on a 56x56 canvas, blank or among distractors
+                density = NOISY_DENSITY if step[0] % 2 else 0.0
+                images = vision_data.noisy_canvas(
+                    images, None, density=density, seed=int(rng.integers(2**31))
+                )
+            return torch.from_numpy(images), torch.from_numpy(y[idx]), None, None
 
         return sample
 
@@ -169,7 +171,7 @@ def _ts_config(name: str, patch: int) -> Callable[[], BackboneConfig]:
 
 RECIPES: dict[str, PretrainRecipe] = {
     "vit-mnist": PretrainRecipe(
-        "ViT (d=64, 4 layers, patch 4, CLS), supervised on 2,000 MNIST-5k digits",
+        "ViT (d=64, 4 layers, patch 4, CLS), supervised on 2,000 MNIST-5k digits (some on noisy canvases)",
         lambda: BackboneConfig("vit", 16, dim=64, depth=4, num_heads=4, patch=4, out_dim=10),
         _vit_batches(64),
         steps=800,

@@ -85,7 +85,10 @@ class LatentAttentionPooling(Pooler):
         k = k.view(1, -1, h, hd).transpose(1, 2).expand(b, -1, -1, -1)  # (B, H, r, hd)
         v = v.view(1, -1, h, hd).transpose(1, 2).expand(b, -1, -1, -1)
         attended = F.scaled_dot_product_attention(q, k, v)  # every latent is valid: no mask
-        tokens = x + self.out_proj(attended.transpose(1, 2).reshape(b, n, d))
-        if self.mlp is not None:
-            tokens = tokens + self.mlp(tokens)
+        attended = attended.transpose(1, 2).reshape(b, n, d)
+        if self.mlp is None:
+            # mean is linear, so mean(x + W a + c) = mean(x) + W mean(a) + c: project once per row
+            return _MEAN._pool(x, mask) + self.out_proj(_MEAN._pool(attended, mask))
+        tokens = x + self.out_proj(attended)
+        tokens = tokens + self.mlp(tokens)
         return _MEAN._pool(tokens, mask)
