@@ -285,7 +285,11 @@ def _report(args: argparse.Namespace) -> int:
             if store.rows("adapool-knn", "done") or compare_frame(store).empty:
                 paths = write_knn_report(store, args.out)
             else:
+                from .report.pool_me_wisely import write_findings
+
                 paths = write_compare_report(store, args.out)
+                if compare_frame(store)["modality"].nunique() > 1:  # a pool-me-wisely study
+                    paths["findings"] = write_findings(store, args.out)
         except ValueError as err:
             raise UsageError(str(err)) from None
     for what, path in paths.items():

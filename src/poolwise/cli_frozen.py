@@ -222,8 +222,7 @@ def pretrain(args: argparse.Namespace) -> int:
 def reproduce_pool_me_wisely(args: argparse.Namespace) -> int:
     """The whole study at a size that fits in about 30 minutes on 2 cores."""
     from .experiments import FROZEN_TASKS
-    from .report.files import atomic_write_text
-    from .report.pool_me_wisely import findings_markdown, findings_table
+    from .report.pool_me_wisely import findings_table, write_findings
 
     wanted = [m.strip() for m in (args.modalities or ",".join(MODALITIES)).split(",") if m.strip()]
     bad = [m for m in wanted if m not in MODALITIES]
@@ -251,13 +250,8 @@ def reproduce_pool_me_wisely(args: argparse.Namespace) -> int:
     )
     if table is None:
         return rc
-    from .report import compare_frame
-
     with _open_store(args.db or out / "runs.sqlite", create=False) as store:
-        df = compare_frame(store, [t for ts in by_modality.values() for t in ts])
-    wall = {m: float(df[df["modality"] == m]["wall_s"].sum()) for m in wanted}
-    text = findings_markdown(table, by_modality, wall)
-    paths["findings"] = atomic_write_text(out / "findings.md", text)
+        paths["findings"] = write_findings(store, out, [t for ts in by_modality.values() for t in ts])
     ft = findings_table(table)
     print(f"\nPool Me Wisely at small scale, {(time.perf_counter() - start) / 60:.1f} min in this call")
     for r in ft.to_dict("records"):

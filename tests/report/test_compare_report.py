@@ -73,4 +73,4 @@ def test_findings_mark_agreement_per_task():
     md = findings_markdown(
         s, {"text": ["text-bbc", "text-rt"], "timeseries": ["ts-forecast"]}, {"text": 60.0}
     )
-    assert "## text (1.0 min)" in md and "**partly (1/2)**" in md
+    assert "## text (12 runs, 1.0 min of run time)" in md and "**partly (1/2)**" in md

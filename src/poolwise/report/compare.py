@@ -28,14 +28,13 @@ LOWER_IS_BETTER = {"mse"}
 
 
 def compare_frame(store: ResultsStore, tasks: list[str] | None = None) -> pd.DataFrame:
-    """One row per finished frozen-backbone run: task, pooler, seed, metric, value, wall_s, ..."""
-    from ..experiments import FROZEN_TASKS
-
+    """One row per finished frozen-backbone run: task, pooler, seed, metric, value, wall_s, ...
+    (recognised by their ``metric``/``value`` results, so the report needs no task registry)."""
     records = []
     for row in store.rows(status="done"):
-        if row["task"] not in FROZEN_TASKS or (tasks and row["task"] not in tasks):
+        cfg, m = row["config"], row["metrics"] or {}
+        if "metric" not in m or "value" not in m or (tasks and row["task"] not in tasks):
             continue
-        cfg, m = row["config"], row["metrics"]
         records.append(
             {
                 "task": row["task"],
@@ -49,14 +48,18 @@ def compare_frame(store: ResultsStore, tasks: list[str] | None = None) -> pd.Dat
                 "train_s": m["train_s"],
                 "features_s": m["features_s"],
                 "epochs": cfg["epochs"],
-                "modality": FROZEN_TASKS[row["task"]].modality,
-                "context": FROZEN_TASKS[row["task"]].context,
+                "modality": _modality(row["task"]),
                 "host": row["host"],
                 "key": row["key"],
             }
         )
     df = pd.DataFrame.from_records(records)
     return df.sort_values(["task", "pooler", "seed"]).reset_index(drop=True) if not df.empty else df
+
+
+def _modality(task: str) -> str:
+    prefix = task.split("-", 1)[0]
+    return {"ts": "timeseries"}.get(prefix, prefix)
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
-from .compare import PAPER_NAMES, recommend
+from ..runner.store import ResultsStore
+from .compare import PAPER_NAMES, compare_frame, recommend, summarize
+from .files import atomic_write_text
 
 FIXED = ("first", "last", "mean", "sum", "max")
 
@@ -47,8 +50,11 @@ def _avg_sum_beat_token(s: pd.DataFrame, task: str) -> bool | None:
 
 
 def _token_best_fixed(s: pd.DataFrame, task: str) -> bool | None:
-    tok = _token(s)
-    return None if tok is None else _best_of(s, FIXED) == tok
+    """The token pooler strictly above every other fixed pooler (a tie does not count)."""
+    m, tok = _means(s), _token(s)
+    if tok is None:
+        return None
+    return all(m[tok] > v for p, v in m.items() if p in FIXED and p != tok)
 
 
 def _max_sum_worst_fixed(s: pd.DataFrame, task: str) -> bool | None:
@@ -77,11 +83,15 @@ def _wavg_competitive(s: pd.DataFrame, task: str) -> bool | None:
     return m["wavg"] >= m[best] - spread
 
 
-def _adapool_beats_mean_and_token(s: pd.DataFrame, task: str) -> bool | None:
-    m, tok = _means(s), _token(s)
-    if "adapool" not in m or "mean" not in m:
+def _adapool_beats_fixed_averages(s: pd.DataFrame, task: str) -> bool | None:
+    """AdaPool above Avg, Max and Sum (the poolings that cannot down-weight noise tokens) by
+    more than the two poolers' seed spread."""
+    m = _means(s)
+    others = [p for p in ("mean", "max", "sum") if p in m]
+    if "adapool" not in m or not others:
         return None
-    return m["adapool"] > m["mean"] and (tok is None or m["adapool"] > m[tok])
+    std = dict(zip(s["pooler"], s["std"]))
+    return all(m["adapool"] - m[p] > std["adapool"] + std[p] for p in others)
 
 
 def _pick(prefix: str, names: tuple[str, ...] = ()) -> Callable[[list[str]], list[str]]:
@@ -119,10 +129,10 @@ FINDINGS = [
     ),
     Finding(
         "vision",
-        "(AdaPool paper) adaptive attention pooling resists distractors",
+        "(AdaPool paper) adaptive pooling resists distractors where Avg and Max do not",
         _pick("vision-noisy"),
-        _adapool_beats_mean_and_token,
-        "adapool > mean and > CLS",
+        _adapool_beats_fixed_averages,
+        "adapool above mean, max and sum by more than the seed spread",
     ),
     Finding(
         "timeseries",
@@ -229,7 +239,11 @@ def modality_table(summary: pd.DataFrame, tasks: list[str]) -> str:
     return "\n".join(lines)
 
 
-def findings_markdown(summary: pd.DataFrame, modalities: dict[str, list[str]], wall: dict[str, float]) -> str:
+def findings_markdown(
+    summary: pd.DataFrame, modalities: dict[str, list[str]], run_s: dict[str, float]
+) -> str:
+    """The report: one table per modality (``run_s``: summed run time, for the heading), the
+    recommendations, and the findings table."""
     md = [
         "# Pool Me Wisely, reproduced at small scale",
         "",
@@ -242,8 +256,9 @@ def findings_markdown(summary: pd.DataFrame, modalities: dict[str, list[str]], w
         tasks = [t for t in tasks if t in set(summary["task"])]
         if not tasks:
             continue
+        runs = int(summary[summary["task"].isin(tasks)]["n"].sum())
         md += [
-            f"## {modality} ({wall.get(modality, 0.0) / 60:.1f} min)",
+            f"## {modality} ({runs} runs, {run_s.get(modality, 0.0) / 60:.1f} min of run time)",
             "",
             modality_table(summary, tasks),
             "",
@@ -256,3 +271,20 @@ def findings_markdown(summary: pd.DataFrame, modalities: dict[str, list[str]], w
         paper = r["paper's finding"]
         md.append(f"| {r['modality']} | {paper} | {r['our check']} | **{r['verdict']}** | {r['held on']} |")
     return "\n".join(md) + "\n"
+
+
+def write_findings(store: ResultsStore, out_dir: str | Path, tasks: list[str] | None = None) -> Path:
+    """``findings.md`` from the database: per-modality tables and the findings check."""
+    df = compare_frame(store, tasks)
+    if df.empty:
+        raise ValueError("the database holds no finished frozen-backbone runs")
+    by_modality: dict[str, list[str]] = {}
+    for task in sorted(df["task"].unique()):
+        by_modality.setdefault(_modality_of(df, task), []).append(task)
+    run_s = {m: float(df[df["modality"] == m]["wall_s"].sum()) for m in by_modality}
+    text = findings_markdown(summarize(df), by_modality, run_s)
+    return atomic_write_text(Path(out_dir) / "findings.md", text)
+
+
+def _modality_of(df: pd.DataFrame, task: str) -> str:
+    return str(df.loc[df["task"] == task, "modality"].iloc[0])
