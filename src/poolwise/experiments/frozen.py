@@ -52,7 +52,7 @@ class FrozenConfig:
     epochs: int = 0  # 0: the task's default (10; 100 for the small UCR sets)
     batch_size: int = 32
     lr: float = 1e-3
-    max_samples: int = -1  # -1: the task's default cap, 0: all rows, n: at most n (stratified)
+    max_samples: int = -1  # text/vision tasks: -1 the task's default cap, 0 all rows, n at most n
     max_length: int = 0  # text: tokens per input (0: the task's default)
     backbone_seed: int = 0
     model: str = ""  # text: a local Hugging Face model directory (default MiniLM)

@@ -48,7 +48,7 @@ def compare_frame(store: ResultsStore, tasks: list[str] | None = None) -> pd.Dat
                 "train_s": m["train_s"],
                 "features_s": m["features_s"],
                 "epochs": cfg["epochs"],
-                "modality": _modality(row["task"]),
+                "modality": task_modality(row["task"]),
                 "host": row["host"],
                 "key": row["key"],
             }
@@ -57,7 +57,8 @@ def compare_frame(store: ResultsStore, tasks: list[str] | None = None) -> pd.Dat
     return df.sort_values(["task", "pooler", "seed"]).reset_index(drop=True) if not df.empty else df
 
 
-def _modality(task: str) -> str:
+def task_modality(task: str) -> str:
+    """``text``, ``vision`` or ``timeseries`` from a task name's prefix."""
     prefix = task.split("-", 1)[0]
     return {"ts": "timeseries"}.get(prefix, prefix)
 
@@ -69,6 +70,11 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     s["lower_better"] = s["metric"].isin(LOWER_IS_BETTER)
     s["order"] = s["mean"].where(s["lower_better"], -s["mean"])
     return s.sort_values(["task", "order"]).drop(columns="order").reset_index(drop=True)
+
+
+def cell_text(mean: float, std: float, n: int) -> str:
+    """``mean ± std``; a single seed has no spread to show."""
+    return f"{mean:.4g} ± {std:.2g}" if n > 1 else f"{mean:.4g} (1 seed)"
 
 
 def recommend(summary: pd.DataFrame, task: str) -> dict[str, object]:
@@ -120,7 +126,7 @@ def task_table(summary: pd.DataFrame, task: str) -> str:
         "|---|---|---|",
     ]
     for r in s.itertuples():
-        cell = f"{r.mean:.4g} ± {r.std:.2g}"
+        cell = cell_text(r.mean, r.std, r.n)
         cell = f"**{cell}**" if r.pooler == best else cell
         lines.append(f"| {r.pooler} ({PAPER_NAMES.get(r.pooler, r.pooler)}) | {cell} | {r.n} |")
     return "\n".join(lines)

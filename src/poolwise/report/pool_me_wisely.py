@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..runner.store import ResultsStore
-from .compare import PAPER_NAMES, compare_frame, recommend, summarize
+from .compare import PAPER_NAMES, cell_text, compare_frame, recommend, summarize, task_modality
 from .files import atomic_write_text
 
 FIXED = ("first", "last", "mean", "sum", "max")
@@ -181,8 +181,11 @@ FINDINGS = [
 def findings_table(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per paper finding: where it was tested, where it held, and a verdict."""
     tasks = list(summary["task"].unique())
+    ran = {task_modality(t) for t in tasks}
     rows = []
     for f in FINDINGS:
+        if f.modality != "all" and f.modality not in ran:
+            continue
         tested, held = [], []
         for task in f.tasks(tasks):
             verdict = f.holds(summary[summary["task"] == task], task)
@@ -232,7 +235,7 @@ def modality_table(summary: pd.DataFrame, tasks: list[str]) -> str:
             if s.empty:
                 cells.append("-")
                 continue
-            cell = f"{s['mean'].iloc[0]:.4g} ± {s['std'].iloc[0]:.2g}"
+            cell = cell_text(s["mean"].iloc[0], s["std"].iloc[0], int(s["n"].iloc[0]))
             best = summary[summary["task"] == t]["pooler"].iloc[0]
             cells.append(f"**{cell}**" if p == best else cell)
         lines.append(f"| {PAPER_NAMES.get(p, p)} | " + " | ".join(cells) + " |")
