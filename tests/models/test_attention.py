@@ -44,7 +44,10 @@ def test_large_logits_stay_finite():
 
 
 def test_falls_back_to_sdpa_when_unavailable(monkeypatch):
-    monkeypatch.setattr(attn_mod, "_state", {"ext": None, "error": "no compiler"})
+    from poolwise.pooling import _ext
+
+    monkeypatch.setattr(_ext, "_loaded", {})
+    monkeypatch.setattr(_ext, "_errors", {"poolwise_small_head_attention": "no compiler"})
     q, k, v = (torch.randn(2, 2, 5, 2) for _ in range(3))
     assert torch.equal(attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
     assert kernel_error() == "no compiler"

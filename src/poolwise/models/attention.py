@@ -9,10 +9,6 @@ and SDPA is used; set ``POOLWISE_NO_EXT=1`` to skip it. Both compute exact softm
 
 from __future__ import annotations
 
-import hashlib
-import os
-import platform
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,46 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..pooling._ext import extension_error, load_extension
+
 MAX_HEAD_DIM = 4  # from head dim 8 on, the GEMM-based SDPA kernel is as fast or faster
 _SOURCE = Path(__file__).with_name("small_head_attention.cpp")
-_state: dict[str, Any] = {"ext": None, "error": None}
-
-
-def _build_dir() -> Path:
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "")
-    except OSError:
-        flags = platform.processor()
-    key = hashlib.sha1((flags + torch.__version__ + _SOURCE.read_text()).encode()).hexdigest()[:12]
-    root = Path(os.environ.get("POOLWISE_EXT_DIR") or Path.home() / ".cache" / "poolwise" / "ext")
-    return root / key
 
 
 def kernel() -> Any | None:
     """The compiled extension, or None (with the reason in ``kernel_error()``)."""
-    if _state["ext"] is None and _state["error"] is None:
-        if os.environ.get("POOLWISE_NO_EXT"):
-            _state["error"] = "disabled by POOLWISE_NO_EXT"
-            return None
-        try:
-            from torch.utils.cpp_extension import load
-
-            build = _build_dir()
-            build.mkdir(parents=True, exist_ok=True)
-            _state["ext"] = load("poolwise_small_head_attention", [str(_SOURCE)], build_directory=str(build),
-                                 extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
-                                 extra_ldflags=["-fopenmp"], verbose=False)
-        except Exception as err:  # no compiler, no ninja, ...: fall back, say why once
-            _state["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err) else ''}"
-            warnings.warn(f"poolwise: small-head attention kernel unavailable ({_state['error']}); "
-                          "using scaled_dot_product_attention", RuntimeWarning, stacklevel=3)
-    return _state["ext"]
+    return load_extension("poolwise_small_head_attention", _SOURCE)
 
 
 def kernel_error() -> str | None:
-    return _state["error"]
+    return extension_error("poolwise_small_head_attention")
 
 
 class _SmallHeadAttention(torch.autograd.Function):

@@ -139,7 +139,8 @@ class AdaPool(Pooler):
         q = self.compute_query(x, mask, seg)
         if self.folded:
             heads, _ = folded_attention(x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj,
-                                        self.num_heads, self.scaling, self.dropout, self.training, seg)
+                                        self.num_heads, self.scaling, self.dropout, self.training, seg,
+                                        need_weights=False)
         else:
             heads, _ = standard_attention(x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj,
                                           self.num_heads, self.scaling, self.dropout, self.training)

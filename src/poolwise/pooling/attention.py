@@ -99,7 +99,7 @@ class AttentionPooling(Pooler):
                 full = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
                 seg = Segments.from_mask(x, full if mask is None else mask)
             heads, _ = folded_attention(x, mask, q, self.k_proj, self.v_proj, self.num_heads,
-                                        self.scaling, seg=seg)
+                                        self.scaling, seg=seg, need_weights=False)
         else:
             heads, _ = standard_attention(x, mask, q, self.k_proj, self.v_proj, self.num_heads,
                                           self.scaling)

@@ -21,29 +21,42 @@ weights rather than NaN; the pooler's empty policy decides what such a row retur
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._ext import load_extension
 from .functional import Segments, dense_weighted_sum, masked_softmax, segment_weighted_sum
+
+_SINGLE_QUERY_SOURCE = Path(__file__).with_name("single_query.cpp")
 
 
 def folded_attention(
     x: Tensor, mask: Tensor | None, q: Tensor, k_proj: nn.Linear, v_proj: nn.Linear,
     num_heads: int, scale: float, dropout: float = 0.0, training: bool = False,
-    seg: Segments | None = None,
-) -> tuple[Tensor, Tensor]:
+    seg: Segments | None = None, need_weights: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     """``x`` ``(B, N, D)``, ``q`` ``(B or 1, M, D)`` already multiplied by ``W_Q``.
 
     Returns the concatenated head outputs ``(B, M, D)`` (before the output projection) and
-    the attention weights ``(B, M, H, N)`` in fp32. With ``seg`` (eager CPU) and a single
-    query head the weighted sum reads only the real tokens."""
+    the attention weights ``(B, M, H, N)`` in fp32. With ``seg`` (eager CPU inference) and a
+    single query head the weighted sum reads only the real tokens; without ``need_weights``
+    and in float32, a compiled kernel (``single_query.cpp``) does scores, softmax and weighted
+    sum in one pass over them and returns None for the weights."""
     b, n, d = x.shape
     m = q.shape[1]
     hd = d // num_heads
     qh = q.reshape(q.shape[0], m, num_heads, hd)
     u = torch.einsum("bmhe,hed->bmhd", qh, k_proj.weight.view(num_heads, hd, d)) * scale
     u = u.reshape(q.shape[0], m * num_heads, d).to(x.dtype).contiguous()  # layout matters to MKL
+    if seg is not None and m * num_heads == 1 and not need_weights and dropout == 0:
+        fused = _single_query_kernel(x)
+        if fused is not None:  # scores, softmax and weighted sum in one pass over the real tokens
+            query = u.reshape(-1, d).expand(b, d).contiguous()
+            z = fused.attend(seg.table, seg.index, seg.offsets, seg.counts, query)
+            return _project_values(z.view(b, 1, 1, d), v_proj, num_heads, hd), None
     # scores laid out (B, N, M*H) from a batched GEMV with x as the left operand: the fastest
     # layout for MKL (a single (B*N, D) @ (D, M*H) GEMM is ~3x slower for shared queries)
     scores = torch.bmm(x, u.expand(b, -1, -1).transpose(1, 2))
@@ -53,12 +66,24 @@ def folded_attention(
         z = segment_weighted_sum(seg, weights.reshape(-1)[seg.index])[:, None]
     else:  # several: one bmm reads the tokens once for all of them
         z = dense_weighted_sum(x, weights.transpose(1, 2).contiguous())
-    z = z.view(b, m, num_heads, d)
+    out = _project_values(z.view(b, m, num_heads, d), v_proj, num_heads, hd)
+    return out, attn.view(b, n, m, num_heads).permute(0, 2, 3, 1)
+
+
+def _project_values(z: Tensor, v_proj: nn.Linear, num_heads: int, hd: int) -> Tensor:
+    """``(B, M, H, D)`` weighted token sums to head outputs ``(B, M, D)``: the value projection."""
+    b, m, _, d = z.shape
     out = torch.einsum("bmhd,hed->bmhe", z, v_proj.weight.view(num_heads, hd, d).to(z.dtype))
     out = out.reshape(b, m, d)
     if v_proj.bias is not None:
         out = out + v_proj.bias.to(out.dtype)
-    return out, attn.view(b, n, m, num_heads).permute(0, 2, 3, 1)
+    return out
+
+
+def _single_query_kernel(x: Tensor) -> object | None:
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        return None
+    return load_extension("poolwise_single_query", _SINGLE_QUERY_SOURCE)
 
 
 def standard_attention(

@@ -1,0 +1,74 @@
+"""The one-pass single-query attention kernel against the PyTorch path."""
+
+import os
+
+import pytest
+import torch
+
+import poolwise as pw
+from poolwise.pooling import _ext
+from poolwise.pooling.attention_core import _SINGLE_QUERY_SOURCE, folded_attention
+from poolwise.pooling.functional import Segments
+
+
+@pytest.fixture
+def kernel():
+    if os.environ.get("POOLWISE_NO_EXT"):
+        pytest.skip("kernels disabled by POOLWISE_NO_EXT")
+    ext = _ext.load_extension("poolwise_single_query", _SINGLE_QUERY_SOURCE)
+    assert ext is not None, _ext.extension_error("poolwise_single_query")
+    return ext
+
+
+def _batch():
+    torch.manual_seed(0)
+    x = torch.randn(5, 9, 16) * 3
+    mask = torch.tensor([
+        [1, 1, 1, 1, 1, 1, 1, 1, 1],
+        [0, 0, 0, 1, 1, 1, 1, 1, 1],   # left padding
+        [1, 0, 1, 0, 1, 0, 1, 0, 1],   # holes
+        [0, 0, 0, 0, 0, 0, 0, 0, 0],   # empty
+        [0, 0, 0, 0, 1, 0, 0, 0, 0],   # one token
+    ]).bool()
+    return x, mask
+
+
+def test_kernel_equals_masked_softmax_weighted_sum(kernel):
+    x, mask = _batch()
+    u = torch.randn(5, 16)
+    seg = Segments.from_mask(x, mask)
+    got = kernel.attend(seg.table, seg.index, seg.offsets, seg.counts, u)
+    scores = torch.einsum("bnd,bd->bn", x, u).masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=1).nan_to_num(0.0)
+    torch.testing.assert_close(got, torch.einsum("bn,bnd->bd", weights, x), atol=1e-5, rtol=1e-5)
+    assert (got[3] == 0).all()
+
+
+@pytest.mark.parametrize("name, kwargs", [("adapool", {}), ("adapool", {"query": 0}), ("attention", {})])
+def test_poolers_agree_with_and_without_the_kernel(kernel, name, kwargs, monkeypatch):
+    x, mask = _batch()
+    pool = pw.get_pooler(name, dim=16, **kwargs).eval()
+    if kwargs.get("query") == 0:
+        mask[3, 0] = True  # an index query needs its token in every row
+    with torch.no_grad():
+        fast = pool(x, mask)
+        monkeypatch.setattr(_ext, "_loaded", {})
+        monkeypatch.setattr(_ext, "_errors", {"poolwise_single_query": "off for this test"})
+        slow = pool(x, mask)
+        grad_free = pool.train()(x, mask)  # with grad disabled but training mode: same answer
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad_free, slow, atol=1e-5, rtol=1e-5)
+
+
+def test_kernel_path_returns_no_weights_and_needs_float32(kernel):
+    x, mask = _batch()
+    lin = torch.nn.Linear(16, 16, bias=False)
+    seg = Segments.from_mask(x, mask)
+    q = torch.randn(5, 1, 16)
+    with torch.no_grad():
+        out, attn = folded_attention(x, mask, q, lin, lin, 1, 0.25, seg=seg, need_weights=False)
+        ref, ref_attn = folded_attention(x, mask, q, lin, lin, 1, 0.25, seg=seg)
+        _, half_attn = folded_attention(x.double(), mask, q.double(), lin.double(), lin.double(), 1, 0.25,
+                                        seg=Segments.from_mask(x.double(), mask), need_weights=False)
+    assert attn is None and ref_attn is not None and half_attn is not None  # float64: PyTorch path
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
