@@ -72,3 +72,37 @@ def test_kernel_path_returns_no_weights_and_needs_float32(kernel):
                                         seg=Segments.from_mask(x.double(), mask), need_weights=False)
     assert attn is None and ref_attn is not None and half_attn is not None  # float64: PyTorch path
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_fused_adapool_follows_weight_updates(kernel, bias, monkeypatch):
+    x, mask = _batch()
+    pool = pw.get_pooler("adapool", dim=16, bias=bias).eval()
+    opt = torch.optim.SGD(pool.parameters(), lr=0.5)
+
+    def reference():
+        monkeypatch.setattr(_ext, "_loaded", {})
+        monkeypatch.setattr(_ext, "_errors", {"poolwise_single_query": "off for this test"})
+        with torch.no_grad():
+            out = pool(x, mask)
+        monkeypatch.undo()
+        return out
+
+    with torch.no_grad():
+        before = pool(x, mask)
+    assert "_fused_cache" in pool.__dict__  # the one-trip kernel ran
+    torch.testing.assert_close(before, reference(), atol=1e-5, rtol=1e-5)
+    pool.train()
+    loss = pool(x, mask).pow(2).sum()  # grad enabled: the PyTorch path, as in training
+    loss.backward()
+    opt.step()
+    pool.eval()
+    with torch.no_grad():
+        after = pool(x, mask)  # the cached fused weights must not be stale
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, reference(), atol=1e-5, rtol=1e-5)
+    state = {k: torch.randn_like(v) for k, v in pool.state_dict().items()}
+    pool.load_state_dict(state)
+    with torch.no_grad():
+        loaded = pool(x, mask)
+    torch.testing.assert_close(loaded, reference(), atol=1e-4, rtol=1e-4)  # larger weights, same order

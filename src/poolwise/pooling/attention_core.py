@@ -22,6 +22,7 @@ weights rather than NaN; the pooler's empty policy decides what such a row retur
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,7 @@ def folded_attention(
     u = torch.einsum("bmhe,hed->bmhd", qh, k_proj.weight.view(num_heads, hd, d)) * scale
     u = u.reshape(q.shape[0], m * num_heads, d).to(x.dtype).contiguous()  # layout matters to MKL
     if seg is not None and m * num_heads == 1 and not need_weights and dropout == 0:
-        fused = _single_query_kernel(x)
+        fused = single_query_kernel(x)
         if fused is not None:  # scores, softmax and weighted sum in one pass over the real tokens
             query = u.reshape(-1, d).expand(b, d).contiguous()
             z = fused.attend(seg.table, seg.index, seg.offsets, seg.counts, query)
@@ -80,7 +81,8 @@ def _project_values(z: Tensor, v_proj: nn.Linear, num_heads: int, hd: int) -> Te
     return out
 
 
-def _single_query_kernel(x: Tensor) -> object | None:
+def single_query_kernel(x: Tensor) -> Any | None:
+    """The compiled one-pass kernels for float32 CPU input, or None (PyTorch path)."""
     if x.dtype != torch.float32 or x.device.type != "cpu":
         return None
     return load_extension("poolwise_single_query", _SINGLE_QUERY_SOURCE)
