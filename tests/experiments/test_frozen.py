@@ -149,3 +149,13 @@ def test_each_modality_runs_end_to_end(quick_backbones, task, pooler, metric):
         assert feats.max_len == 197  # CLS + 14 x 14 patches
     m = run_frozen(cfg)["metrics"]
     assert m["metric"] == metric and math.isfinite(m["value"]) and m["features_s"] == 0
+
+
+def test_pooler_kwargs_per_pooler_name():
+    from poolwise.experiments.frozen import kwargs_for
+
+    per_name = {"latent_attention": {"mlp_ratio": 4.0}, "adapool": {"num_heads": 2}}
+    assert kwargs_for("latent_attention", per_name) == {"mlp_ratio": 4.0}
+    assert kwargs_for("mean", per_name) == {}
+    assert kwargs_for("adapool", {"num_heads": 2}) == {"num_heads": 2}  # plain kwargs for a one-pooler run
+    assert build_pooler("latent_attention", 8, 10, kwargs_for("latent_attention", per_name)).mlp is not None

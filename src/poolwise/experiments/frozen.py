@@ -100,6 +100,16 @@ def load_task_features(cfg: FrozenConfig, log: Callable[[str], None] | None = No
     return get_features(parts, sources, meta, log=log)
 
 
+def kwargs_for(pooler: str, pooler_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``pooler_kwargs`` is either the keyword arguments of the run's pooler, or, for a sweep
+    over several poolers, a dict keyed by pooler name (``{"latent_attention": {...}}``) from
+    which each run takes its own entry (none for poolers not named)."""
+    known = set(list_poolers(aliases=True))
+    if pooler_kwargs and all(k in known and isinstance(v, dict) for k, v in pooler_kwargs.items()):
+        return dict(pooler_kwargs.get(pooler, {}))
+    return dict(pooler_kwargs)
+
+
 def build_pooler(name: str, dim: int, max_len: int, overrides: dict[str, Any] | None = None) -> nn.Module:
     defaults = POOLER_DEFAULTS.get(name, {})
     spec = {"name": name, **defaults, **(overrides or {})}
@@ -157,7 +167,7 @@ def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str,
     train, val, test = feats.splits["train"], feats.splits["val"], feats.splits["test"]
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    pooler = build_pooler(cfg.pooler, feats.dim, feats.max_len, cfg.pooler_kwargs)
+    pooler = build_pooler(cfg.pooler, feats.dim, feats.max_len, kwargs_for(cfg.pooler, cfg.pooler_kwargs))
     model = PooledHead(pooler, feats.dim, int(feats.meta["num_outputs"]))
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
