@@ -16,6 +16,11 @@ def cache_root() -> Path:
     return Path(os.environ.get("POOLWISE_CACHE") or Path.home() / ".cache" / "poolwise")
 
 
+def lock_path(artefact: Path) -> Path:
+    """The lock file guarding ``artefact``: kept in ``<cache>/locks`` so cache folders stay tidy."""
+    return cache_root() / "locks" / f"{artefact.parent.name}-{artefact.name}.lock"
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Exclusive advisory lock on ``path`` (created if missing) for the ``with`` block."""

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.cache import building, cache_root, file_lock
+from ..data.cache import building, cache_root, file_lock, lock_path
 
 FORMAT_VERSION = 1
 #: (tokens (B, N, D), keep-mask (B, N)) for the rows ``start:stop`` of a split
@@ -90,7 +90,7 @@ def get_features(
     final = features_dir(parts)
     build_s = 0.0
     if not (final / "meta.json").is_file():
-        with file_lock(final.with_name(final.name + ".lock")):
+        with file_lock(lock_path(final)):
             if not (final / "meta.json").is_file():  # another worker may have built it meanwhile
                 start = time.perf_counter()
                 _build(final, parts, sources(), dict(meta or {}), batch_size, log)

@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from ..data import text as text_data
 from ..data import timeseries as ts_data
 from ..data import vision as vision_data
-from ..data.cache import building, cache_root, file_lock
+from ..data.cache import building, cache_root, file_lock, lock_path
 from ..data.splits import stratified_split
 from ..models.backbones import Backbone, BackboneConfig
 
@@ -223,7 +223,7 @@ def pretrain(
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
     final = backbone_dir(name, seed)
-    with file_lock(final.with_name(final.name + ".lock")):
+    with file_lock(lock_path(final)):
         return _train_and_save(name, recipe, seed, steps, final, log)
 
 
