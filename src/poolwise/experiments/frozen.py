@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..pooling import list_poolers, resolve_pooler
+from .checkpoint import snapshot
 from .features import Features, FeatureSplit, get_features, iter_rows
 from .frozen_tasks import FROZEN_TASKS, FrozenTask
 from .registry import register_task
@@ -32,7 +33,6 @@ POOLER_DEFAULTS: dict[str, dict[str, Any]] = {
     "adapool": {"num_heads": 1, "query": "mean"},
     "multi": {"poolers": ["mean", "max"]},
 }
-PAPER_POOLERS = ("token", "mean", "sum", "max", "wavg", "latent_attention")
 
 
 def default_poolers(task: str) -> list[str]:
@@ -111,13 +111,10 @@ def kwargs_for(pooler: str, pooler_kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_pooler(name: str, dim: int, max_len: int, overrides: dict[str, Any] | None = None) -> nn.Module:
-    defaults = POOLER_DEFAULTS.get(name, {})
-    spec = {"name": name, **defaults, **(overrides or {})}
-    if name in ("attention", "map", "pma", "latent_attention"):
-        heads = spec.get("num_heads", 1)
-        if dim % heads:
-            spec["num_heads"] = 1  # keep the default valid on any width
-    return resolve_pooler(spec, dim, max_len=max_len)
+    defaults = dict(POOLER_DEFAULTS.get(name, {}))
+    if dim % defaults.get("num_heads", 1):
+        defaults["num_heads"] = 1  # keep a default head count valid on any width; a user's stays as given
+    return resolve_pooler({"name": name, **defaults, **(overrides or {})}, dim, max_len=max_len)
 
 
 class PooledHead(nn.Module):
@@ -138,7 +135,7 @@ def _loss(kind: str, out: Tensor, y: Tensor) -> Tensor:
     return F.mse_loss(out, y.float()) if kind == "regress" else F.cross_entropy(out, y.long())
 
 
-def evaluate(model: PooledHead, split: FeatureSplit, kind: str, metric: str, batch: int = 256) -> float:
+def evaluate(model: PooledHead, split: FeatureSplit, metric: str, batch: int = 256) -> float:
     """Accuracy (%), top-10 accuracy (%) or MSE of ``model`` on ``split``."""
     model.eval()
     total, count = 0.0, 0
@@ -188,15 +185,15 @@ def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str,
             seen += len(rows)
         if not math.isfinite(running):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {running / seen}); lower lr")
-        score = evaluate(model, val, task.kind, task.metric)
+        score = evaluate(model, val, task.metric)
         if best[2] is None or _better(score, best[0], higher):
-            best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            best = (score, epoch, snapshot(model))
         row = {"epoch": epoch, "train_loss": running / seen, f"val_{task.metric}": score}
         history.append(row)
         if progress is not None:
             progress(epoch, epochs, row)
     model.load_state_dict(best[2])
-    value = evaluate(model, test, task.kind, task.metric)  # the one use of the test split
+    value = evaluate(model, test, task.metric)  # the one use of the test split
     return {
         "metrics": {
             "metric": task.metric,

@@ -24,6 +24,7 @@ from . import pretrain as pt
 from .features import SplitSource
 
 SPLIT_SEED = 0  # data splits never change with the run's seed: seeds vary the pooler and head only
+NEXT_WORD_CONTEXT = (8, 32)  # text-nexttoken: words of context, fewest and most
 Log = Callable[[str], None]
 
 
@@ -130,25 +131,26 @@ def _text_task(
 
 
 def _nexttoken(cfg: Any, log: Log | None):
-    model, ident = pt.load_backbone("lm-bbc", cfg.backbone_seed, log=log)
-    texts, labels, _ = text_data.load_bbc()
-    _, rest = pt.bbc_parts(cfg.backbone_seed)
+    ident = pt.backbone_ident("lm-bbc", cfg.backbone_seed, log=log)
     total = cfg.samples_or(11_000)
     parts = {
         "backbone": ident,
         "dataset": "bbc-nextword",
-        "max_length": 32,
+        "max_length": NEXT_WORD_CONTEXT[1],
         "rows": total,
         "split_seed": SPLIT_SEED,
     }
 
     def sources() -> dict[str, SplitSource]:
+        model, _ = pt.load_backbone("lm-bbc", cfg.backbone_seed)
+        texts, labels, _ = text_data.load_bbc()
+        _, rest = pt.bbc_parts(cfg.backbone_seed)
         docs = text_data.encode_words([texts[i] for i in rest], pt.lm_vocab(cfg.backbone_seed))
         out = {}
         doc_parts = stratified_split(labels[rest], (0.7, 0.1, 0.2), SPLIT_SEED)
         for j, (split, idx, frac) in enumerate(zip(("train", "val", "test"), doc_parts, (0.7, 0.1, 0.2))):
             ids, lengths, targets = text_data.next_word_windows(
-                [docs[i] for i in idx], max(3, round(frac * total)), 8, 32, SPLIT_SEED + j
+                [docs[i] for i in idx], max(3, round(frac * total)), *NEXT_WORD_CONTEXT, SPLIT_SEED + j
             )
             ids_t = torch.from_numpy(ids)
             mask = torch.arange(ids.shape[1])[None, :] < torch.from_numpy(lengths)[:, None]
@@ -166,15 +168,15 @@ def _image_source(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray
 
 def _vision_task(dataset: str):
     def prepare(cfg: Any, log: Log | None):
-        model, ident = pt.load_backbone("vit-mnist", cfg.backbone_seed, log=log)
         parts = {
-            "backbone": ident,
+            "backbone": pt.backbone_ident("vit-mnist", cfg.backbone_seed, log=log),
             "dataset": dataset,
             "cap": cfg.samples_or(10**9),
             "split_seed": SPLIT_SEED,
         }
 
         def sources() -> dict[str, SplitSource]:
+            model, _ = pt.load_backbone("vit-mnist", cfg.backbone_seed)
             if dataset == "digits":
                 images, labels = vision_data.load_digits28()
             else:
@@ -211,10 +213,11 @@ def _ucr_task(key: str):
     aeon_name, patch = ts_data.UCR_SETS[key]
 
     def prepare(cfg: Any, log: Log | None):
-        model, ident = pt.load_backbone(f"patchts-{key}", cfg.backbone_seed, log=log)
+        ident = pt.backbone_ident(f"patchts-{key}", cfg.backbone_seed, log=log)
         parts = {"backbone": ident, "dataset": aeon_name, "patch": patch, "split_seed": SPLIT_SEED}
 
         def sources() -> dict[str, SplitSource]:
+            model, _ = pt.load_backbone(f"patchts-{key}", cfg.backbone_seed)
             data = ts_data.load_ucr(aeon_name)
             series, labels = data["train"]
             train, val = stratified_split(labels, (0.8, 0.2), SPLIT_SEED)
@@ -230,11 +233,12 @@ def _ucr_task(key: str):
 
 
 def _forecast(cfg: Any, log: Log | None):
-    model, ident = pt.load_backbone("patchts-forecast", cfg.backbone_seed, log=log)
+    ident = pt.backbone_ident("patchts-forecast", cfg.backbone_seed, log=log)
     f = pt.FORECAST
     parts = {"backbone": ident, "dataset": "ElectricDevices-segmentation", **f, "split_seed": SPLIT_SEED}
 
     def sources() -> dict[str, SplitSource]:
+        model, _ = pt.load_backbone("patchts-forecast", cfg.backbone_seed)
         out = {}
         for j, (split, part) in enumerate(pt.forecast_split(ts_data.load_forecast_series()).items()):
             xs, ys = ts_data.forecast_windows(

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ..data import knn_baselines, knn_centroid
 from ..models import KNNCentroidModel
 from ..pooling import list_poolers
+from .checkpoint import snapshot
 from .registry import register_task
 
 Progress = Callable[[int, int, dict[str, float]], None]
@@ -100,10 +101,6 @@ def _device(name: str) -> torch.device:
     return dev
 
 
-def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
 def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
               dev: torch.device) -> float:
     model.eval()
@@ -136,7 +133,7 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
                              cfg.pooler_kwargs, cfg.dropout, cfg.init_std).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    best = (math.inf, 0, _snapshot(model))
+    best = (math.inf, 0, snapshot(model))
     history = []
     train_time = 0.0
     for epoch in range(1, cfg.epochs + 1):
@@ -159,7 +156,7 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss}); lower lr")
         val_loss = _evaluate(model, x_val, y_val, 2 * cfg.batch_size, dev)
         if val_loss < best[0]:
-            best = (val_loss, epoch, _snapshot(model))
+            best = (val_loss, epoch, snapshot(model))
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                "wall_s": time.perf_counter() - start}
         history.append(row)

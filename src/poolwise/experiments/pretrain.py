@@ -269,11 +269,11 @@ def _train_and_save(
     return final
 
 
-def load_backbone(
+def backbone_ident(
     name: str, seed: int = 0, auto: bool = True, log: Callable[[str], None] | None = None
-) -> tuple[Backbone, str]:
-    """The frozen backbone (eval mode, no gradients) and an identity string (name, seed and
-    a hash of the weights) for cache keys. Pretrains on first use when ``auto``."""
+) -> str:
+    """An identity string for cache keys (name, seed and a hash of the weights), without
+    building the model. Pretrains on first use when ``auto``."""
     _recipe(name)
     folder = backbone_dir(name, seed)
     if not (folder / "model.safetensors").is_file():
@@ -282,13 +282,20 @@ def load_backbone(
         if log:
             log(f"backbone {name} (seed {seed}) not found: pretraining it once")
         pretrain(name, seed, log=log)
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:12]
+    return f"{name}-seed{seed}-{digest}"
+
+
+def load_backbone(
+    name: str, seed: int = 0, auto: bool = True, log: Callable[[str], None] | None = None
+) -> tuple[Backbone, str]:
+    """The frozen backbone (eval mode, no gradients) and its :func:`backbone_ident`."""
+    ident = backbone_ident(name, seed, auto, log)
+    folder = backbone_dir(name, seed)
     meta = json.loads((folder / "config.json").read_text())
-    weights = folder / "model.safetensors"
     model = Backbone(BackboneConfig(**meta["backbone"]))
-    model.load_state_dict(load_file(str(weights)))  # safetensors: no pickle
-    model.eval().requires_grad_(False)
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
-    return model, f"{name}-seed{seed}-{digest}"
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))  # safetensors: no pickle
+    return model.eval().requires_grad_(False), ident
 
 
 def iter_names() -> Iterator[str]:

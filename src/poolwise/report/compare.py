@@ -155,6 +155,13 @@ def write_compare_report(
     df = compare_frame(store, tasks)
     if df.empty:
         raise ValueError("the database holds no finished frozen-backbone runs")
+    return write_compare_files(df, out_dir, title)
+
+
+def write_compare_files(
+    df: pd.DataFrame, out_dir: str | Path, title: str = "Which pooling?"
+) -> dict[str, Path]:
+    """The files of :func:`write_compare_report` from a :func:`compare_frame`."""
     out = Path(out_dir)
     summary = summarize(df)
     paths = {"csv": atomic_write_text(out / "runs.csv", df.to_csv(index=False))}

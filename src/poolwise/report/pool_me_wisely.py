@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..runner.store import ResultsStore
-from .compare import PAPER_NAMES, cell_text, compare_frame, recommend, summarize, task_modality
+from .compare import PAPER_NAMES, cell_text, recommend, summarize, task_modality
 from .files import atomic_write_text
 
 FIXED = ("first", "last", "mean", "sum", "max")
@@ -276,18 +275,13 @@ def findings_markdown(
     return "\n".join(md) + "\n"
 
 
-def write_findings(store: ResultsStore, out_dir: str | Path, tasks: list[str] | None = None) -> Path:
-    """``findings.md`` from the database: per-modality tables and the findings check."""
-    df = compare_frame(store, tasks)
+def write_findings(df: pd.DataFrame, out_dir: str | Path) -> Path:
+    """``findings.md`` from a :func:`compare_frame`: per-modality tables and the findings check."""
     if df.empty:
-        raise ValueError("the database holds no finished frozen-backbone runs")
+        raise ValueError("no finished frozen-backbone runs")
     by_modality: dict[str, list[str]] = {}
     for task in sorted(df["task"].unique()):
-        by_modality.setdefault(_modality_of(df, task), []).append(task)
+        by_modality.setdefault(task_modality(task), []).append(task)
     run_s = {m: float(df[df["modality"] == m]["wall_s"].sum()) for m in by_modality}
     text = findings_markdown(summarize(df), by_modality, run_s)
     return atomic_write_text(Path(out_dir) / "findings.md", text)
-
-
-def _modality_of(df: pd.DataFrame, task: str) -> str:
-    return str(df.loc[df["task"] == task, "modality"].iloc[0])
