@@ -129,6 +129,24 @@ def test_empty_row_policy(name, data):
 
 @pytest.mark.parametrize("name", ALL)
 @given(data=token_sets(min_len=0))
+def test_empty_row_policy_packed(name, data):
+    rows, _ = data
+    rows = [torch.zeros(0, D), *rows]  # at least one empty row, possibly more
+    empty = torch.tensor([len(r) == 0 for r in rows])
+    packed = torch.cat(rows)
+    cu = torch.tensor([0, *torch.tensor([len(r) for r in rows]).cumsum(0).tolist()])
+    zero = build(name, empty="zero").packed(packed, cu)
+    nan = build(name, empty="nan").packed(packed, cu)
+    assert (zero[empty] == 0).all() and torch.isnan(nan[empty]).all()
+    torch.testing.assert_close(nan[~empty], zero[~empty])
+    with pytest.raises(ValueError, match="no real token"):
+        build(name, empty="raise").packed(packed, cu)
+    if len(rows) > 1 and not empty[1:].any():  # no empty row left: nothing to refuse
+        build(name, empty="raise").packed(packed[:], cu[1:] - cu[1])
+
+
+@pytest.mark.parametrize("name", ALL)
+@given(data=token_sets(min_len=0))
 def test_gradients_are_finite_with_empty_rows(name, data):
     rows, _ = data
     rows = [*rows, torch.zeros(0, D)]

@@ -44,7 +44,26 @@ def test_kernel_equals_masked_softmax_weighted_sum(kernel):
     assert (got[3] == 0).all()
 
 
-@pytest.mark.parametrize("name, kwargs", [("adapool", {}), ("adapool", {"query": 0}), ("attention", {})])
+@pytest.mark.parametrize("heads", [2, 3, 8, 13])
+@pytest.mark.parametrize("dim", [16, 40])  # 40: a tail after the 16-float vectors
+def test_multi_head_kernel_equals_masked_softmax_weighted_sum(kernel, heads, dim):
+    x, mask = _batch()
+    x = torch.randn(5, 9, dim) * 3
+    u = torch.randn(5, heads, dim)
+    seg = Segments.from_mask(x, mask)
+    got = kernel.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, u)
+    scores = torch.einsum("bnd,bhd->bhn", x, u).masked_fill(~mask[:, None], float("-inf"))
+    weights = torch.softmax(scores, dim=2).nan_to_num(0.0)
+    assert got.shape == (5, heads, dim)
+    torch.testing.assert_close(got, torch.einsum("bhn,bnd->bhd", weights, x), atol=1e-5, rtol=1e-5)
+    assert (got[3] == 0).all()
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("adapool", {}), ("adapool", {"query": 0}), ("adapool", {"num_heads": 4}), ("attention", {}),
+    ("attention", {"num_heads": 8}), ("attention", {"num_queries": 3}),
+    ("attention", {"num_queries": 2, "num_heads": 2}),
+])
 def test_poolers_agree_with_and_without_the_kernel(kernel, name, kwargs, monkeypatch):
     x, mask = _batch()
     pool = pw.get_pooler(name, dim=16, **kwargs).eval()

@@ -45,19 +45,23 @@ def folded_attention(
     the attention weights ``(B, M, H, N)`` in fp32. With ``seg`` (eager CPU inference) and a
     single query head the weighted sum reads only the real tokens; without ``need_weights``
     and in float32, a compiled kernel (``single_query.cpp``) does scores, softmax and weighted
-    sum in one pass over them and returns None for the weights."""
+    sums over the real tokens only (one pass for one query head, two for several) and returns
+    None for the weights."""
     b, n, d = x.shape
     m = q.shape[1]
     hd = d // num_heads
     qh = q.reshape(q.shape[0], m, num_heads, hd)
     u = torch.einsum("bmhe,hed->bmhd", qh, k_proj.weight.view(num_heads, hd, d)) * scale
     u = u.reshape(q.shape[0], m * num_heads, d).to(x.dtype).contiguous()  # layout matters to MKL
-    if seg is not None and m * num_heads == 1 and not need_weights and dropout == 0:
+    if seg is not None and not need_weights and dropout == 0:
         fused = single_query_kernel(x)
-        if fused is not None:  # scores, softmax and weighted sum in one pass over the real tokens
-            query = u.reshape(-1, d).expand(b, d).contiguous()
-            z = fused.attend(seg.table, seg.index, seg.offsets, seg.counts, query)
-            return _project_values(z.view(b, 1, 1, d), v_proj, num_heads, hd), None
+        if fused is not None:  # scores, softmax and weighted sum over the real tokens only
+            query = u.expand(b, -1, -1).contiguous()
+            if m * num_heads == 1:  # one pass, online softmax
+                z = fused.attend(seg.table, seg.index, seg.offsets, seg.counts, query.view(b, d))
+            else:
+                z = fused.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, query)
+            return _project_values(z.view(b, m, num_heads, d), v_proj, num_heads, hd), None
     # scores laid out (B, N, M*H) from a batched GEMV with x as the left operand: the fastest
     # layout for MKL (a single (B*N, D) @ (D, M*H) GEMM is ~3x slower for shared queries)
     scores = torch.bmm(x, u.expand(b, -1, -1).transpose(1, 2))

@@ -53,10 +53,10 @@ class Pooler(nn.Module):
 
     def packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
         """Pool packed tokens ``(T, D)`` split by ``cu_seqlens`` ``(B+1,)``; returns ``(B, ...)``."""
-        x, cu = check_packed(x, cu_seqlens, type(self).__name__)
+        x, cu, may_be_empty = check_packed(x, cu_seqlens, type(self).__name__)
         self._check_input(x)
         out = self._pool_packed(x, cu)
-        return self._apply_empty(out, cu[1:] == cu[:-1])
+        return self._apply_empty(out, cu[1:] == cu[:-1]) if may_be_empty else out
 
     def output_dim(self, dim: int) -> int:
         """Size of the last output axis for input features ``dim``."""

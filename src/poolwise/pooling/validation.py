@@ -64,7 +64,9 @@ def to_keep_mask(mask: object, x: Tensor, who: str) -> Tensor | None:
     return mask != 0
 
 
-def check_packed(x: object, cu_seqlens: object, who: str) -> tuple[Tensor, Tensor]:
+def check_packed(x: object, cu_seqlens: object, who: str) -> tuple[Tensor, Tensor, bool]:
+    """Validated ``(x, cu_seqlens, may_have_empty_rows)``; the flag is exact in eager mode
+    (the offsets are read anyway) and True under ``torch.compile``."""
     if not isinstance(x, Tensor) or x.dim() != 2:
         got = f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"{who}: packed x must have shape (T, D) = (total tokens, features); got {got}")
@@ -76,15 +78,16 @@ def check_packed(x: object, cu_seqlens: object, who: str) -> tuple[Tensor, Tenso
         raise TypeError(f"{who}: cu_seqlens must be a 1-D integer tensor (B+1,) of offsets; got {got}")
     if cu_seqlens.numel() < 1:
         raise ValueError(f"{who}: cu_seqlens must hold at least one offset (0); got an empty tensor")
-    if not is_compiling():
-        cu = cu_seqlens.tolist()
-        if cu[0] != 0 or cu[-1] != x.shape[0] or any(a > b for a, b in itertools.pairwise(cu)):
-            shown = cu if len(cu) <= 8 else [*cu[:4], "...", *cu[-2:]]
-            raise ValueError(
-                f"{who}: cu_seqlens must start at 0, never decrease and end at T={x.shape[0]} "
-                f"(the number of packed tokens); got {shown}"
-            )
-    return x, cu_seqlens
+    if is_compiling():
+        return x, cu_seqlens, True
+    cu = cu_seqlens.tolist()
+    if cu[0] != 0 or cu[-1] != x.shape[0] or any(a > b for a, b in itertools.pairwise(cu)):
+        shown = cu if len(cu) <= 8 else [*cu[:4], "...", *cu[-2:]]
+        raise ValueError(
+            f"{who}: cu_seqlens must start at 0, never decrease and end at T={x.shape[0]} "
+            f"(the number of packed tokens); got {shown}"
+        )
+    return x, cu_seqlens, any(a == b for a, b in itertools.pairwise(cu))
 
 
 def check_dim(x: Tensor, dim: int, who: str) -> None:
