@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from .attention_core import check_heads
 from .base import Pooler
 from .basic import MeanPooling
+from .functional import is_compiling
 from .registry import register
 from .validation import check_dim
 
@@ -77,7 +78,8 @@ class LatentAttentionPooling(Pooler):
     def _check_input(self, x: Tensor) -> None:
         check_dim(x, self.dim, type(self).__name__)
 
-    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+    def _attend(self, x: Tensor) -> Tensor:
+        """Per-token latent attention ``(B, N, D) -> (B, N, D)``, before the output projection."""
         b, n, d = x.shape
         h, hd = self.num_heads, d // self.num_heads
         q = self.q_proj(self.norm_x(x)).view(b, n, h, hd).transpose(1, 2)  # (B, H, N, hd)
@@ -85,10 +87,24 @@ class LatentAttentionPooling(Pooler):
         k = k.view(1, -1, h, hd).transpose(1, 2).expand(b, -1, -1, -1)  # (B, H, r, hd)
         v = v.view(1, -1, h, hd).transpose(1, 2).expand(b, -1, -1, -1)
         attended = F.scaled_dot_product_attention(q, k, v)  # every latent is valid: no mask
-        attended = attended.transpose(1, 2).reshape(b, n, d)
+        return attended.transpose(1, 2).reshape(b, n, d)
+
+    def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        if mask is not None and not is_compiling():
+            # tokens never mix, so only the real ones need the per-token work: pack them
+            counts = mask.sum(1)
+            cu = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+            return self._pool_packed(x[mask], cu)
+        attended = self._attend(x)
         if self.mlp is None:
             # mean is linear, so mean(x + W a + c) = mean(x) + W mean(a) + c: project once per row
             return _MEAN._pool(x, mask) + self.out_proj(_MEAN._pool(attended, mask))
         tokens = x + self.out_proj(attended)
-        tokens = tokens + self.mlp(tokens)
-        return _MEAN._pool(tokens, mask)
+        return _MEAN._pool(tokens + self.mlp(tokens), mask)
+
+    def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+        attended = self._attend(x[None])[0]
+        if self.mlp is None:
+            return _MEAN._pool_packed(x, cu_seqlens) + self.out_proj(_MEAN._pool_packed(attended, cu_seqlens))
+        tokens = x + self.out_proj(attended)
+        return _MEAN._pool_packed(tokens + self.mlp(tokens), cu_seqlens)
