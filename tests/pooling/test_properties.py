@@ -213,3 +213,32 @@ def test_zero_length_input_is_all_empty(name):
     assert out.shape[0] == 2 and (out == 0).all()
     out = pooler(torch.zeros(2, 0, D), torch.zeros(2, 0, dtype=torch.bool))
     assert (out == 0).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+@given(data=token_sets(min_len=0, max_rows=5))
+def test_row_chunks_change_nothing(name, data):
+    """Pooling rows in chunks (``row_chunk_bytes``) gives the same outputs and gradients."""
+    rows, seed = data
+    x, mask = holes(rows, seed)
+    pooler = build(name)
+    cls = type(pooler)
+    grads, outs = [], []
+    saved = cls.__dict__.get("row_chunk_bytes", None)
+    for chunk in (None, 4 * x[0].numel() * 2):  # whole batch, then two rows a chunk
+        cls.row_chunk_bytes = chunk
+        try:
+            if chunk is not None:  # the chunked path is really taken
+                assert pooler._row_chunk(x) == (2 if len(rows) > 2 else None)
+            xg = x.clone().requires_grad_(True)
+            out = pooler(xg, mask)
+            out.sum().backward()
+        finally:
+            if saved is None:
+                del cls.row_chunk_bytes
+            else:
+                cls.row_chunk_bytes = saved
+        outs.append(out)
+        grads.append(xg.grad)
+    torch.testing.assert_close(outs[1], outs[0], **TOL)
+    torch.testing.assert_close(grads[1], grads[0], **TOL)

@@ -46,6 +46,7 @@ class GeMPooling(Pooler):
     """
 
     config_keys = ("p", "learn", "channels", "p_min", "p_max", "eps", "empty")
+    row_chunk_bytes = 4 << 20
 
     def __init__(
         self, p: float = 3.0, learn: bool = True, channels: int = 1, p_min: float = 1.0,

@@ -28,6 +28,7 @@ class SoftmaxPooling(Pooler):
     """
 
     config_keys = ("t", "learn", "channels", "empty")
+    row_chunk_bytes = 4 << 20
 
     def __init__(
         self, t: float = 1.0, learn: bool = True, channels: int = 1, *, empty: str = "zero",
