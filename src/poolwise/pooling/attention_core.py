@@ -53,7 +53,7 @@ def folded_attention(
     qh = q.reshape(q.shape[0], m, num_heads, hd)
     u = torch.einsum("bmhe,hed->bmhd", qh, k_proj.weight.view(num_heads, hd, d)) * scale
     u = u.reshape(q.shape[0], m * num_heads, d).to(x.dtype).contiguous()  # layout matters to MKL
-    if seg is not None and not need_weights and dropout == 0:
+    if seg is not None and not need_weights and (dropout == 0 or not training):
         fused = single_query_kernel(x)
         if fused is not None:  # scores, softmax and weighted sum over the real tokens only
             query = u.expand(b, -1, -1).contiguous()
