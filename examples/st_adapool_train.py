@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         loss = loss_fn()
         loss.backward()
         opt.step()
-        print(f"epoch {epoch + 1}: loss {float(loss):.4f}")
+        print(f"epoch {epoch + 1}: loss {float(loss.detach()):.4f}")
     model.eval()
     with torch.no_grad():
         last = float(loss_fn())
