@@ -207,6 +207,16 @@ def test_no_mask_means_every_token_is_real(name):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_empty_batch_gives_an_empty_result(name):
+    pooler = build(name)
+    full = pooler(torch.randn(3, 4, D), torch.ones(3, 4, dtype=torch.bool))
+    for mask in (None, torch.ones(0, 4, dtype=torch.bool)):
+        out = pooler(torch.zeros(0, 4, D), mask)
+        assert out.shape == (0, *full.shape[1:])
+    assert pooler.packed(torch.zeros(0, D), torch.tensor([0])).shape == (0, *full.shape[1:])
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_zero_length_input_is_all_empty(name):
     pooler = build(name)
     out = pooler(torch.zeros(2, 0, D))

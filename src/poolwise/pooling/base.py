@@ -120,7 +120,7 @@ class Pooler(nn.Module):
         """Rows per chunk for :attr:`row_chunk_bytes`, or None to pool the batch at once."""
         if self.row_chunk_bytes is None or x.device.type != "cpu" or is_compiling():
             return None
-        step = max(1, self.row_chunk_bytes // max(1, 4 * x[0].numel()))
+        step = max(1, self.row_chunk_bytes // max(1, 4 * x.shape[1] * x.shape[2]))
         return step if step < x.shape[0] else None
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
