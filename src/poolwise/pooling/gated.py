@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Pooler
-from .functional import dense_weighted_sum, masked_softmax
+from .functional import dense_weighted_sum, is_compiling, masked_softmax
 from .registry import register
 from .validation import check_dim
 
@@ -29,6 +29,7 @@ class GatedAttentionPooling(Pooler):
     """
 
     config_keys = ("dim", "hidden", "empty")
+    row_chunk_bytes = 16 << 20  # GEMM-heavy: larger chunks keep the GEMMs efficient
 
     def __init__(
         self, dim: int, hidden: int | None = None, *, empty: str = "zero",
@@ -58,10 +59,17 @@ class GatedAttentionPooling(Pooler):
         with torch.no_grad():
             return self._weights(x, keep)
 
-    def _weights(self, x: Tensor, mask: Tensor | None) -> Tensor:
+    def _scores(self, x: Tensor) -> Tensor:
         v, u = self.gate(x).chunk(2, dim=-1)
-        scores = self.score(torch.tanh(v) * torch.sigmoid(u)).squeeze(-1)  # (B, N)
-        return masked_softmax(scores, mask)
+        return self.score(torch.tanh(v) * torch.sigmoid(u)).squeeze(-1)
+
+    def _weights(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        if mask is None or is_compiling():
+            return masked_softmax(self._scores(x), mask)  # (B, N)
+        # each score depends on its own token only: score the real tokens, skip the padding
+        scores = torch.full(mask.shape, torch.finfo(torch.float32).min, device=x.device)
+        scores = scores.masked_scatter(mask, self._scores(x[mask]).float())
+        return torch.softmax(scores, dim=-1)
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         return dense_weighted_sum(x, self._weights(x, mask))
