@@ -63,7 +63,8 @@ def test_resume_after_kill_runs_each_config_exactly_once(tmp_path, env, sig):
     out = tmp_path / "out"
     db = out / "runs.sqlite"
     args = ["reproduce", "adapool-knn", "--preset", "demo", "--k", "1,2,4,8", "--poolers", "mean,max",
-            "--seeds", "0,1", "--out", str(out), "--quiet", *TINY, "--set", "epochs=3"]
+            "--seeds", "0,1", "--out", str(out), "--quiet", *TINY, "--set", "epochs=3",
+            "--set", "num_samples=400"]  # runs long enough (~0.3 s) that the signal lands mid-sweep
     proc = subprocess.Popen([sys.executable, "-m", "poolwise", *args], env={**os.environ, **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
