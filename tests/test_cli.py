@@ -65,8 +65,11 @@ def test_resume_after_kill_runs_each_config_exactly_once(tmp_path, env, sig):
     args = ["reproduce", "adapool-knn", "--preset", "demo", "--k", "1,2,4,8", "--poolers", "mean,max",
             "--seeds", "0,1", "--out", str(out), "--quiet", *TINY, "--set", "epochs=3",
             "--set", "num_samples=400"]  # runs long enough (~0.3 s) that the signal lands mid-sweep
+    # a shell's background job (e.g. `bash .ci/run &`) inherits SIGINT as ignored, and Python
+    # then never raises KeyboardInterrupt: give the child the default disposition back
     proc = subprocess.Popen([sys.executable, "-m", "poolwise", *args], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while _done(db) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
