@@ -67,9 +67,8 @@ class GatedAttentionPooling(Pooler):
         if mask is None or is_compiling():
             return masked_softmax(self._scores(x), mask)  # (B, N)
         # each score depends on its own token only: score the real tokens, skip the padding
-        scores = torch.full(mask.shape, torch.finfo(torch.float32).min, device=x.device)
-        scores = scores.masked_scatter(mask, self._scores(x[mask]).float())
-        return torch.softmax(scores, dim=-1)
+        scores = torch.zeros(mask.shape, device=x.device).masked_scatter(mask, self._scores(x[mask]).float())
+        return masked_softmax(scores, mask)
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         return dense_weighted_sum(x, self._weights(x, mask))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -9,7 +11,7 @@ from torch import Tensor, nn
 from .attention_core import check_heads
 from .base import Pooler
 from .basic import MeanPooling
-from .functional import is_compiling
+from .functional import counts, is_compiling
 from .registry import register
 from .validation import check_dim
 
@@ -92,19 +94,17 @@ class LatentAttentionPooling(Pooler):
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         if mask is not None and not is_compiling():
             # tokens never mix, so only the real ones need the per-token work: pack them
-            counts = mask.sum(1)
-            cu = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-            return self._pool_packed(x[mask], cu)
-        attended = self._attend(x)
-        if self.mlp is None:
-            # mean is linear, so mean(x + W a + c) = mean(x) + W mean(a) + c: project once per row
-            return _MEAN._pool(x, mask) + self.out_proj(_MEAN._pool(attended, mask))
-        tokens = x + self.out_proj(attended)
-        return _MEAN._pool(tokens + self.mlp(tokens), mask)
+            cnt = counts(mask)
+            return self._pool_packed(x[mask], torch.cat([cnt.new_zeros(1), cnt.cumsum(0)]))
+        return self._finish(x, self._attend(x), lambda t: _MEAN._pool(t, mask))
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
-        attended = self._attend(x[None])[0]
+        return self._finish(x, self._attend(x[None])[0], lambda t: _MEAN._pool_packed(t, cu_seqlens))
+
+    def _finish(self, x: Tensor, attended: Tensor, mean: Callable[[Tensor], Tensor]) -> Tensor:
+        """Output projection, optional MLP, then ``mean`` over each row's real tokens."""
         if self.mlp is None:
-            return _MEAN._pool_packed(x, cu_seqlens) + self.out_proj(_MEAN._pool_packed(attended, cu_seqlens))
+            # mean is linear, so mean(x + W a + c) = mean(x) + W mean(a) + c: project once per row
+            return mean(x) + self.out_proj(mean(attended))
         tokens = x + self.out_proj(attended)
-        return _MEAN._pool_packed(tokens + self.mlp(tokens), cu_seqlens)
+        return mean(tokens + self.mlp(tokens))

@@ -7,19 +7,31 @@
 #include <cmath>
 #include <algorithm>
 #include <limits>
+#include <type_traits>
 #include <vector>
+
+// The real tokens: rows of a float32 (T, D) table, row b at index[offsets[b] : + counts[b]].
+struct Rows {
+  const float* X;
+  const int64_t *I, *O, *C;
+};
+
+static Rows rows_of(const torch::Tensor& table, const torch::Tensor& index, const torch::Tensor& offsets,
+                    const torch::Tensor& counts, const torch::Tensor& u) {
+  TORCH_CHECK(table.dtype() == torch::kFloat32 && u.dtype() == torch::kFloat32, "float32 only");
+  TORCH_CHECK(table.is_contiguous() && u.is_contiguous(), "contiguous inputs only");
+  TORCH_CHECK(table.size(1) == u.size(-1), "table and query widths differ");
+  return {table.data_ptr<float>(), index.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
+          counts.data_ptr<int64_t>()};
+}
 
 torch::Tensor attend(torch::Tensor table, torch::Tensor index, torch::Tensor offsets,
                      torch::Tensor counts, torch::Tensor u) {
-  TORCH_CHECK(table.dtype() == torch::kFloat32 && u.dtype() == torch::kFloat32, "float32 only");
-  TORCH_CHECK(table.is_contiguous() && u.is_contiguous(), "contiguous inputs only");
+  const Rows r = rows_of(table, index, offsets, counts, u);
+  const float* X = r.X;  // plain pointers: OpenMP and C++17 lambdas cannot use structured bindings
+  const int64_t *I = r.I, *O = r.O, *C = r.C;
   const int64_t B = u.size(0), D = u.size(1);
-  TORCH_CHECK(table.size(1) == D, "table and query widths differ");
   auto out = torch::zeros({B, D}, u.options());
-  const float* X = table.data_ptr<float>();
-  const int64_t* I = index.data_ptr<int64_t>();
-  const int64_t* O = offsets.data_ptr<int64_t>();
-  const int64_t* C = counts.data_ptr<int64_t>();
   const float* U = u.data_ptr<float>();
   float* Y = out.data_ptr<float>();
 #pragma omp parallel for schedule(dynamic, 1)
@@ -137,26 +149,24 @@ static void sums_block(const float* X, const int64_t* I, int64_t n, int64_t D, c
     }
 }
 
-template <typename F1, typename F2, typename F4, typename F8>
-static void by_head_blocks(int64_t H, F1 f1, F2 f2, F4 f4, F8 f8) {
+// Calls f(std::integral_constant<int, HB>, h0) over blocks of 8, then 4, 2 and 1 heads.
+template <typename F>
+static void by_head_blocks(int64_t H, F f) {
   int64_t h0 = 0;
-  for (; h0 + 8 <= H; h0 += 8) f8(h0);
-  if (h0 + 4 <= H) { f4(h0); h0 += 4; }
-  if (h0 + 2 <= H) { f2(h0); h0 += 2; }
-  if (h0 < H) f1(h0);
+  for (; h0 + 8 <= H; h0 += 8) f(std::integral_constant<int, 8>{}, h0);
+  if (h0 + 4 <= H) { f(std::integral_constant<int, 4>{}, h0); h0 += 4; }
+  if (h0 + 2 <= H) { f(std::integral_constant<int, 2>{}, h0); h0 += 2; }
+  if (h0 < H) f(std::integral_constant<int, 1>{}, h0);
 }
 
 torch::Tensor attend_heads(torch::Tensor table, torch::Tensor index, torch::Tensor offsets,
                            torch::Tensor counts, torch::Tensor u) {
-  TORCH_CHECK(table.dtype() == torch::kFloat32 && u.dtype() == torch::kFloat32, "float32 only");
-  TORCH_CHECK(table.is_contiguous() && u.is_contiguous() && u.dim() == 3, "contiguous (B, H, D) query");
+  TORCH_CHECK(u.dim() == 3, "query must be (B, H, D)");
+  const Rows r = rows_of(table, index, offsets, counts, u);
+  const float* X = r.X;  // plain pointers: OpenMP and C++17 lambdas cannot use structured bindings
+  const int64_t *I = r.I, *O = r.O, *C = r.C;
   const int64_t B = u.size(0), H = u.size(1), D = u.size(2);
-  TORCH_CHECK(table.size(1) == D, "table and query widths differ");
   auto out = torch::zeros({B, H, D}, u.options());
-  const float* X = table.data_ptr<float>();
-  const int64_t* I = index.data_ptr<int64_t>();
-  const int64_t* O = offsets.data_ptr<int64_t>();
-  const int64_t* C = counts.data_ptr<int64_t>();
   const float* U = u.data_ptr<float>();
   float* Y = out.data_ptr<float>();
 #pragma omp parallel for schedule(dynamic, 1)
@@ -167,11 +177,9 @@ torch::Tensor attend_heads(torch::Tensor table, torch::Tensor index, torch::Tens
     const float* ub = U + b * H * D;
     float* yb = Y + b * H * D;
     std::vector<float> w(n * H);
-    by_head_blocks(
-        H, [&](int64_t h0) { scores_block<1>(X, Ib, n, D, ub, H, h0, w.data()); },
-        [&](int64_t h0) { scores_block<2>(X, Ib, n, D, ub, H, h0, w.data()); },
-        [&](int64_t h0) { scores_block<4>(X, Ib, n, D, ub, H, h0, w.data()); },
-        [&](int64_t h0) { scores_block<8>(X, Ib, n, D, ub, H, h0, w.data()); });
+    by_head_blocks(H, [&](auto hb, int64_t h0) {
+      scores_block<decltype(hb)::value>(X, Ib, n, D, ub, H, h0, w.data());
+    });
     for (int64_t h = 0; h < H; ++h) {  // softmax over the row's tokens, per head (head-major w)
       float* wh = w.data() + h * n;
       float m = -std::numeric_limits<float>::infinity(), l = 0.f;
@@ -184,11 +192,9 @@ torch::Tensor attend_heads(torch::Tensor table, torch::Tensor index, torch::Tens
       const float inv = 1.f / l;
       for (int64_t j = 0; j < n; ++j) wh[j] *= inv;
     }
-    by_head_blocks(
-        H, [&](int64_t h0) { sums_block<1>(X, Ib, n, D, w.data(), H, h0, yb); },
-        [&](int64_t h0) { sums_block<2>(X, Ib, n, D, w.data(), H, h0, yb); },
-        [&](int64_t h0) { sums_block<4>(X, Ib, n, D, w.data(), H, h0, yb); },
-        [&](int64_t h0) { sums_block<8>(X, Ib, n, D, w.data(), H, h0, yb); });
+    by_head_blocks(H, [&](auto hb, int64_t h0) {
+      sums_block<decltype(hb)::value>(X, Ib, n, D, w.data(), H, h0, yb);
+    });
   }
   return out;
 }
