@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from poolwise.experiments import FROZEN_TASKS, FrozenConfig, get_task, run_frozen
-from poolwise.experiments.frozen import PooledHead, build_pooler, default_poolers
+from poolwise.experiments.frozen import PooledHead, default_poolers, pooler_defaults
+from poolwise.pooling import get_pooler
 
 
 @pytest.fixture(autouse=True)
@@ -104,6 +105,11 @@ def test_csv_task_errors(tmp_path, tiny_bert_dir):
         run_frozen(FrozenConfig(task="text-csv", data=str(ok), model=str(tmp_path)))
 
 
+def build_pooler(name, dim, max_len, overrides=None):
+    """A pooler as run_frozen builds it: the run's kwargs over the protocol's defaults."""
+    return get_pooler({"name": name, **(overrides or {})}, defaults=pooler_defaults(name, dim, max_len))
+
+
 def test_pooled_head_width_follows_the_pooler():
     import torch
 
@@ -111,6 +117,9 @@ def test_pooled_head_width_follows_the_pooler():
     assert head.head.in_features == 12  # mean + max concatenated
     assert head(torch.randn(2, 4, 6), torch.ones(2, 4, dtype=torch.bool)).shape == (2, 3)
     assert build_pooler("latent_attention", 6, 10).num_heads == 1  # default 4 heads does not divide 6
+    three = PooledHead(build_pooler("attention", 6, 10, {"num_queries": 3}), 6, 3)
+    assert three.head.in_features == 18  # (B, 3, D) outputs are flattened for the head
+    assert three(torch.randn(2, 4, 6), torch.ones(2, 4, dtype=torch.bool)).shape == (2, 3)
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ def test_large_logits_stay_finite():
 
 
 def test_falls_back_to_sdpa_when_unavailable(monkeypatch):
-    from poolwise.pooling import _ext
+    from poolwise import _ext
 
     monkeypatch.setattr(_ext, "_loaded", {})
     monkeypatch.setattr(_ext, "_errors", {"poolwise_small_head_attention": "no compiler"})

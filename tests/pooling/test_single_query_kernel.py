@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import poolwise as pw
-from poolwise.pooling import _ext
-from poolwise.pooling.attention_core import _SINGLE_QUERY_SOURCE, folded_attention
+from poolwise import _ext
+from poolwise.pooling.attention_core import folded_attention
+from poolwise.pooling.dispatch import _SINGLE_QUERY_SOURCE, route
 from poolwise.pooling.functional import Segments
 
 
@@ -85,10 +86,13 @@ def test_kernel_path_returns_no_weights_and_needs_float32(kernel):
     seg = Segments.from_mask(x, mask)
     q = torch.randn(5, 1, 16)
     with torch.no_grad():
-        out, attn = folded_attention(x, mask, q, lin, lin, 1, 0.25, seg=seg, need_weights=False)
+        fast = route(x, kernel=True).kernel
+        out, attn = folded_attention(x, mask, q, lin, lin, 1, 0.25, seg=seg, kernel=fast)
         ref, ref_attn = folded_attention(x, mask, q, lin, lin, 1, 0.25, seg=seg)
-        _, half_attn = folded_attention(x.double(), mask, q.double(), lin.double(), lin.double(), 1, 0.25,
-                                        seg=Segments.from_mask(x.double(), mask), need_weights=False)
+        xd = x.double()
+        _, half_attn = folded_attention(xd, mask, q.double(), lin.double(), lin.double(), 1, 0.25,
+                                        seg=Segments.from_mask(xd, mask),
+                                        kernel=route(xd, kernel=True).kernel)
     assert attn is None and ref_attn is not None and half_attn is not None  # float64: PyTorch path
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 

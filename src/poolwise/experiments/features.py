@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,9 +155,3 @@ def load_features(folder: Path) -> Features:
             torch.from_numpy(np.load(folder / f"{split}.targets.npy")),
         )
     return Features(splits, info["dim"], info["max_len"], info)
-
-
-def iter_rows(n: int, batch: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for i in range(0, n, batch):
-        yield order[i : i + batch]

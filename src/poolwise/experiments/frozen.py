@@ -16,13 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..pooling import list_poolers, resolve_pooler
-from .checkpoint import snapshot
-from .features import Features, FeatureSplit, get_features, iter_rows
+from ..pooling import Pooler, get_pooler, list_poolers
+from .features import Features, FeatureSplit, get_features
+from .fit import Progress, fit, iter_rows
 from .frozen_tasks import FROZEN_TASKS, FrozenTask
 from .registry import register_task
-
-Progress = Callable[[int, int, dict[str, float]], None]
 
 #: settings for learned poolers where the paper gives none (its Attn latent size is unknown).
 #: latent_attention runs without NV-Embed's per-token MLP here: with it, the pooler alone
@@ -110,22 +108,23 @@ def kwargs_for(pooler: str, pooler_kwargs: dict[str, Any]) -> dict[str, Any]:
     return dict(pooler_kwargs)
 
 
-def build_pooler(name: str, dim: int, max_len: int, overrides: dict[str, Any] | None = None) -> nn.Module:
-    defaults = dict(POOLER_DEFAULTS.get(name, {}))
+def pooler_defaults(name: str, dim: int, max_len: int) -> dict[str, Any]:
+    """Constructor defaults of pooler ``name`` in this protocol (for ``get_pooler(defaults=...)``,
+    so a run's own ``pooler_kwargs`` win): :data:`POOLER_DEFAULTS`, the features' width and
+    longest length."""
+    defaults = {**POOLER_DEFAULTS.get(name, {}), "dim": dim, "max_len": max_len}
     if dim % defaults.get("num_heads", 1):
         defaults["num_heads"] = 1  # keep a default head count valid on any width; a user's stays as given
-    return resolve_pooler({"name": name, **defaults, **(overrides or {})}, dim, max_len=max_len)
+    return defaults
 
 
 class PooledHead(nn.Module):
     """Pooler, then a linear head: the only trained parts."""
 
-    def __init__(self, pooler: nn.Module, dim: int, outputs: int) -> None:
+    def __init__(self, pooler: Pooler, dim: int, outputs: int) -> None:
         super().__init__()
         self.pooler = pooler
-        with torch.no_grad():
-            width = pooler(torch.zeros(1, 2, dim)).reshape(1, -1).shape[1]
-        self.head = nn.Linear(width, outputs)
+        self.head = nn.Linear(math.prod(pooler.output_shape(dim)), outputs)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.head(self.pooler(x, mask).reshape(len(x), -1))
@@ -154,60 +153,40 @@ def evaluate(model: PooledHead, split: FeatureSplit, metric: str, batch: int = 2
     return total / count
 
 
-def _better(a: float, b: float, higher: bool) -> bool:
-    return a > b if higher else a < b
-
-
 def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str, Any]:
     task = cfg.spec
     feats = load_task_features(cfg)
     train, val, test = feats.splits["train"], feats.splits["val"], feats.splits["test"]
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    pooler = build_pooler(cfg.pooler, feats.dim, feats.max_len, kwargs_for(cfg.pooler, cfg.pooler_kwargs))
+    pooler = get_pooler({"name": cfg.pooler, **kwargs_for(cfg.pooler, cfg.pooler_kwargs)},
+                        defaults=pooler_defaults(cfg.pooler, feats.dim, feats.max_len))
     model = PooledHead(pooler, feats.dim, int(feats.meta["num_outputs"]))
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    epochs = cfg.epochs or task.epochs
-    higher = task.higher_is_better
-    best = (-math.inf if higher else math.inf, 0, None)
-    history = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        running, seen = 0.0, 0
-        for rows in iter_rows(len(train), cfg.batch_size, gen):
-            x, mask, y = train.batch(rows.numpy())
-            loss = _loss(task.kind, model(x, mask), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += float(loss.detach()) * len(rows)
-            seen += len(rows)
-        if not math.isfinite(running):
-            raise FloatingPointError(f"training diverged at epoch {epoch} (loss {running / seen}); lower lr")
-        score = evaluate(model, val, task.metric)
-        if best[2] is None or _better(score, best[0], higher):
-            best = (score, epoch, snapshot(model))
-        row = {"epoch": epoch, "train_loss": running / seen, f"val_{task.metric}": score}
-        history.append(row)
-        if progress is not None:
-            progress(epoch, epochs, row)
-    model.load_state_dict(best[2])
+
+    def loss_of(rows: Tensor) -> tuple[Tensor, int]:
+        x, mask, y = train.batch(rows.numpy())
+        return _loss(task.kind, model(x, mask), y), len(rows)
+
+    result = fit(model, opt, cfg.epochs or task.epochs, lambda: iter_rows(len(train), cfg.batch_size, gen),
+                 loss_of, lambda: evaluate(model, val, task.metric), val_name=f"val_{task.metric}",
+                 higher_is_better=task.higher_is_better, progress=progress)
     value = evaluate(model, test, task.metric)  # the one use of the test split
     return {
         "metrics": {
             "metric": task.metric,
             "value": value,
             f"test_{task.metric}": value,
-            "val": best[0],
-            "best_epoch": best[1],
+            "val": result.best_score,
+            "best_epoch": result.best_epoch,
             "train_s": time.perf_counter() - start,
             "features_s": feats.build_s,
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "train_rows": len(train),
             "test_rows": len(test),
         },
-        "history": history,
+        "history": result.history,
     }
 
 

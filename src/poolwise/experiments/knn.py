@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
-from collections.abc import Callable
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,12 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from ..data import knn_baselines, knn_centroid
-from ..models import KNNCentroidModel
+from ..models import CLS_TOKEN, KNNCentroidModel
 from ..pooling import list_poolers
-from .checkpoint import snapshot
+from .fit import Progress, fit, iter_rows
 from .registry import register_task
-
-Progress = Callable[[int, int, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
@@ -65,9 +61,14 @@ class KNNConfig:
             raise ValueError(f"init_std must be > 0; got {self.init_std}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
-        if self.pooler != "cls" and self.pooler not in list_poolers(aliases=True):
-            raise ValueError(f"unknown pooler {self.pooler!r}; use 'cls' or one of: "
-                             f"{', '.join(list_poolers())}")
+        if self.pooler == "cls":  # before 0.2 'cls' meant the learned token here, 'first' elsewhere
+            warnings.warn("pooler 'cls' in the kNN task is deprecated: it names the learned CLS "
+                          f"token, now {CLS_TOKEN!r} (the registry's 'cls' is 'first')",
+                          DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "pooler", CLS_TOKEN)
+        if self.pooler != CLS_TOKEN and self.pooler not in list_poolers(aliases=True):
+            raise ValueError(f"unknown pooler {self.pooler!r}; use {CLS_TOKEN!r} (a learned CLS token) "
+                             f"or one of: {', '.join(list_poolers())}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}")
         if self.num_samples < 10:
@@ -115,7 +116,6 @@ def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: i
 def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Train on the training split, keep the checkpoint with the best validation loss and
     report its test signal loss (MSE to the k-NN centroid), plus both baselines."""
-    start = time.perf_counter()
     x, y = knn_centroid(cfg.num_samples, cfg.k, cfg.num_vectors, cfg.dim, cfg.data_seed)
     train, val, test = _splits(cfg)
     if cfg.folds > 1:  # the validation fold is cut out of the training part
@@ -131,48 +131,26 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     model = KNNCentroidModel(cfg.dim, cfg.depth, cfg.num_heads, cfg.ffn_dim, cfg.pooler,
                              cfg.pooler_kwargs, cfg.dropout, cfg.init_std).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    best = (math.inf, 0, snapshot(model))
-    history = []
-    train_time = 0.0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        tick = time.perf_counter()
-        order = torch.randperm(len(x_train), generator=gen)
-        running, seen = 0.0, 0
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            xb, yb = x_train[idx].to(dev, non_blocking=True), y_train[idx].to(dev, non_blocking=True)
-            loss = F.mse_loss(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += float(loss.detach()) * len(idx)
-            seen += len(idx)
-        train_time += time.perf_counter() - tick
-        train_loss = running / seen
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss}); lower lr")
-        val_loss = _evaluate(model, x_val, y_val, 2 * cfg.batch_size, dev)
-        if val_loss < best[0]:
-            best = (val_loss, epoch, snapshot(model))
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-               "wall_s": time.perf_counter() - start}
-        history.append(row)
-        if progress is not None:
-            progress(epoch, cfg.epochs, row)
-    model.load_state_dict(best[2])
+
+    def loss_of(idx: torch.Tensor) -> tuple[torch.Tensor, int]:
+        xb, yb = x_train[idx].to(dev, non_blocking=True), y_train[idx].to(dev, non_blocking=True)
+        return F.mse_loss(model(xb), yb), len(idx)
+
+    result = fit(model, torch.optim.Adam(model.parameters(), lr=cfg.lr), cfg.epochs,
+                 lambda: iter_rows(len(x_train), cfg.batch_size, gen), loss_of,
+                 lambda: _evaluate(model, x_val, y_val, 2 * cfg.batch_size, dev), progress=progress)
     test_loss = _evaluate(model, x_test, y_test, 2 * cfg.batch_size, dev)
     base = knn_baselines(x_test, y_test)
     return {
         "metrics": {
-            "test_signal_loss": test_loss, "best_val_loss": best[0], "best_epoch": best[1],
+            "test_signal_loss": test_loss, "best_val_loss": result.best_score,
+            "best_epoch": result.best_epoch,
             "baseline_centroid": base["centroid"], "baseline_query": base["query"],
-            "snr": cfg.snr, "train_samples_per_s": len(x_train) * cfg.epochs / max(train_time, 1e-9),
+            "snr": cfg.snr, "train_samples_per_s": len(x_train) * cfg.epochs / max(result.train_s, 1e-9),
             "parameters": sum(p.numel() for p in model.parameters()), "device": str(dev),
         },
-        "history": history,
+        "history": result.history,
     }
 
 

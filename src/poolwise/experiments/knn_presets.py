@@ -13,7 +13,7 @@ from typing import Any
 
 from ..data import KNN_VALUES
 
-PAPER_POOLERS = ("adapool", "cls", "mean", "max")
+PAPER_POOLERS = ("adapool", "cls_token", "mean", "max")
 
 
 @dataclass(frozen=True)

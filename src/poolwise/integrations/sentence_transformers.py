@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..pooling import Pooler
-from ._common import ST_MODES, _build, exclude_prompt
+from ..pooling import ST_MODES, Pooler, get_pooler
+from ._common import exclude_prompt
 
 try:  # sentence-transformers >= 6
     from sentence_transformers.base.modules.module import Module
@@ -36,7 +36,7 @@ class PoolwisePooling(Module):
         super().__init__()
         self.embedding_dimension = int(embedding_dimension)
         self.include_prompt = include_prompt
-        self.pool = _build(pooler, self.embedding_dimension, pooler_kwargs)
+        self.pool = get_pooler(pooler, defaults={"dim": self.embedding_dimension}, **pooler_kwargs)
 
     @property
     def pooler(self) -> dict[str, Any]:

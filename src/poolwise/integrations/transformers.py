@@ -21,10 +21,30 @@ from torch import Tensor, nn
 
 from ..models.hf import load_local_model
 from ..pooling import Pooler, get_pooler
-from ._common import _build, exclude_prompt
+from ._common import exclude_prompt
 
 CONFIG_NAME = "poolwise_pooler.json"
 WEIGHTS_NAME = "poolwise_pooler.safetensors"
+
+
+def load_pooler(folder: str | Path) -> Pooler:
+    """The pooler saved in ``folder`` by :meth:`PooledEncoder.save_pretrained`: its config
+    (``poolwise_pooler.json``) and learned weights (``poolwise_pooler.safetensors``, never
+    unpickled). ``ValueError`` names the file and what is wrong with it."""
+    folder = Path(folder)
+    cfg_path = folder / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise ValueError(f"no {CONFIG_NAME} in {folder}")
+    try:
+        pooler = get_pooler(json.loads(cfg_path.read_text()))
+    except (ValueError, TypeError) as err:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{cfg_path}: {str(err).splitlines()[0]}") from None
+    weights = folder / WEIGHTS_NAME
+    if weights.is_file():
+        from safetensors.torch import load_file
+
+        pooler.load_state_dict(load_file(str(weights)))
+    return pooler
 
 
 class PooledEncoder(nn.Module):
@@ -42,15 +62,10 @@ class PooledEncoder(nn.Module):
         path = Path(path)
         tokenizer, model = load_local_model(path)
         dim = int(model.config.hidden_size)
-        saved = path / CONFIG_NAME
-        if pooler is None and saved.is_file():
-            pool = get_pooler(json.loads(saved.read_text()))
-            if (path / WEIGHTS_NAME).is_file():
-                from safetensors.torch import load_file
-
-                pool.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+        if pooler is None and (path / CONFIG_NAME).is_file():
+            pool = load_pooler(path)
         else:
-            pool = _build(pooler or "mean", dim, pooler_kwargs)
+            pool = get_pooler(pooler or "mean", defaults={"dim": dim}, **pooler_kwargs)
         return cls(model, tokenizer, pool, max_length).to(device).eval()
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor,

@@ -1,6 +1,6 @@
 """Encoders used by the tasks, and encoder + pooler models."""
 
 from .encoder import PreLNEncoder, PreLNLayer
-from .knn import KNNCentroidModel
+from .knn import CLS_TOKEN, KNNCentroidModel
 
-__all__ = ["KNNCentroidModel", "PreLNEncoder", "PreLNLayer"]
+__all__ = ["CLS_TOKEN", "KNNCentroidModel", "PreLNEncoder", "PreLNLayer"]

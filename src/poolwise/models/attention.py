@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..pooling._ext import extension_error, load_extension
+from .._ext import extension_error, load_extension
 
 MAX_HEAD_DIM = 4  # from head dim 8 on, the GEMM-based SDPA kernel is as fast or faster
 _SOURCE = Path(__file__).with_name("small_head_attention.cpp")

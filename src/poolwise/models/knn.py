@@ -7,8 +7,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..pooling import Pooler, get_pooler, resolve_pooler
+from ..pooling import Pooler, get_pooler
 from .encoder import PreLNEncoder
+
+#: pooler name of the learned, prepended CLS token of the kNN model (the paper's ClsToken)
+CLS_TOKEN = "cls_token"
 
 
 class KNNCentroidModel(nn.Module):
@@ -16,13 +19,14 @@ class KNNCentroidModel(nn.Module):
 
     Token 0 (the query vector) gets learned marker embedding 0 and every other token marker
     1, so the encoder can tell the query apart (AdaPool paper, section 2.3 of our notes).
-    ``pooler="cls"`` prepends a learned CLS token *after* the markers are added, so the
+    ``pooler="cls_token"`` prepends a learned CLS token *after* the markers are added, so the
     marker lands on the query vector; the paper's code prepended first, which put the query
     marker on the CLS token and left the model unable to find the query.
 
     Args:
-        pooler: a registered pooler name or a :class:`Pooler`; ``"cls"`` means a learned
-            prepended token read out at position 0.
+        pooler: a registered pooler name or a :class:`Pooler`; ``"cls_token"`` (:data:`CLS_TOKEN`)
+            means a learned prepended token read out at position 0 (the registry's ``cls`` is
+            an alias of ``first``: the first input token, no extra token).
         pooler_kwargs: constructor arguments; ``dim`` is filled in. ``adapool`` defaults to
             the paper's setting: query = token 0 (with residual), encoder heads, 1/sqrt(d_head).
     """
@@ -36,7 +40,7 @@ class KNNCentroidModel(nn.Module):
         self.encoder = PreLNEncoder(dim, depth, num_heads, ffn_dim, dropout, init_std)
         kwargs = dict(pooler_kwargs or {})
         self.cls: nn.Parameter | None = None
-        if isinstance(pooler, str) and pooler == "cls":
+        if isinstance(pooler, str) and pooler == CLS_TOKEN:
             self.cls = nn.Parameter(torch.rand(1, 1, dim))  # U[0, 1) as in the paper
             self.pool: Pooler = get_pooler("first")
         elif isinstance(pooler, Pooler):
@@ -44,7 +48,7 @@ class KNNCentroidModel(nn.Module):
         else:
             if pooler == "adapool":
                 kwargs = {"query": 0, "num_heads": num_heads, "scale": "head_dim", **kwargs}
-            self.pool = resolve_pooler({"name": pooler, **kwargs}, dim)
+            self.pool = get_pooler(pooler, defaults={"dim": dim}, **kwargs)
         nn.init.normal_(self.marker.weight, std=init_std)
         for m in self.pool.modules():  # learned poolers get the model's init as well
             if isinstance(m, nn.Linear):

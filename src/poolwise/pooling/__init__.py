@@ -13,12 +13,12 @@ from .basic import (
     SumPooling,
     WeightedMeanPooling,
 )
-from .functional import use_dense
+from .dispatch import use_dense
 from .gated import GatedAttentionPooling
 from .gem import GeMPooling
 from .latent_attention import LatentAttentionPooling
 from .multi import MultiPooling
-from .registry import get_pooler, list_poolers, pooler_class, register, resolve_pooler
+from .registry import ST_MODES, get_pooler, list_poolers, pooler_class, register
 from .softmax import SoftmaxPooling
 from .wavg import WeightedAveragePooling
 
@@ -27,5 +27,5 @@ __all__ = [
     "LastPooling", "LatentAttentionPooling", "MaxPooling", "MeanPooling", "MeanSqrtLenPooling",
     "MinPooling", "MultiPooling", "Pooler", "SoftmaxPooling", "SumPooling",
     "WeightedAveragePooling", "WeightedMeanPooling",
-    "get_pooler", "list_poolers", "pooler_class", "register", "resolve_pooler", "use_dense",
+    "ST_MODES", "get_pooler", "list_poolers", "pooler_class", "register", "use_dense",
 ]

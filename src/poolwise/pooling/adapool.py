@@ -9,22 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention_core import check_heads, folded_attention, single_query_kernel, standard_attention
+from .attention_core import attend_real_tokens, check_heads, folded_attention, standard_attention
 from .base import Pooler
-from .basic import MeanPooling
-from .functional import (
-    Segments,
-    counts,
-    gather_tokens,
-    is_compiling,
-    nth_real_index,
-    segment_kernels_apply,
-)
+from .dispatch import is_compiling, route
+from .functional import Segments, counts, gather_tokens, keep_mask, masked_mean, nth_real_index
 from .registry import register
 from .validation import check_dim
 
 Query = str | int | list[int] | Callable[[Tensor, Tensor], Tensor]
-_MEAN = MeanPooling()
 
 
 @register("adapool")
@@ -47,7 +39,9 @@ class AdaPool(Pooler):
     Average pooling is the special case :math:`W_Q = 0`, :math:`W_V = W_O = I`.
 
     Computed in folded form (see :mod:`~poolwise.pooling.attention_core`): the token set is
-    read twice and no per-token key or value is built; ``folded=False`` uses the textbook form.
+    read twice and no per-token key or value is built; ``folded=False`` uses the textbook form
+    (same function, per-token keys and values; a computation choice, so not part of
+    :meth:`config`).
 
     Args:
         dim (int): token feature size :math:`D`.
@@ -57,13 +51,15 @@ class AdaPool(Pooler):
         bias (bool): biases in the projections. (default: ``False``)
         dropout (float): dropout on attention weights while training. (default: ``0.0``)
         empty (str): policy for rows with no real token. (default: ``"zero"``)
+        folded (bool): compute in folded form. (default: ``True``)
     """
 
     config_keys = ("dim", "num_heads", "query", "scale", "bias", "dropout", "empty")
+    has_weights = True
 
     def __init__(
         self, dim: int, num_heads: int = 1, query: Query = "mean", scale: str | float = "dim",
-        bias: bool = False, dropout: float = 0.0, *, empty: str = "zero",
+        bias: bool = False, dropout: float = 0.0, *, empty: str = "zero", folded: bool = True,
         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(empty=empty)
@@ -74,7 +70,7 @@ class AdaPool(Pooler):
         self.scaling = _scaling(scale, dim, num_heads)
         self.residual = isinstance(query, int)
         self.is_set_function = query == "mean"
-        self.folded = True
+        self.folded = bool(folded)
         dd = {"device": device, "dtype": dtype}
         self.q_proj = nn.Linear(dim, dim, bias=bias, **dd)
         self.k_proj = nn.Linear(dim, dim, bias=bias, **dd)
@@ -120,10 +116,9 @@ class AdaPool(Pooler):
         """The query vector :math:`\\phi(X)` ``(B, D)`` for padded input."""
         q = self.query
         if q == "mean":
-            return _MEAN._pool_segments(seg) if seg is not None else _MEAN._pool(x, mask)
+            return masked_mean(x, mask, seg)
         if callable(q):
-            full = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask
-            out = q(x, full)
+            out = q(x, keep_mask(x, mask))
             if not isinstance(out, Tensor) or out.shape != (x.shape[0], x.shape[2]):
                 got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
                 raise ValueError(f"AdaPool: the query callable must return (B, D) = "
@@ -151,7 +146,7 @@ class AdaPool(Pooler):
                 )
         return gather_tokens(x, nth_real_index(mask, target))
 
-    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor | None:
         """Attention weights ``(B, H, N)`` over the tokens (zero on padding), in fp32."""
         x, keep = self._prepare(x, mask)
         with torch.no_grad():
@@ -161,27 +156,27 @@ class AdaPool(Pooler):
         return attn[:, 0]
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        seg = None
-        if self.folded and segment_kernels_apply(x, self.q_proj.weight, self.k_proj.weight):
-            full = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-            seg = Segments.from_mask(x, full if mask is None else mask)
-            if self.num_heads == 1 and not (self.training and self.dropout > 0):
-                kernel = single_query_kernel(x) if self.q_proj.weight.dtype == x.dtype else None
-                if kernel is not None:  # two projections instead of four, one pass for the attention
-                    a, a_bias, w_out, b_out = self._fused_weights()
-                    q = self.compute_query(x, mask, seg)
-                    z = kernel.attend(seg.table, seg.index, seg.offsets, seg.counts, F.linear(q, a, a_bias))
-                    out = F.linear(z, w_out, b_out)
-                    return out + q if self.residual else out
-        q = self.compute_query(x, mask, seg)
+        seg, kernel = None, None
         if self.folded:
+            dropout_on = self.training and self.dropout > 0
+            path = route(x, self.q_proj.weight, self.k_proj.weight, kernel=not dropout_on)
+            if path.segments:
+                seg, kernel = Segments.from_mask(x, keep_mask(x, mask)), path.kernel
+        q = self.compute_query(x, mask, seg)
+        if kernel is not None and self.num_heads == 1:
+            # one head: two projections instead of four, one pass for the attention
+            a, a_bias, w_out, b_out = self._fused_weights()
+            z = attend_real_tokens(kernel, seg, F.linear(q, a, a_bias)[:, None])
+            out = F.linear(z[:, 0], w_out, b_out)
+        elif self.folded:
             heads, _ = folded_attention(x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj,
                                         self.num_heads, self.scaling, self.dropout, self.training, seg,
-                                        need_weights=False)
+                                        kernel)
+            out = self.out_proj(heads[:, 0])
         else:
             heads, _ = standard_attention(x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj,
                                           self.num_heads, self.scaling, self.dropout, self.training)
-        out = self.out_proj(heads[:, 0])
+            out = self.out_proj(heads[:, 0])
         return out + q if self.residual else out
 
 

@@ -7,7 +7,8 @@ from torch import Tensor, nn
 
 from .attention_core import check_heads, folded_attention, standard_attention
 from .base import Pooler
-from .functional import Segments, segment_kernels_apply
+from .dispatch import route
+from .functional import Segments, keep_mask
 from .registry import register
 from .validation import check_dim
 
@@ -39,6 +40,7 @@ class AttentionPooling(Pooler):
     """
 
     config_keys = ("dim", "num_heads", "num_queries", "mlp_ratio", "bias", "flatten", "empty")
+    has_weights = True
 
     def __init__(
         self, dim: int, num_heads: int = 1, num_queries: int = 1, mlp_ratio: float = 0.0,
@@ -80,10 +82,15 @@ class AttentionPooling(Pooler):
     def output_dim(self, dim: int) -> int:
         return dim * self.num_queries if self.flatten else dim
 
+    def output_shape(self, dim: int) -> tuple[int, ...]:
+        if self.num_queries == 1 or self.flatten:
+            return (self.output_dim(dim),)
+        return (self.num_queries, dim)
+
     def _check_input(self, x: Tensor) -> None:
         check_dim(x, self.dim, type(self).__name__)
 
-    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor | None:
         """Attention weights ``(B, M, H, N)`` over the tokens (zero on padding), in fp32."""
         x, keep = self._prepare(x, mask)
         with torch.no_grad():
@@ -94,12 +101,10 @@ class AttentionPooling(Pooler):
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         q = self.q_proj(self.queries)[None]  # (1, M, D)
         if self.folded:
-            seg = None
-            if segment_kernels_apply(x, self.queries, self.k_proj.weight):
-                full = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-                seg = Segments.from_mask(x, full if mask is None else mask)
+            path = route(x, self.queries, self.k_proj.weight, kernel=True)
+            seg = Segments.from_mask(x, keep_mask(x, mask)) if path.segments else None
             heads, _ = folded_attention(x, mask, q, self.k_proj, self.v_proj, self.num_heads,
-                                        self.scaling, seg=seg, need_weights=False)
+                                        self.scaling, seg=seg, kernel=path.kernel)
         else:
             heads, _ = standard_attention(x, mask, q, self.k_proj, self.v_proj, self.num_heads,
                                           self.scaling)

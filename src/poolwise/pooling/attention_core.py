@@ -21,47 +21,36 @@ weights rather than NaN; the pooler's empty policy decides what such a row retur
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._ext import load_extension
 from .functional import Segments, dense_weighted_sum, masked_softmax, segment_weighted_sum
-
-_SINGLE_QUERY_SOURCE = Path(__file__).with_name("single_query.cpp")
 
 
 def folded_attention(
     x: Tensor, mask: Tensor | None, q: Tensor, k_proj: nn.Linear, v_proj: nn.Linear,
     num_heads: int, scale: float, dropout: float = 0.0, training: bool = False,
-    seg: Segments | None = None, need_weights: bool = True,
+    seg: Segments | None = None, kernel: Any | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """``x`` ``(B, N, D)``, ``q`` ``(B or 1, M, D)`` already multiplied by ``W_Q``.
 
     Returns the concatenated head outputs ``(B, M, D)`` (before the output projection) and
     the attention weights ``(B, M, H, N)`` in fp32. With ``seg`` (eager CPU inference) and a
-    single query head the weighted sum reads only the real tokens; without ``need_weights``
-    and in float32, a compiled kernel (``single_query.cpp``) does scores, softmax and weighted
-    sums over the real tokens only (one pass for one query head, two for several) and returns
-    None for the weights."""
+    single query head the weighted sum reads only the real tokens; with ``seg`` and the
+    compiled ``kernel`` (from :func:`~poolwise.pooling.dispatch.route`), scores, softmax and
+    weighted sums run over the real tokens only and the weights are None."""
     b, n, d = x.shape
     m = q.shape[1]
     hd = d // num_heads
     qh = q.reshape(q.shape[0], m, num_heads, hd)
     u = torch.einsum("bmhe,hed->bmhd", qh, k_proj.weight.view(num_heads, hd, d)) * scale
     u = u.reshape(q.shape[0], m * num_heads, d).to(x.dtype).contiguous()  # layout matters to MKL
-    if seg is not None and not need_weights and (dropout == 0 or not training):
-        fused = single_query_kernel(x)
-        if fused is not None:  # scores, softmax and weighted sum over the real tokens only
-            query = u.expand(b, -1, -1).contiguous()
-            if m * num_heads == 1:  # one pass, online softmax
-                z = fused.attend(seg.table, seg.index, seg.offsets, seg.counts, query.view(b, d))
-            else:
-                z = fused.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, query)
-            return _project_values(z.view(b, m, num_heads, d), v_proj, num_heads, hd), None
+    if seg is not None and kernel is not None and (dropout == 0 or not training):
+        z = attend_real_tokens(kernel, seg, u.expand(b, -1, -1))
+        return _project_values(z.view(b, m, num_heads, d), v_proj, num_heads, hd), None
     # scores laid out (B, N, M*H) from a batched GEMV with x as the left operand: the fastest
     # layout for MKL (a single (B*N, D) @ (D, M*H) GEMM is ~3x slower for shared queries)
     scores = torch.bmm(x, u.expand(b, -1, -1).transpose(1, 2))
@@ -85,11 +74,15 @@ def _project_values(z: Tensor, v_proj: nn.Linear, num_heads: int, hd: int) -> Te
     return out
 
 
-def single_query_kernel(x: Tensor) -> Any | None:
-    """The compiled one-pass kernels for float32 CPU input, or None (PyTorch path)."""
-    if x.dtype != torch.float32 or x.device.type != "cpu":
-        return None
-    return load_extension("poolwise_single_query", _SINGLE_QUERY_SOURCE)
+def attend_real_tokens(kernel: Any, seg: Segments, query: Tensor) -> Tensor:
+    """The compiled single-query kernel (every call goes through here): ``query`` ``(B, K, D)``
+    scores the real tokens of ``seg``; returns the softmax-weighted token sums ``(B, K, D)``.
+    One pass with an online softmax for ``K = 1``, two passes for several query heads."""
+    b, k, d = query.shape
+    query = query.contiguous()
+    if k == 1:
+        return kernel.attend(seg.table, seg.index, seg.offsets, seg.counts, query.view(b, d)).view(b, 1, d)
+    return kernel.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, query)
 
 
 def standard_attention(

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from .functional import is_compiling, pad_packed
+from .dispatch import is_compiling, row_step
+from .functional import pad_packed
 from .validation import check_empty, check_packed, check_tokens, to_keep_mask
 
 
@@ -46,6 +47,9 @@ class Pooler(nn.Module):
     #: buffers (2-4x faster for ``softmax``/``gem`` at (64, 512, 768)). Rows are independent,
     #: so results are unchanged.
     row_chunk_bytes: ClassVar[int | None] = None
+    #: True when :meth:`attention_weights` returns per-token weights (learned poolers that
+    #: weigh tokens: attention, AdaPool, gated, W-Avg)
+    has_weights: ClassVar[bool] = False
 
     def __init__(self, *, empty: str = "zero") -> None:
         super().__init__()
@@ -54,7 +58,7 @@ class Pooler(nn.Module):
     # ------------------------------------------------------------------ API
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         x, keep = self._prepare(x, mask)
-        step = self._row_chunk(x)
+        step = row_step(x, self.row_chunk_bytes)
         if step is None:
             out = self._pool(x, keep)
         else:
@@ -73,27 +77,24 @@ class Pooler(nn.Module):
         """Size of the last output axis for input features ``dim``."""
         return dim
 
+    def output_shape(self, dim: int) -> tuple[int, ...]:
+        """Shape of one row's output for input features ``dim`` (``(D,)`` for most poolers)."""
+        return (self.output_dim(dim),)
+
+    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor | None:
+        """Per-token weights the pooler gives each row (zero on padding, fp32), or None for
+        poolers without such weights (see :attr:`has_weights`)."""
+        return None
+
     def config(self) -> dict[str, Any]:
-        """JSON-safe description; ``Pooler.from_config(cfg)`` rebuilds an equal pooler
-        (learned weights travel separately, in the ``state_dict``)."""
+        """JSON-safe description; ``Pooler.from_config(cfg)`` (or ``get_pooler(cfg)``) rebuilds
+        an equal pooler (learned weights travel separately, in the ``state_dict``)."""
         cfg = {"name": self.name, **{k: getattr(self, k) for k in self.config_keys}}
         try:
             json.dumps(cfg)
         except TypeError as err:
             raise TypeError(f"{type(self).__name__}.config() is not JSON-safe: {err}") from None
         return cfg
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Pooler:
-        """Build a pooler from :meth:`config` output (on any subclass or on ``Pooler``)."""
-        from .registry import get_pooler
-
-        if not isinstance(config, dict) or "name" not in config:
-            raise ValueError(f"config must be a dict with a 'name' key; got {config!r}")
-        pooler = get_pooler(dict(config))
-        if cls is not Pooler and not isinstance(pooler, cls):
-            raise ValueError(f"config names pooler {config['name']!r}, not a {cls.__name__}")
-        return pooler
 
     def reset_parameters(self) -> None:
         """Re-initialise learned parameters (no-op for parameter-free poolers)."""
@@ -115,13 +116,6 @@ class Pooler(nn.Module):
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         raise NotImplementedError
-
-    def _row_chunk(self, x: Tensor) -> int | None:
-        """Rows per chunk for :attr:`row_chunk_bytes`, or None to pool the batch at once."""
-        if self.row_chunk_bytes is None or x.device.type != "cpu" or is_compiling():
-            return None
-        step = max(1, self.row_chunk_bytes // max(1, 4 * x.shape[1] * x.shape[2]))
-        return step if step < x.shape[0] else None
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
         padded, mask = pad_packed(x, cu_seqlens)

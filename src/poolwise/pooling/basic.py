@@ -14,44 +14,40 @@ from torch import Tensor
 from .base import Pooler
 from .functional import (
     Segments,
-    dense_extreme,
-    dense_weighted_sum,
+    WeightFn,
+    cu_offsets,
     first_index,
     gather_tokens,
     last_index,
-    ranks,
+    masked_extreme,
+    mean_weight,
+    reduce_segments,
     segment_extreme,
-    segment_kernels_apply,
-    segment_weighted_sum,
+    sum_weight,
+    weighted_reduce,
 )
 from .registry import register
 
 
-def _all_real(x: Tensor) -> Tensor:
-    return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-
-
 class _WeightedSumPooler(Pooler):
-    """A pooler of the form :math:`y = \\sum_i w(i, n) x_i` with fixed weights."""
+    """A pooler of the form :math:`y = \\sum_i w(i, n) x_i` with fixed weights ``weight``."""
 
-    def _weights(self, count: Tensor, rank: Tensor) -> Tensor:
-        """fp32 weight of a token from its row's real-token count and its 1-based rank."""
-        raise NotImplementedError
+    #: fp32 weight of a token from its row's real-token count and 1-based rank
+    weight: WeightFn
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        mask = _all_real(x) if mask is None else mask
-        if segment_kernels_apply(x):
-            return self._pool_segments(Segments.from_mask(x, mask))
-        count = mask.sum(1, keepdim=True).clamp_min(1).float()
-        weight = self._weights(count, ranks(mask).float()) * mask
-        return dense_weighted_sum(x, weight)
+        return weighted_reduce(x, mask, self.weight)
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
-        return self._pool_segments(Segments.from_packed(x, cu_seqlens))
+        return reduce_segments(Segments.from_packed(x, cu_seqlens), self.weight)
 
-    def _pool_segments(self, seg: Segments) -> Tensor:
-        count = seg.counts[seg.row].float()
-        return segment_weighted_sum(seg, self._weights(count, seg.rank.float()))
+
+def _sqrt_len_weight(count: Tensor, rank: Tensor) -> Tensor:
+    return torch.ones_like(rank) / count.sqrt()
+
+
+def _position_weight(count: Tensor, rank: Tensor) -> Tensor:
+    return rank / (count * (count + 1) / 2)
 
 
 @register("sum")
@@ -69,8 +65,7 @@ class SumPooling(_WeightedSumPooler):
         empty (str): policy for rows with no real token. (default: ``"zero"``)
     """
 
-    def _weights(self, count: Tensor, rank: Tensor) -> Tensor:
-        return torch.ones_like(rank)
+    weight = staticmethod(sum_weight)
 
 
 @register("mean", "avg")
@@ -89,8 +84,7 @@ class MeanPooling(_WeightedSumPooler):
         empty (str): policy for rows with no real token. (default: ``"zero"``)
     """
 
-    def _weights(self, count: Tensor, rank: Tensor) -> Tensor:
-        return torch.ones_like(rank) / count
+    weight = staticmethod(mean_weight)
 
 
 @register("mean_sqrt_len")
@@ -105,8 +99,7 @@ class MeanSqrtLenPooling(_WeightedSumPooler):
         empty (str): policy for rows with no real token. (default: ``"zero"``)
     """
 
-    def _weights(self, count: Tensor, rank: Tensor) -> Tensor:
-        return torch.ones_like(rank) / count.sqrt()
+    weight = staticmethod(_sqrt_len_weight)
 
 
 @register("weighted_mean")
@@ -127,19 +120,14 @@ class WeightedMeanPooling(_WeightedSumPooler):
 
     is_set_function = False
 
-    def _weights(self, count: Tensor, rank: Tensor) -> Tensor:
-        return rank / (count * (count + 1) / 2)
+    weight = staticmethod(_position_weight)
 
 
 class _ExtremePooler(Pooler):
     largest: bool
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        if mask is None:
-            return x.amax(1) if self.largest else x.amin(1)
-        if segment_kernels_apply(x):
-            return segment_extreme(Segments.from_mask(x, mask), self.largest)
-        return dense_extreme(x, mask, self.largest)
+        return masked_extreme(x, mask, self.largest)
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
         return segment_extreme(Segments.from_packed(x, cu_seqlens), self.largest)
@@ -190,7 +178,7 @@ class _TokenPooler(Pooler):
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
         if x.shape[0] == 0:
             return x.new_zeros(cu_seqlens.shape[0] - 1, x.shape[1])
-        cu = cu_seqlens.to(device=x.device, dtype=torch.int64)
+        cu = cu_offsets(cu_seqlens, x.device)
         index = (cu[1:] - 1).clamp_min(0) if self.use_last else cu[:-1].clamp_max(x.shape[0] - 1)
         return x.index_select(0, index)  # a third of the cost of x[index] for B rows
 

@@ -1,56 +1,47 @@
-"""Masked reduction kernels shared by the poolers.
+"""The masked-reduce core shared by every pooler.
 
-Two interchangeable implementations of every reduction live here:
-
-* **segment** kernels (eager CPU inference): the real tokens are addressed by their flat index and
-  reduced with ``embedding_bag`` (weighted sums, fp32 accumulation, reads only real tokens)
-  or a per-row loop over contiguous spans (max/min). No ``B x N x D`` temporary is built.
-* **dense** kernels (training, ``torch.compile``, other devices): ``bmm`` with a ``(B, N)``
-  weight matrix, ``where`` + ``amax``. Inductor fuses these into single passes, and their
-  backward passes are cheap.
-
-Both give the same numbers (tests compare them); :func:`use_dense` forces the dense ones.
-Padding values must be finite; apart from that they never influence a result.
+Public reductions over the real tokens of each row: :func:`masked_sum`, :func:`masked_mean`,
+:func:`masked_max`, :func:`masked_min` (padded ``(B, N, D)`` + keep-mask) and their packed
+twins (``(T, D)`` + ``cu_seqlens``), plus the mask helpers every pooler uses. Each reduction
+has a **segment** and a **dense** implementation (see :mod:`~poolwise.pooling.dispatch`, which
+chooses); both give the same numbers. Padding values must be finite; apart from that they
+never influence a result.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-_FORCE_DENSE = False
+from .dispatch import is_compiling, route
 
-
-@contextlib.contextmanager
-def use_dense(enabled: bool = True) -> Iterator[None]:
-    """Force the dense (compile-style) kernels inside the block, e.g. to compare paths."""
-    global _FORCE_DENSE
-    previous, _FORCE_DENSE = _FORCE_DENSE, enabled
-    try:
-        yield
-    finally:
-        _FORCE_DENSE = previous
-
-
-def is_compiling() -> bool:
-    return torch.compiler.is_compiling()
-
-
-def segment_kernels_apply(x: Tensor, *others: Tensor) -> bool:
-    """Segment kernels need data-dependent shapes, so eager mode on CPU only; and they serve
-    inference: when autograd tracks ``x`` or ``others`` the dense kernels win, because
-    their backward passes are far cheaper than those of ``embedding_bag`` and per-row loops."""
-    if _FORCE_DENSE or x.device.type != "cpu" or is_compiling():
-        return False
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, *others)))
+#: weight of a real token from its row's real-token count and its 1-based rank (both fp32)
+WeightFn = Callable[[Tensor, Tensor], Tensor]
 
 
 # --------------------------------------------------------------------------- masks
+def keep_mask(x: Tensor, mask: Tensor | None) -> Tensor:
+    """``mask``, or an all-real bool mask ``(B, N)`` when it is None."""
+    if mask is not None:
+        return mask
+    return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+
+
+def cu_offsets(cu_seqlens: Tensor, device: torch.device) -> Tensor:
+    """Packed offsets ``(B+1,)`` as int64 on ``device`` (the one conversion every caller uses)."""
+    return cu_seqlens.to(device=device, dtype=torch.int64)
+
+
+def cu_seqlens_of(mask: Tensor) -> Tensor:
+    """Offsets ``(B+1,)`` of the real tokens of a keep-mask once packed by ``x[mask]``."""
+    cnt = counts(mask)
+    return torch.cat([cnt.new_zeros(1), cnt.cumsum(0)])
+
+
 def counts(mask: Tensor) -> Tensor:
     """Number of real tokens per row, as int64 ``(B,)``."""
     return mask.sum(1)
@@ -120,20 +111,20 @@ class Segments:
         flat = mask.reshape(-1)
         index = flat.nonzero().squeeze(1)
         cnt = counts(mask)
-        offsets = torch.cumsum(cnt, 0) - cnt
+        start = torch.cumsum(cnt, 0) - cnt
         row = torch.repeat_interleave(torch.arange(b, device=x.device), cnt)
         rank = ranks(mask).reshape(-1)[index]
-        return cls(x.reshape(b * n, d), index, offsets, cnt, row, rank, flat)
+        return cls(x.reshape(b * n, d).contiguous(), index, start, cnt, row, rank, flat)
 
     @classmethod
     def from_packed(cls, x: Tensor, cu_seqlens: Tensor) -> Segments:
-        cu = cu_seqlens.to(device=x.device, dtype=torch.int64)
+        cu = cu_offsets(cu_seqlens, x.device)
         cnt = cu[1:] - cu[:-1]
-        offsets = cu[:-1]
+        start = cu[:-1]
         index = torch.arange(x.shape[0], device=x.device)
         row = torch.repeat_interleave(torch.arange(cnt.shape[0], device=x.device), cnt)
-        rank = index - offsets[row] + 1
-        return cls(x, index, offsets, cnt, row, rank, None)
+        rank = index - start[row] + 1
+        return cls(x.contiguous(), index, start, cnt, row, rank, None)
 
     def spans(self) -> list[tuple[int, int, bool]]:
         """Per row: ``(start, end, contiguous)`` bounds of its real tokens in ``table``;
@@ -213,7 +204,7 @@ def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor
 def pad_packed(x: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
     """Packed ``(T, D)`` tokens and offsets ``(B+1,)`` -> padded ``(B, L, D)`` and a
     bool mask ``(B, L)``, right padded with zeros, ``L`` the longest sequence (at least 1)."""
-    cu = cu_seqlens.to(device=x.device, dtype=torch.int64)
+    cu = cu_offsets(cu_seqlens, x.device)
     cnt = cu[1:] - cu[:-1]
     b = cnt.shape[0]
     length = max(int(cnt.max()) if b else 0, 1)
@@ -221,3 +212,66 @@ def pad_packed(x: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
     out = x.new_zeros(b, length, x.shape[1])
     out[mask] = x
     return out, mask
+
+
+# -------------------------------------------------------------- public reductions
+def sum_weight(count: Tensor, rank: Tensor) -> Tensor:
+    """:data:`WeightFn` of the sum: 1 for every real token."""
+    return torch.ones_like(rank)
+
+
+def mean_weight(count: Tensor, rank: Tensor) -> Tensor:
+    """:data:`WeightFn` of the mean: :math:`1/n`."""
+    return torch.ones_like(rank) / count
+
+
+def weighted_reduce(x: Tensor, mask: Tensor | None, weight: WeightFn, seg: Segments | None = None) -> Tensor:
+    r""":math:`y_b = \sum_i w(n_b, i)\, x_{b,i}` over the real tokens of each row, ``(B, N, D) -> (B, D)``,
+    accumulated in fp32. The segment kernel reads only real tokens (``seg`` reuses a view the
+    caller already built); otherwise one ``bmm`` with a ``(B, N)`` weight matrix."""
+    if seg is None and route(x).segments:
+        seg = Segments.from_mask(x, keep_mask(x, mask))
+    if seg is not None:
+        return reduce_segments(seg, weight)
+    mask = keep_mask(x, mask)
+    count = counts(mask)[:, None].clamp_min(1).float()
+    return dense_weighted_sum(x, weight(count, ranks(mask).float()) * mask)
+
+
+def reduce_segments(seg: Segments, weight: WeightFn) -> Tensor:
+    """:func:`weighted_reduce` on a :class:`Segments` view (padded or packed input)."""
+    return segment_weighted_sum(seg, weight(seg.counts[seg.row].float(), seg.rank.float()))
+
+
+def masked_sum(x: Tensor, mask: Tensor | None = None, seg: Segments | None = None) -> Tensor:
+    """Sum of the real tokens of each row, ``(B, N, D) -> (B, D)``."""
+    return weighted_reduce(x, mask, sum_weight, seg)
+
+
+def masked_mean(x: Tensor, mask: Tensor | None = None, seg: Segments | None = None) -> Tensor:
+    """Mean of the real tokens of each row (0 for an empty row), ``(B, N, D) -> (B, D)``."""
+    return weighted_reduce(x, mask, mean_weight, seg)
+
+
+def masked_extreme(x: Tensor, mask: Tensor | None, largest: bool) -> Tensor:
+    """Feature-wise max (``largest``) or min over the real tokens; 0 for an empty row."""
+    if mask is None:
+        return x.amax(1) if largest else x.amin(1)
+    if route(x).segments:
+        return segment_extreme(Segments.from_mask(x, mask), largest)
+    return dense_extreme(x, mask, largest)
+
+
+def masked_max(x: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Feature-wise maximum over the real tokens of each row, ``(B, N, D) -> (B, D)``."""
+    return masked_extreme(x, mask, largest=True)
+
+
+def masked_min(x: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Feature-wise minimum over the real tokens of each row, ``(B, N, D) -> (B, D)``."""
+    return masked_extreme(x, mask, largest=False)
+
+
+def packed_mean(x: Tensor, cu_seqlens: Tensor) -> Tensor:
+    """Mean of each sequence of packed tokens ``(T, D)`` split by ``cu_seqlens`` ``(B+1,)``."""
+    return reduce_segments(Segments.from_packed(x, cu_seqlens), mean_weight)

@@ -6,7 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from .base import Pooler
-from .functional import dense_weighted_sum, is_compiling, masked_softmax
+from .dispatch import route
+from .functional import dense_weighted_sum, masked_softmax
 from .registry import register
 from .validation import check_dim
 
@@ -30,6 +31,7 @@ class GatedAttentionPooling(Pooler):
 
     config_keys = ("dim", "hidden", "empty")
     row_chunk_bytes = 16 << 20  # GEMM-heavy: larger chunks keep the GEMMs efficient
+    has_weights = True
 
     def __init__(
         self, dim: int, hidden: int | None = None, *, empty: str = "zero",
@@ -53,7 +55,7 @@ class GatedAttentionPooling(Pooler):
     def _check_input(self, x: Tensor) -> None:
         check_dim(x, self.dim, type(self).__name__)
 
-    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor | None:
         """Token weights ``(B, N)`` (zero on padding), in fp32."""
         x, keep = self._prepare(x, mask)
         with torch.no_grad():
@@ -64,7 +66,7 @@ class GatedAttentionPooling(Pooler):
         return self.score(torch.tanh(v) * torch.sigmoid(u)).squeeze(-1)
 
     def _weights(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        if mask is None or is_compiling():
+        if mask is None or not route(x).eager:
             return masked_softmax(self._scores(x), mask)  # (B, N)
         # each score depends on its own token only: score the real tokens, skip the padding
         scores = torch.zeros(mask.shape, device=x.device).masked_scatter(mask, self._scores(x[mask]).float())

@@ -8,10 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from .base import Pooler
-from .basic import MaxPooling, MinPooling
+from .functional import keep_mask, masked_max, masked_min
 from .registry import register
-
-_MIN, _MAX = MinPooling(), MaxPooling()
 
 
 @register("gem")
@@ -98,10 +96,10 @@ class GeMPooling(Pooler):
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         xf = x.float()
-        keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask
+        keep = keep_mask(x, mask)
         has_tokens = keep.any(1, keepdim=True)[..., None]  # empty rows: avoid inf - inf
-        low = torch.where(has_tokens, _MIN._pool(xf, keep)[:, None], 0.0)
-        high = torch.where(has_tokens, _MAX._pool(xf, keep)[:, None], 0.0)
+        low = torch.where(has_tokens, masked_min(xf, keep)[:, None], 0.0)
+        high = torch.where(has_tokens, masked_max(xf, keep)[:, None], 0.0)
         span = high - low + 2 * self.eps
         # real tokens lie strictly inside (0, 1); the clamp only tames padding values
         z = ((xf - low + self.eps) / span).clamp(torch.finfo(torch.float32).tiny, 1.0)

@@ -10,12 +10,10 @@ from torch import Tensor, nn
 
 from .attention_core import check_heads
 from .base import Pooler
-from .basic import MeanPooling
-from .functional import counts, is_compiling
+from .dispatch import is_compiling
+from .functional import cu_seqlens_of, masked_mean, packed_mean
 from .registry import register
 from .validation import check_dim
-
-_MEAN = MeanPooling()
 
 
 @register("latent_attention")
@@ -94,12 +92,11 @@ class LatentAttentionPooling(Pooler):
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         if mask is not None and not is_compiling():
             # tokens never mix, so only the real ones need the per-token work: pack them
-            cnt = counts(mask)
-            return self._pool_packed(x[mask], torch.cat([cnt.new_zeros(1), cnt.cumsum(0)]))
-        return self._finish(x, self._attend(x), lambda t: _MEAN._pool(t, mask))
+            return self._pool_packed(x[mask], cu_seqlens_of(mask))
+        return self._finish(x, self._attend(x), lambda t: masked_mean(t, mask))
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
-        return self._finish(x, self._attend(x[None])[0], lambda t: _MEAN._pool_packed(t, cu_seqlens))
+        return self._finish(x, self._attend(x[None])[0], lambda t: packed_mean(t, cu_seqlens))
 
     def _finish(self, x: Tensor, attended: Tensor, mean: Callable[[Tensor], Tensor]) -> Tensor:
         """Output projection, optional MLP, then ``mean`` over each row's real tokens."""

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Pooler
-from .registry import register, resolve_pooler
+from .registry import get_pooler, register
 
 COMBINES = ("cat", "sum", "mean", "proj")
 
@@ -51,7 +51,11 @@ class MultiPooling(Pooler):
             raise TypeError("MultiPooling: combine='proj' needs dim (the token feature size D)")
         self.combine, self.dim = combine, dim
         dd = {"device": device, "dtype": dtype}
-        self.members = nn.ModuleList(_build(spec, dim, dd) for spec in poolers)
+        for spec in poolers:
+            if not isinstance(spec, (str, Pooler)) and not (isinstance(spec, dict) and "name" in spec):
+                raise ValueError(f"MultiPooling: each member must be a name, a config dict or a pooler; "
+                                 f"got {spec!r}")
+        self.members = nn.ModuleList(get_pooler(spec, defaults={"dim": dim, **dd}) for spec in poolers)
         self.is_set_function = all(m.is_set_function for m in self.members)
         self.proj = nn.Linear(len(self.members) * dim, dim, **dd) if combine == "proj" else None
 
@@ -92,8 +96,3 @@ class MultiPooling(Pooler):
         total = torch.stack(outs).sum(0)
         return total / len(outs) if self.combine == "mean" else total
 
-
-def _build(spec: Any, dim: int | None, dd: dict[str, Any]) -> Pooler:
-    if not isinstance(spec, (str, Pooler)) and not (isinstance(spec, dict) and "name" in spec):
-        raise ValueError(f"MultiPooling: each member must be a name, a config dict or a pooler; got {spec!r}")
-    return resolve_pooler(spec, dim, **dd)

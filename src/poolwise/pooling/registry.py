@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .base import Pooler
@@ -13,6 +13,12 @@ P = TypeVar("P", bound=type[Pooler])
 
 _CLASSES: dict[str, type[Pooler]] = {}
 _ALIASES: dict[str, str] = {}
+
+#: sentence-transformers pooling modes -> the poolwise pooler that computes each (the modes
+#: ``cls``, ``mean`` and ``max`` are poolwise names already)
+ST_MODES: dict[str, str] = {"cls": "first", "max": "max", "mean": "mean",
+                            "mean_sqrt_len_tokens": "mean_sqrt_len", "weightedmean": "weighted_mean",
+                            "lasttoken": "last"}
 
 
 def _normalise(name: str) -> str:
@@ -45,7 +51,7 @@ def pooler_class(name: str) -> type[Pooler]:
     """The class registered under ``name`` (or one of its aliases)."""
     if not isinstance(name, str):
         raise TypeError(f"pooler name must be a str; got {type(name).__name__}")
-    key = _ALIASES.get(_normalise(name))
+    key = _ALIASES.get(_normalise(name)) or _ALIASES.get(ST_MODES.get(name.strip().lower(), ""))
     if key is None:
         close = difflib.get_close_matches(_normalise(name), list(_ALIASES), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -54,48 +60,51 @@ def pooler_class(name: str) -> type[Pooler]:
     return _CLASSES[key]
 
 
-def get_pooler(spec: str | dict[str, Any] | Pooler | Sequence[Any], **kwargs: Any) -> Pooler:
-    """Resolve ``spec`` to a pooler.
+def get_pooler(spec: str | dict[str, Any] | Pooler | Sequence[Any], *,
+               defaults: Mapping[str, Any] | None = None, **kwargs: Any) -> Pooler:
+    """Resolve ``spec`` to a pooler: the one resolver of poolwise.
 
-    ``spec`` may be a registered name (``"mean"``, ``"map"``), a config dict from
+    ``spec`` may be a registered name (``"mean"``, ``"map"``) or a sentence-transformers mode
+    name (``"lasttoken"``, ``"weightedmean"``, ...; see :data:`ST_MODES`), a config dict from
     :meth:`Pooler.config`, a list of specs (combined with ``"multi"``), or a pooler instance
     (returned as is). ``kwargs`` go to the constructor; unknown or missing arguments raise a
-    ``TypeError`` that names them.
+    ``TypeError`` that names them. ``defaults`` (e.g. ``{"dim": 384, "max_len": 512}``) fill
+    in the constructor arguments that the pooler accepts and ``spec``/``kwargs`` leave unset,
+    so callers build parameter-free and learned poolers alike from a name.
     """
     if isinstance(spec, Pooler):
         if kwargs:
             raise TypeError(f"get_pooler got a ready pooler and extra arguments {sorted(kwargs)}")
         return spec
-    if isinstance(spec, dict):
-        cfg = dict(spec)
-        if "name" not in cfg:
-            raise ValueError(f"a pooler config dict needs a 'name' key; got keys {sorted(cfg)}")
-        name = cfg.pop("name")
-        return get_pooler(name, **{**cfg, **kwargs})
-    if isinstance(spec, (list, tuple)):
-        return get_pooler("multi", poolers=list(spec), **kwargs)
-    cls = pooler_class(spec)
-    _check_arguments(cls, kwargs)
-    return cls(**kwargs)
-
-
-def resolve_pooler(spec: str | dict[str, Any] | Pooler | Sequence[Any], dim: int | None = None,
-                   **defaults: Any) -> Pooler:
-    """:func:`get_pooler`, filling in ``dim`` and any ``defaults`` (``max_len``, ``device``,
-    ``dtype``, ...) that the pooler's constructor accepts and ``spec`` leaves unset, so callers
-    can build parameter-free and learned poolers alike from a name."""
-    if isinstance(spec, Pooler):
-        return spec
     if isinstance(spec, (list, tuple)):
         spec = {"name": "multi", "poolers": list(spec)}
-    cfg = {"name": spec} if isinstance(spec, str) else dict(spec)
-    if "name" not in cfg:
-        raise ValueError(f"a pooler config dict needs a 'name' key; got keys {sorted(cfg)}")
-    accepted = inspect.signature(pooler_class(cfg["name"]).__init__).parameters
-    for key, value in {"dim": dim, **defaults}.items():
+    if isinstance(spec, dict):
+        if "name" not in spec:
+            raise ValueError(f"a pooler config dict needs a 'name' key; got keys {sorted(spec)}")
+        cfg = {**spec, **kwargs}
+    else:
+        cfg = {"name": spec, **kwargs}
+    cls = pooler_class(cfg.pop("name"))
+    accepted = inspect.signature(cls.__init__).parameters
+    for key, value in (defaults or {}).items():
         if value is not None and key in accepted and key not in cfg:
             cfg[key] = value
-    return get_pooler(cfg)
+    _check_arguments(cls, cfg)
+    return cls(**cfg)
+
+
+def _from_config(cls: type[Pooler], config: dict[str, Any]) -> Pooler:
+    """Build a pooler from :meth:`Pooler.config` output (on any subclass or on ``Pooler``)."""
+    if not isinstance(config, dict) or "name" not in config:
+        raise ValueError(f"config must be a dict with a 'name' key; got {config!r}")
+    pooler = get_pooler(dict(config))
+    if cls is not Pooler and not isinstance(pooler, cls):
+        raise ValueError(f"config names pooler {config['name']!r}, not a {cls.__name__}")
+    return pooler
+
+
+# attached here, beside the resolver, so that base.py need not import this module
+Pooler.from_config = classmethod(_from_config)  # type: ignore[assignment]
 
 
 def _check_arguments(cls: type[Pooler], kwargs: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import itertools
 import torch
 from torch import Tensor
 
-from .functional import is_compiling
+from .dispatch import is_compiling
 
 EMPTY_POLICIES = ("zero", "nan", "raise")
 

@@ -6,7 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from .base import Pooler
-from .functional import counts, dense_weighted_sum, is_compiling, masked_softmax, ranks
+from .dispatch import is_compiling
+from .functional import counts, dense_weighted_sum, keep_mask, masked_softmax, ranks
 from .registry import register
 
 
@@ -34,6 +35,7 @@ class WeightedAveragePooling(Pooler):
 
     config_keys = ("max_len", "align", "empty")
     is_set_function = False
+    has_weights = True
 
     def __init__(
         self, max_len: int, align: str = "start", *, empty: str = "zero",
@@ -55,10 +57,10 @@ class WeightedAveragePooling(Pooler):
         mask = torch.ones(1, length, dtype=torch.bool, device=self.logits.device)
         return masked_softmax(self.logits[self._positions(mask)], mask)[0]
 
-    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor | None:
         """Token weights ``(B, N)`` (zero on padding), in fp32."""
         x, keep = self._prepare(x, mask)
-        keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if keep is None else keep
+        keep = keep_mask(x, keep)
         with torch.no_grad():
             return masked_softmax(self.logits[self._positions(keep)], keep)
 
@@ -68,7 +70,7 @@ class WeightedAveragePooling(Pooler):
         return pos.clamp(0, self.max_len - 1)
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask
+        keep = keep_mask(x, mask)
         if x.shape[1] > self.max_len and not is_compiling():
             longest = int(counts(keep).max())
             if longest > self.max_len:

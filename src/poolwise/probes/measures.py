@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..pooling import Pooler, get_pooler, resolve_pooler
+from ..pooling import Pooler, get_pooler
 
 DEFAULT_POOLERS = ("mean", "sum", "max", "first", "last")
 DEFAULT_EPSILONS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
@@ -39,8 +39,8 @@ DISSIMILAR_PAIRS = [
 
 
 def _poolers(names: Iterable[str | Pooler], dim: int) -> dict[str, Pooler]:
-    return {p.name if isinstance(p, Pooler) else p: resolve_pooler(p, dim, max_len=4096).eval()
-            for p in names}
+    fill = {"dim": dim, "max_len": 4096}
+    return {p.name if isinstance(p, Pooler) else p: get_pooler(p, defaults=fill).eval() for p in names}
 
 
 def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -197,7 +197,7 @@ def weight_profile(encoder, texts: Sequence[str], poolers: Iterable[Pooler] | di
         tokens, mask = encoder.tokens(chunk)
         rank = torch.cumsum(mask, 1) - 1
         for label, p in named.items():
-            if not hasattr(p, "attention_weights"):
+            if not p.has_weights:
                 raise ValueError(f"pooler {p.name!r} has no position weights; "
                                  "use wavg, adapool, attention or gated")
             w = p.attention_weights(tokens, mask)

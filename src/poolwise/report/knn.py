@@ -11,8 +11,10 @@ from .figures import new_figure, to_png
 from .files import atomic_write_bytes, atomic_write_text
 
 TASK = "adapool-knn"
-ORDER = ["adapool", "cls", "mean", "max"]
-LABELS = {"adapool": "AdaPool", "cls": "ClsToken", "mean": "AvgPool", "max": "MaxPool"}
+ORDER = ["adapool", "cls_token", "cls", "mean", "max"]
+#: the paper's names; "cls" is how databases from before 0.2 name the learned token
+LABELS = {"adapool": "AdaPool", "cls_token": "ClsToken (learned token)", "cls": "ClsToken (learned token)",
+          "first": "first input token", "mean": "AvgPool", "max": "MaxPool"}
 
 
 def knn_frame(store: ResultsStore) -> pd.DataFrame:

@@ -1,0 +1,105 @@
+"""One training loop for every protocol: epochs of mini-batches, a validation score after each
+epoch, the best-validation weights kept in memory and restored at the end, a history row per
+epoch and a progress callback. The kNN-Centroid and frozen-backbone protocols use it."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+B = TypeVar("B")
+#: ``progress(epoch, epochs, history_row)`` after every epoch
+Progress = Callable[[int, int, dict[str, float]], None]
+
+
+def iter_rows(n: int, batch: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:
+    """Row indices in batches of ``batch``: shuffled by ``generator``, in order without one."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for i in range(0, n, batch):
+        yield order[i : i + batch]
+
+
+def snapshot(model: nn.Module) -> dict[str, Tensor]:
+    """A detached copy of ``model``'s state, to restore the best epoch with ``load_state_dict``."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` measured; the model holds the best epoch's weights."""
+
+    best_score: float
+    best_epoch: int
+    history: list[dict[str, float]]
+    train_s: float  # seconds in training steps (validation excluded)
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    batches: Callable[[], Iterable[B]],
+    loss_of: Callable[[B], tuple[Tensor, int]],
+    validate: Callable[[], float],
+    *,
+    val_name: str = "val_loss",
+    higher_is_better: bool = False,
+    progress: Progress | None = None,
+    clip_grad_norm: float | None = None,
+    scheduler: Any | None = None,
+) -> FitResult:
+    """Train ``model`` for ``epochs`` and restore the weights of its best validation epoch.
+
+    Args:
+        batches: a fresh iterable of training batches for each epoch.
+        loss_of: a batch's mean loss (with its graph) and the number of samples in it.
+        validate: the validation score of the current weights (the model is put in train
+            mode again afterwards).
+        val_name: the score's key in the history rows.
+        higher_is_better: whether a larger score is better (accuracy) or worse (a loss).
+        clip_grad_norm: clip the gradients' global norm to this value before each step.
+        scheduler: a learning-rate scheduler stepped after every optimiser step.
+
+    Raises ``FloatingPointError`` when an epoch's training loss is not finite.
+    """
+    start = time.perf_counter()
+    best_score, best_epoch, best_state = math.nan, 0, None
+    history: list[dict[str, float]] = []
+    train_s = 0.0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        tick = time.perf_counter()
+        running, seen = 0.0, 0
+        for batch in batches():
+            loss, size = loss_of(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            running += float(loss.detach()) * size
+            seen += size
+        train_s += time.perf_counter() - tick
+        train_loss = running / max(seen, 1)
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss}); lower lr")
+        score = validate()
+        better = score > best_score if higher_is_better else score < best_score
+        if best_state is None or better:
+            best_score, best_epoch, best_state = score, epoch, snapshot(model)
+        row = {"epoch": epoch, "train_loss": train_loss, val_name: score,
+               "wall_s": time.perf_counter() - start}
+        history.append(row)
+        if progress is not None:
+            progress(epoch, epochs, row)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(best_score, best_epoch, history, train_s)

@@ -1,0 +1,89 @@
+"""Which implementation pools a call: decided here, in one place (timm's ``use_fused_attn`` idea).
+
+Three kinds of kernel compute the same numbers (tests compare them):
+
+* **dense** (training, ``torch.compile``, GPUs): ``bmm`` with a ``(B, N)`` weight matrix,
+  ``where`` + ``amax``; inductor fuses them and their backward passes are cheap.
+* **segment** (eager CPU inference): the real tokens are addressed by flat index and reduced
+  with ``embedding_bag`` or per-row spans; padding is never read.
+* **kernel** (eager CPU float32 inference of single-query attention): the compiled
+  ``single_query.cpp`` does scores, softmax and weighted sum over the real tokens in one pass.
+
+Independently, elementwise-heavy poolers pool rows in cache-sized chunks in eager CPU mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._ext import load_extension
+
+_SINGLE_QUERY_SOURCE = Path(__file__).with_name("single_query.cpp")
+_FORCE_DENSE = False
+
+
+@contextlib.contextmanager
+def use_dense(enabled: bool = True) -> Iterator[None]:
+    """Force the dense (compile-style) kernels inside the block, e.g. to compare paths."""
+    global _FORCE_DENSE
+    previous, _FORCE_DENSE = _FORCE_DENSE, enabled
+    try:
+        yield
+    finally:
+        _FORCE_DENSE = previous
+
+
+def is_compiling() -> bool:
+    """True while ``torch.compile`` traces: no data-dependent shapes or checks then."""
+    return torch.compiler.is_compiling()
+
+
+@dataclass(frozen=True)
+class Route:
+    """The implementation :func:`route` chose for one call.
+
+    Attributes:
+        eager: not traced by ``torch.compile``; data-dependent shapes and checks are allowed.
+        chunk_rows: eager on CPU: elementwise-heavy poolers may pool rows in chunks.
+        segments: eager CPU inference: address only the real tokens (segment kernels).
+        kernel: the compiled single-query attention module, when asked for and usable.
+    """
+
+    eager: bool
+    chunk_rows: bool
+    segments: bool
+    kernel: Any | None = None
+
+
+def route(x: Tensor, *tracked: Tensor, kernel: bool = False) -> Route:
+    """Choose the implementation for pooling ``x`` with parameters ``tracked``.
+
+    Segment kernels need data-dependent shapes (eager mode on CPU) and serve inference: when
+    autograd tracks ``x`` or ``tracked`` the dense kernels win, their backward passes being
+    far cheaper than those of ``embedding_bag`` and per-row loops. ``kernel=True`` asks for the
+    compiled single-query module as well (float32 input and parameters, built on first use;
+    ``POOLWISE_NO_EXT=1`` disables it)."""
+    eager = not is_compiling()
+    cpu = x.device.type == "cpu"
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, *tracked))
+    segments = eager and cpu and not _FORCE_DENSE and not grad
+    ext = None
+    if kernel and segments and x.dtype == torch.float32 and all(t.dtype == x.dtype for t in tracked):
+        ext = load_extension("poolwise_single_query", _SINGLE_QUERY_SOURCE)
+    return Route(eager, eager and cpu, segments, ext)
+
+
+def row_step(x: Tensor, chunk_bytes: int | None) -> int | None:
+    """Rows per chunk so one chunk holds about ``chunk_bytes`` of fp32 values, or None to
+    pool the batch at once (no chunk size, not eager CPU, or the batch fits in one chunk)."""
+    if chunk_bytes is None or not route(x).chunk_rows:
+        return None
+    step = max(1, chunk_bytes // max(1, 4 * x.shape[1] * x.shape[2]))
+    return step if step < x.shape[0] else None
