@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.poolwise-installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
+export NO_MKDOCS_2_WARNING ?= 1
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test docs lint bench install clean
 
 install: $(STAMP)
 
@@ -24,12 +25,17 @@ demo: $(STAMP)
 	$(VENV)/bin/poolwise reproduce adapool-knn --preset demo --out results/demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples docs
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 	$(PY) -m pytest -q
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+	@echo "open site/index.html (or: $(VENV)/bin/mkdocs serve)"
 
 bench: $(STAMP)
 	$(PY) benchmarks/ops.py --json bench-ops.json
 	$(PY) benchmarks/knn_train.py --json bench-knn-train.json
 
 clean:
-	rm -rf $(VENV) bench-*.json .pytest_cache .hypothesis results/demo
+	rm -rf $(VENV) bench-*.json .pytest_cache .hypothesis results/demo site

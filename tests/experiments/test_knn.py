@@ -16,7 +16,7 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("POOLWISE_CACHE", str(tmp_path))
 
 
-@pytest.mark.parametrize("pooler", ["adapool", "mean", "max", "cls", "gem"])
+@pytest.mark.parametrize("pooler", ["adapool", "mean", "max", "cls_token", "gem"])
 def test_tiny_run_reports_finite_metrics(pooler):
     out = run_knn(KNNConfig(k=4, pooler=pooler, **TINY))
     m = out["metrics"]
@@ -48,7 +48,7 @@ def test_folds_select_distinct_validation_slices():
 
 def test_query_marker_lands_on_the_query_vector_with_cls():
     """The paper's code prepended CLS before adding markers, so marker 0 hit the CLS token."""
-    model = KNNCentroidModel(dim=4, depth=1, num_heads=2, ffn_dim=8, pooler="cls")
+    model = KNNCentroidModel(dim=4, depth=1, num_heads=2, ffn_dim=8, pooler="cls_token")
     with torch.no_grad():
         model.marker.weight.copy_(torch.tensor([[100.0] * 4, [0.0] * 4]))
     seen = {}
@@ -89,3 +89,13 @@ def test_explicit_cpu_device_matches_auto_here():
     a = run_knn(KNNConfig(k=2, device="cpu", **TINY))["metrics"]
     b = run_knn(KNNConfig(k=2, device="auto", **TINY))["metrics"]
     assert a["test_signal_loss"] == b["test_signal_loss"] and a["device"] == "cpu"
+
+
+def test_cls_still_means_the_learned_token_here_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="cls_token"):
+        cfg = KNNConfig(k=4, pooler="cls", **TINY)
+    assert cfg.pooler == "cls_token"
+    with pytest.warns(DeprecationWarning, match="cls_token"):
+        model = KNNCentroidModel(dim=4, depth=1, num_heads=2, ffn_dim=8, pooler="cls")
+    assert model.cls is not None  # a learned token, not the registry's 'first'
+    assert KNNCentroidModel(dim=4, depth=1, num_heads=2, ffn_dim=8, pooler="first").cls is None

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-B = TypeVar("B")
+_B = TypeVar("_B")
 #: ``progress(epoch, epochs, history_row)`` after every epoch
 Progress = Callable[[int, int, dict[str, float]], None]
 
@@ -44,8 +44,8 @@ def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     epochs: int,
-    batches: Callable[[], Iterable[B]],
-    loss_of: Callable[[B], tuple[Tensor, int]],
+    batches: Callable[[], Iterable[_B]],
+    loss_of: Callable[[_B], tuple[Tensor, int]],
     validate: Callable[[], float],
     *,
     val_name: str = "val_loss",
@@ -53,6 +53,7 @@ def fit(
     progress: Progress | None = None,
     clip_grad_norm: float | None = None,
     scheduler: Any | None = None,
+    timed: bool = False,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` and restore the weights of its best validation epoch.
 
@@ -65,6 +66,8 @@ def fit(
         higher_is_better: whether a larger score is better (accuracy) or worse (a loss).
         clip_grad_norm: clip the gradients' global norm to this value before each step.
         scheduler: a learning-rate scheduler stepped after every optimiser step.
+        timed: add ``wall_s`` (seconds since the start) to the history rows; off by default
+            so that a rerun's history is identical.
 
     Raises ``FloatingPointError`` when an epoch's training loss is not finite.
     """
@@ -95,8 +98,9 @@ def fit(
         better = score > best_score if higher_is_better else score < best_score
         if best_state is None or better:
             best_score, best_epoch, best_state = score, epoch, snapshot(model)
-        row = {"epoch": epoch, "train_loss": train_loss, val_name: score,
-               "wall_s": time.perf_counter() - start}
+        row = {"epoch": epoch, "train_loss": train_loss, val_name: score}
+        if timed:
+            row["wall_s"] = time.perf_counter() - start
         history.append(row)
         if progress is not None:
             progress(epoch, epochs, row)

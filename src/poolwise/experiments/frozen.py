@@ -154,6 +154,8 @@ def evaluate(model: PooledHead, split: FeatureSplit, metric: str, batch: int = 2
 
 
 def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Train ``cfg.pooler`` + a linear head on the task's cached features; returns the test
+    metric of the best validation epoch (``metrics``) and a row per epoch (``history``)."""
     task = cfg.spec
     feats = load_task_features(cfg)
     train, val, test = feats.splits["train"], feats.splits["val"], feats.splits["test"]

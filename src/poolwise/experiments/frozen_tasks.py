@@ -28,8 +28,10 @@ NEXT_WORD_CONTEXT = (8, 32)  # text-nexttoken: words of context, fewest and most
 Log = Callable[[str], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FrozenTask:
+    """One frozen-backbone task: what it encodes, how it is scored and how it prepares its data."""
+
     name: str
     modality: str  # text | vision | timeseries
     context: str  # global | local
@@ -37,8 +39,8 @@ class FrozenTask:
     kind: str  # classify | regress | nexttoken
     metric: str  # accuracy | mse | top10
     token_pooler: str  # the paper's "Last": CLS for encoders with one, else the last real token
-    epochs: int
-    samples: int  # default cap on the data set size (0: all)
+    epochs: int = 10
+    samples: int = 0  # default cap on the data set size (0: all)
     prepare: Callable[
         [Any, Log | None], tuple[dict[str, Any], Callable[[], dict[str, SplitSource]], dict[str, Any]]
     ]
@@ -263,120 +265,108 @@ def _csv_loader(cfg: Any) -> tuple[list[str], np.ndarray, list[str]]:
 
 
 # ----------------------------------------------------------------------------- the list
-_T = FrozenTask
 TASK_LIST = [
-    _T(
-        "text-bbc",
-        "text",
-        "global",
-        "BBC News topic (5 classes), MiniLM, 128 tokens",
-        "classify",
-        "accuracy",
-        "first",
-        10,
-        0,
-        _text_task(lambda cfg: text_data.load_bbc(), "bbc", 128),
+    FrozenTask(
+        name="text-bbc",
+        modality="text",
+        context="global",
+        description="BBC News topic (5 classes), MiniLM, 128 tokens",
+        kind="classify",
+        metric="accuracy",
+        token_pooler="first",
+        prepare=_text_task(lambda cfg: text_data.load_bbc(), "bbc", 128),
     ),
-    _T(
-        "text-rt",
-        "text",
-        "global",
-        "Rotten Tomatoes sentiment (fresh/rotten), MiniLM, 64 tokens",
-        "classify",
-        "accuracy",
-        "first",
-        10,
-        4000,
-        _text_task(lambda cfg: text_data.load_rotten_tomatoes(), "rt", 64),
+    FrozenTask(
+        name="text-rt",
+        modality="text",
+        context="global",
+        description="Rotten Tomatoes sentiment (fresh/rotten), MiniLM, 64 tokens",
+        kind="classify",
+        metric="accuracy",
+        token_pooler="first",
+        samples=4000,
+        prepare=_text_task(lambda cfg: text_data.load_rotten_tomatoes(), "rt", 64),
     ),
-    _T(
-        "text-nexttoken",
-        "text",
-        "local",
-        "next word after 8-32 words of held-out BBC text, frozen causal LM (lm-bbc), top-10 accuracy",
-        "nexttoken",
-        "top10",
-        "last",
-        10,
-        11_000,
-        _nexttoken,
+    FrozenTask(
+        name="text-nexttoken",
+        modality="text",
+        context="local",
+        description="next word after 8-32 words of held-out BBC text, frozen causal LM (lm-bbc), "
+        "top-10 accuracy",
+        kind="nexttoken",
+        metric="top10",
+        token_pooler="last",
+        samples=11_000,
+        prepare=_nexttoken,
     ),
-    _T(
-        "text-csv",
-        "text",
-        "global",
-        "your CSV (--data, --text-column, --label-column) on your model (--model, default MiniLM)",
-        "classify",
-        "accuracy",
-        "first",
-        10,
-        0,
-        _text_task(_csv_loader, "csv", 128),
+    FrozenTask(
+        name="text-csv",
+        modality="text",
+        context="global",
+        description="your CSV (--data, --text-column, --label-column) on your model "
+        "(--model, default MiniLM)",
+        kind="classify",
+        metric="accuracy",
+        token_pooler="first",
+        prepare=_text_task(_csv_loader, "csv", 128),
     ),
-    _T(
-        "vision-mnist",
-        "vision",
-        "global",
-        "MNIST-5k digits (3,000 not used in pretraining), ViT (vit-mnist)",
-        "classify",
-        "accuracy",
-        "first",
-        10,
-        0,
-        _vision_task("mnist"),
+    FrozenTask(
+        name="vision-mnist",
+        modality="vision",
+        context="global",
+        description="MNIST-5k digits (3,000 not used in pretraining), ViT (vit-mnist)",
+        kind="classify",
+        metric="accuracy",
+        token_pooler="first",
+        prepare=_vision_task("mnist"),
     ),
-    _T(
-        "vision-digits",
-        "vision",
-        "global",
-        "scikit-learn 8x8 digits upsampled to 28x28, MNIST ViT (transfer)",
-        "classify",
-        "accuracy",
-        "first",
-        10,
-        0,
-        _vision_task("digits"),
+    FrozenTask(
+        name="vision-digits",
+        modality="vision",
+        context="global",
+        description="scikit-learn 8x8 digits upsampled to 28x28, MNIST ViT (transfer)",
+        kind="classify",
+        metric="accuracy",
+        token_pooler="first",
+        prepare=_vision_task("digits"),
     ),
-    _T(
-        "vision-noisy",
-        "vision",
-        "local",
-        "a digit at a random place on a 56x56 canvas among distractor "
+    FrozenTask(
+        name="vision-noisy",
+        modality="vision",
+        context="local",
+        description="a digit at a random place on a 56x56 canvas among distractor "
         "patches (49 of 196 cells are the digit, half the others salt noise), MNIST ViT",
-        "classify",
-        "accuracy",
-        "first",
-        10,
-        0,
-        _vision_task("noisy"),
+        kind="classify",
+        metric="accuracy",
+        token_pooler="first",
+        prepare=_vision_task("noisy"),
     ),
-    _T(
-        "ts-forecast",
-        "timeseries",
-        "local",
-        "next 16 steps of the ElectricDevices recording from 64-128 "
+    FrozenTask(
+        name="ts-forecast",
+        modality="timeseries",
+        context="local",
+        description="next 16 steps of the ElectricDevices recording from 64-128 "
         "steps, patch transformer (patchts-forecast), MSE",
-        "regress",
-        "mse",
-        "last",
-        10,
-        0,
-        _forecast,
+        kind="regress",
+        metric="mse",
+        token_pooler="last",
+        prepare=_forecast,
     ),
 ]
 for _key, (_aeon, _patch) in ts_data.UCR_SETS.items():
     TASK_LIST.append(
-        _T(
-            f"ts-{_key}",
-            "timeseries",
-            "global",
-            f"{_aeon} classification (UCR/UEA, official test split), patch transformer (patchts-{_key})",
-            "classify",
-            "accuracy",
-            "last",
-            100,
-            0,
-            _ucr_task(_key),
+        FrozenTask(
+            name=f"ts-{_key}",
+            modality="timeseries",
+            context="global",
+            description=f"{_aeon} classification (UCR/UEA, official test split), "
+            f"patch transformer (patchts-{_key})",
+            kind="classify",
+            metric="accuracy",
+            token_pooler="last",
+            epochs=100,
+            prepare=_ucr_task(_key),
         )
     )
 FROZEN_TASKS: dict[str, FrozenTask] = {t.name: t for t in TASK_LIST}
+"""Every frozen-backbone task by name (``poolwise compare --list``)."""

@@ -139,7 +139,8 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
 
     result = fit(model, torch.optim.Adam(model.parameters(), lr=cfg.lr), cfg.epochs,
                  lambda: iter_rows(len(x_train), cfg.batch_size, gen), loss_of,
-                 lambda: _evaluate(model, x_val, y_val, 2 * cfg.batch_size, dev), progress=progress)
+                 lambda: _evaluate(model, x_val, y_val, 2 * cfg.batch_size, dev), progress=progress,
+                 timed=True)
     test_loss = _evaluate(model, x_test, y_test, 2 * cfg.batch_size, dev)
     base = knn_baselines(x_test, y_test)
     return {

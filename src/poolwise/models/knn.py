@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -10,8 +11,8 @@ from torch import Tensor, nn
 from ..pooling import Pooler, get_pooler
 from .encoder import PreLNEncoder
 
-#: pooler name of the learned, prepended CLS token of the kNN model (the paper's ClsToken)
 CLS_TOKEN = "cls_token"
+"""Pooler name of the kNN model's learned, prepended CLS token (the paper's ClsToken)."""
 
 
 class KNNCentroidModel(nn.Module):
@@ -39,6 +40,11 @@ class KNNCentroidModel(nn.Module):
         self.marker = nn.Embedding(2, dim)
         self.encoder = PreLNEncoder(dim, depth, num_heads, ffn_dim, dropout, init_std)
         kwargs = dict(pooler_kwargs or {})
+        if isinstance(pooler, str) and pooler == "cls":  # the name of the learned token before 0.2
+            warnings.warn(f"pooler 'cls' of the kNN model is deprecated: use {CLS_TOKEN!r} for the "
+                          "learned CLS token ('cls' is 'first' everywhere else)", DeprecationWarning,
+                          stacklevel=2)
+            pooler = CLS_TOKEN
         self.cls: nn.Parameter | None = None
         if isinstance(pooler, str) and pooler == CLS_TOKEN:
             self.cls = nn.Parameter(torch.rand(1, 1, dim))  # U[0, 1) as in the paper

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .attention_core import check_heads, folded_attention, standard_attention
+from .attention_core import check_heads, folded_attention, mlp_block, standard_attention
 from .base import Pooler
 from .dispatch import route
 from .functional import Segments, keep_mask
@@ -63,11 +63,7 @@ class AttentionPooling(Pooler):
         self.k_proj = nn.Linear(dim, dim, bias=bias, **dd)
         self.v_proj = nn.Linear(dim, dim, bias=bias, **dd)
         self.out_proj = nn.Linear(dim, dim, bias=bias, **dd)
-        self.mlp: nn.Module | None = None
-        if mlp_ratio > 0:
-            hidden = max(1, int(dim * mlp_ratio))
-            self.mlp = nn.Sequential(nn.LayerNorm(dim, **dd), nn.Linear(dim, hidden, **dd),
-                                     nn.GELU(), nn.Linear(hidden, dim, **dd))
+        self.mlp = mlp_block(dim, mlp_ratio, **dd)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

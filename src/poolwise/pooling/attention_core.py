@@ -103,7 +103,18 @@ def standard_attention(
     return out.transpose(1, 2).reshape(b, m, d), attn.transpose(1, 2)
 
 
+def mlp_block(dim: int, ratio: float, **factory: Any) -> nn.Sequential | None:
+    """The pre-norm MLP of attention poolers, ``LN -> Linear(D, ratio*D) -> GELU -> Linear``,
+    or None for ``ratio == 0``."""
+    if ratio <= 0:
+        return None
+    hidden = max(1, int(dim * ratio))
+    return nn.Sequential(nn.LayerNorm(dim, **factory), nn.Linear(dim, hidden, **factory), nn.GELU(),
+                         nn.Linear(hidden, dim, **factory))
+
+
 def check_heads(dim: int, num_heads: int, who: str) -> None:
+    """``ValueError`` naming ``who`` unless ``dim`` is a positive int and ``num_heads`` divides it."""
     if not isinstance(dim, int) or dim <= 0:
         raise ValueError(f"{who}: dim must be a positive int (the token feature size D); got {dim!r}")
     if not isinstance(num_heads, int) or num_heads <= 0 or dim % num_heads:

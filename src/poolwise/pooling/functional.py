@@ -185,6 +185,7 @@ def dense_weighted_sum(x: Tensor, weight: Tensor) -> Tensor:
 
 
 def dense_extreme(x: Tensor, mask: Tensor, largest: bool) -> Tensor:
+    """Per-row max (``largest``) or min over the real tokens of ``mask`` (dense kernel)."""
     fill = torch.finfo(x.dtype).min if largest else torch.finfo(x.dtype).max
     masked = torch.where(mask[..., None], x, fill)
     return masked.amax(1) if largest else masked.amin(1)

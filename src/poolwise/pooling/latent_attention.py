@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention_core import check_heads
+from .attention_core import check_heads, mlp_block
 from .base import Pooler
 from .dispatch import is_compiling
 from .functional import cu_seqlens_of, masked_mean, packed_mean
@@ -62,11 +62,7 @@ class LatentAttentionPooling(Pooler):
         self.q_proj = nn.Linear(dim, dim, bias=False, **dd)
         self.kv_proj = nn.Linear(dim, 2 * dim, bias=False, **dd)
         self.out_proj = nn.Linear(dim, dim, **dd)
-        self.mlp: nn.Module | None = None
-        if mlp_ratio > 0:
-            hidden = max(1, int(dim * mlp_ratio))
-            self.mlp = nn.Sequential(nn.LayerNorm(dim, **dd), nn.Linear(dim, hidden, **dd),
-                                     nn.GELU(), nn.Linear(hidden, dim, **dd))
+        self.mlp = mlp_block(dim, mlp_ratio, **dd)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

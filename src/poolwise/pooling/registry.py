@@ -14,11 +14,11 @@ P = TypeVar("P", bound=type[Pooler])
 _CLASSES: dict[str, type[Pooler]] = {}
 _ALIASES: dict[str, str] = {}
 
-#: sentence-transformers pooling modes -> the poolwise pooler that computes each (the modes
-#: ``cls``, ``mean`` and ``max`` are poolwise names already)
 ST_MODES: dict[str, str] = {"cls": "first", "max": "max", "mean": "mean",
                             "mean_sqrt_len_tokens": "mean_sqrt_len", "weightedmean": "weighted_mean",
                             "lasttoken": "last"}
+"""sentence-transformers pooling modes -> the poolwise pooler that computes each; the resolver
+accepts them as names (``cls``, ``mean`` and ``max`` are poolwise names already)."""
 
 
 def _normalise(name: str) -> str:

@@ -20,6 +20,16 @@ def _lines(ax: Any, df: pd.DataFrame, x: str, y: str, marker: str = "o") -> dict
     return lines
 
 
+def _finish(plt: Any, fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes:
+    """Labels, grid and legend of a line plot, rendered to PNG bytes."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return to_png(plt, fig)
+
+
 def plot_expressivity(df: pd.DataFrame, model: str) -> bytes:
     plt, fig, ax = new_figure()
     for pooler, line in _lines(ax, df, "epsilon", "distance_mean").items():
@@ -28,12 +38,9 @@ def plot_expressivity(df: pd.DataFrame, model: str) -> bytes:
         ax.fill_between(g.epsilon, lo, g.distance_mean + g.distance_std, color=line.get_color(), alpha=0.15)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("input perturbation ε (Frobenius norm on the input embeddings)")
-    ax.set_ylabel("pooled output change ‖g(f(X+δ)) - g(f(X))‖")
-    ax.set_title(f"Expressivity: output change vs input change ({model})")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return to_png(plt, fig)
+    return _finish(plt, fig, ax, "input perturbation ε (Frobenius norm on the input embeddings)",
+                   "pooled output change ‖g(f(X+δ)) - g(f(X))‖",
+                   f"Expressivity: output change vs input change ({model})")
 
 
 def plot_similarity(df: pd.DataFrame, model: str) -> bytes:
@@ -85,12 +92,8 @@ def plot_weights(df: pd.DataFrame, model: str) -> bytes:
     positive = df.weight[df.weight > 0]
     if len(positive) and positive.max() / positive.min() > 10:  # log only when values span decades
         ax.set_yscale("log")
-    ax.set_xlabel("token position (from the first real token)")
-    ax.set_ylabel("mean pooling weight")
-    ax.set_title(f"Learned pooling weights by position ({model})")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return to_png(plt, fig)
+    return _finish(plt, fig, ax, "token position (from the first real token)", "mean pooling weight",
+                   f"Learned pooling weights by position ({model})")
 
 
 def markdown_table(df: pd.DataFrame) -> str:

@@ -14,6 +14,8 @@ from .store import ResultsStore
 
 @dataclass
 class SweepSummary:
+    """What a sweep did: runs done, skipped (already in the store) and failed, with errors."""
+
     total: int
     skipped: int = 0
     done: int = 0
@@ -38,6 +40,9 @@ def plan(specs: Sequence[RunSpec], store: ResultsStore, retry_failed: bool = Fal
 def run_sweep(specs: Sequence[RunSpec], store: ResultsStore,
               executor: LocalExecutor | RayExecutor | None = None, retry_failed: bool = False,
               progress: Progress | None = None) -> SweepSummary:
+    """Run every spec that the store does not hold as done (failed ones too with
+    ``retry_failed``) on ``executor`` (a one-process local pool by default), recording each
+    outcome as it arrives; a killed sweep resumes where it stopped."""
     executor = executor or LocalExecutor()
     unique = list({s.key: s for s in specs}.values())
     todo = plan(unique, store, retry_failed)

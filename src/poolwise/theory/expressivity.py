@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..pooling import Pooler, get_pooler
+from ..pooling import Pooler, get_pooler, pooler_class
 
 _FACTORS = {
     "mean": lambda n, d: 1 / math.sqrt(n),
@@ -30,12 +30,14 @@ _FACTORS = {
     "last": lambda n, d: 1.0,
     "max": lambda n, d: math.sqrt(min(n, d)),
 }
-_ALIASES = {"avg": "mean", "cls": "first"}
 
 
 def pooling_factor(name: str, n: int, d: int) -> float:
     """Leading factor :math:`L_g` of the bound for ``n`` tokens of dimension ``d``."""
-    key = _ALIASES.get(name, name)
+    try:  # any registered spelling: "avg", "cls", "lasttoken", ...
+        key = pooler_class(name).name
+    except ValueError:
+        key = name
     if key not in _FACTORS:
         raise ValueError(f"no closed-form pooling factor for {name!r}; known: {', '.join(sorted(_FACTORS))}")
     if n < 1 or d < 1:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 KNN_VALUES = (1, 2, 4, 8, 16, 32, 64, 128)
+"""The paper's k values (signal tokens out of 128, so SNR = k/128)."""
 _CHUNK = 20_000  # samples generated at once (bounds peak memory for the paper's 1M samples)
 _VERSION = 1  # bump when the generator changes, so stale caches are not reused
 

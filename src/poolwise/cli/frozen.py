@@ -1,5 +1,5 @@
-"""``poolwise compare``, ``poolwise pretrain`` and ``poolwise reproduce pool-me-wisely``:
-the frozen-backbone benchmarks (Pool Me Wisely protocol) from the command line."""
+"""``poolwise compare``, ``poolwise pretrain`` and ``poolwise reproduce pool-me-wisely``: the
+frozen-backbone benchmarks (Pool Me Wisely protocol)."""
 
 from __future__ import annotations
 
@@ -7,66 +7,77 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .cli import UsageError, _executor, _open_store, _overrides, _pooler_names
+from ._common import (
+    UsageError,
+    add_sweep_options,
+    executor,
+    first_line,
+    grid_specs,
+    open_store,
+    overrides,
+    pooler_names,
+    print_paths,
+    print_summary,
+    stderr_log,
+)
 
 MODALITIES = ("text", "vision", "timeseries")
 REPRODUCE_SEEDS = 5
+CORE_WORKERS = max(1, min(2, os.cpu_count() or 1))  # pool-me-wisely runs are small: one per core
 
 
-def add_commands(sub: Any) -> None:
-    cmp = sub.add_parser(
-        "compare",
-        help="which pooling for my backbone and data? (frozen backbone)",
-        description="Train each pooler (+ a linear head) on a frozen backbone's cached "
-        "token outputs; table, bar plot, runs.csv and a recommendation.",
-    )
+def register(commands: Any, experiments: Any) -> None:
+    cmp = commands.add_parser(
+        "compare", help="which pooling for my backbone and data? (frozen backbone)",
+        description="Train each pooler (+ a linear head) on a frozen backbone's cached token outputs; "
+        "table, bar plot, runs.csv and a recommendation.")
     cmp.add_argument("--list", action="store_true", help="list the tasks and exit")
     cmp.add_argument("--task", help="task name (see --list)")
     cmp.add_argument("--model", help="a local Hugging Face model directory (text tasks; default MiniLM)")
     cmp.add_argument("--data", type=Path, help="your CSV file (task text-csv, implied)")
-    cmp.add_argument("--text-column", default="text")
-    cmp.add_argument("--label-column", default="label")
+    cmp.add_argument("--text-column", default="text", help="the CSV's text column (default text)")
+    cmp.add_argument("--label-column", default="label", help="the CSV's label column (default label)")
     cmp.add_argument("--poolers", help="comma-separated poolers (default: the paper's six + adapool)")
     cmp.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
-    _sweep_options(cmp)
+    add_sweep_options(cmp, out="results/compare-TASK")
+    cmp.set_defaults(func=compare)
 
-    pre = sub.add_parser("pretrain", help="pretrain the project's own backbones (deterministic by seed)")
+    pre = commands.add_parser(
+        "pretrain", help="pretrain the project's own backbones (deterministic by seed)",
+        description="Pretrain the project's own backbones into the cache (safetensors).")
     pre.add_argument("names", nargs="*", help="backbone names, or 'all' (see --list)")
     pre.add_argument("--list", action="store_true", help="list the backbones and exit")
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
+    pre.set_defaults(func=pretrain)
+
+    pmw = experiments.add_parser(
+        "pool-me-wisely", help="every pooler on every frozen-backbone task (Pool Me Wisely study)",
+        description="The Pool Me Wisely study at a size that fits in about 15 minutes on 2 cores: "
+        "tables, plots and findings.md (agreement with the paper's claims).")
+    pmw.add_argument("--modalities", help="comma list of text, vision, timeseries (default all)")
+    pmw.add_argument("--poolers", help="comma-separated poolers (default: the paper's six + adapool)")
+    pmw.add_argument("--seeds", type=_seed_count, default=REPRODUCE_SEEDS,
+                     help=f"number of seeds (default {REPRODUCE_SEEDS})")
+    add_sweep_options(pmw, workers=CORE_WORKERS, workers_note=": one per core, at most 2",
+                      out="results/pool-me-wisely")
+    pmw.set_defaults(func=reproduce_pool_me_wisely)
 
 
-def _sweep_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--executor", default="local", choices=["local", "ray"])
-    p.add_argument("--address", help="Ray cluster to join (HOST:PORT, ray://..., auto)")
-    p.add_argument("--workers", type=int, default=1, help="local process pool size (default 1)")
-    p.add_argument("--out", type=Path, help="output directory")
-    p.add_argument("--db", type=Path, help="results database (default OUT/runs.sqlite)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a run setting, e.g. --set epochs=3 --set max_samples=500",
-    )
-    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
-
-
-def _log(quiet: bool):
-    def log(msg: str) -> None:
-        if not quiet:
-            print(msg, file=sys.stderr, flush=True)
-
-    return log
+def _seed_count(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"pool-me-wisely --seeds is a count, e.g. --seeds 3; got {text!r}") from None
 
 
 def _list_tasks() -> int:
-    from .experiments import FROZEN_TASKS
+    from ..experiments import FROZEN_TASKS
 
     width = max(map(len, FROZEN_TASKS))
     for t in FROZEN_TASKS.values():
@@ -74,27 +85,19 @@ def _list_tasks() -> int:
     return 0
 
 
-def _poolers(text: str | None, task: str) -> list[str]:
-    from .experiments.frozen import default_poolers
-
-    return _pooler_names(text) if text else default_poolers(task)
-
-
-def _specs(task: str, poolers: list[str], seeds: int, base: dict[str, Any]):
-    from .runner import grid
+def _specs(task: str, poolers: str | None, seeds: int, base: dict[str, Any]) -> list:
+    from ..experiments.frozen import default_poolers
 
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1; got {seeds}")
-    try:
-        return grid(task, base, pooler=poolers, seed=range(seeds))
-    except (ValueError, TypeError) as err:
-        raise UsageError(str(err).splitlines()[0]) from None
+    names = pooler_names(poolers) if poolers else default_poolers(task)
+    return grid_specs(task, base, pooler=names, seed=range(seeds))
 
 
-def prepare_features(specs: list, log) -> dict[str, float]:
+def prepare_features(specs: list, log: Callable[[str], None]) -> dict[str, float]:
     """Run each task's backbone once, before the sweep (workers then only read the cache).
     Returns the seconds spent per task (0 when the features were already cached)."""
-    from .experiments.frozen import load_task_features
+    from ..experiments.frozen import load_task_features
 
     seconds: dict[str, float] = {}
     for spec in specs:
@@ -104,46 +107,37 @@ def prepare_features(specs: list, log) -> dict[str, float]:
         try:
             feats = load_task_features(spec.config(), log)
         except (ValueError, ImportError) as err:
-            raise UsageError(f"{spec.task}: {str(err).splitlines()[0]}") from None
+            raise UsageError(f"{spec.task}: {first_line(err)}") from None
         seconds[spec.task] = feats.build_s
         cached = "" if feats.build_s else " (cached)"
-        log(
-            f"{spec.task}: features ready in {time.perf_counter() - start:.1f} s{cached}: "
-            f"{', '.join(f'{k} {len(v)}' for k, v in feats.splits.items())} inputs, dim {feats.dim}"
-        )
+        log(f"{spec.task}: features ready in {time.perf_counter() - start:.1f} s{cached}: "
+            f"{', '.join(f'{k} {len(v)}' for k, v in feats.splits.items())} inputs, dim {feats.dim}")
     return seconds
 
 
 def _sweep(specs: list, args: argparse.Namespace, out: Path, title: str, label: str) -> tuple[int, dict, Any]:
     """Features first, then the runs; writes the report. Returns the exit code, the written
     paths and the finished runs as a :func:`~poolwise.report.compare_frame` (None if none)."""
-    from .report import compare_frame, write_compare_files
-    from .runner import run_sweep
-    from .runner.progress import Progress
+    from ..report import compare_frame, write_compare_files
+    from ..runner import run_sweep
+    from ..runner.progress import Progress
 
-    executor = _executor(args)
-    log = _log(args.quiet)
+    runner = executor(args)
     db = args.db or out / "runs.sqlite"
-    feature_s = prepare_features(specs, log)  # bad data or models fail here, before any file is written
-    store = _open_store(db, create=True)
-    with store:
+    feature_s = prepare_features(specs, stderr_log(args.quiet))  # bad data fails here, before any file
+    with open_store(db, create=True) as store:
         print(f"{label}: {len(specs)} runs, results in {db}", file=sys.stderr)
-        summary = run_sweep(specs, store, executor, args.retry_failed, Progress(quiet=args.quiet))
+        summary = run_sweep(specs, store, runner, args.retry_failed, Progress(quiet=args.quiet))
         frame = compare_frame(store, sorted({s.task for s in specs}))
         paths = write_compare_files(frame, out, title) if not frame.empty else {}
-    print(
-        f"{summary.done} runs done, {summary.skipped} already there, {summary.failed} failed "
-        f"in {summary.wall_s / 60:.1f} min (+{sum(feature_s.values()):.0f} s of backbone passes)"
-    )
-    for key, line in summary.errors.items():
-        print(f"  failed {key}: {line}")
+    print_summary(summary, f" (+{sum(feature_s.values()):.0f} s of backbone passes)")
     return (1 if summary.failed else 0), paths, (None if frame.empty else frame)
 
 
 def compare(args: argparse.Namespace) -> int:
     if args.list:
         return _list_tasks()
-    base = _overrides(args.set)
+    base = overrides(args.set)
     task = args.task
     if args.data is not None:
         task = task or "text-csv"
@@ -154,27 +148,25 @@ def compare(args: argparse.Namespace) -> int:
         base["model"] = args.model
     if not task:
         raise UsageError("give --task TASK (see --list), or --data FILE.csv for your own data")
-    from .experiments import FROZEN_TASKS
+    from ..experiments import FROZEN_TASKS
 
     if task not in FROZEN_TASKS:
         raise UsageError(f"unknown task {task!r}; known: {', '.join(FROZEN_TASKS)}")
     if args.model and FROZEN_TASKS[task].modality != "text":
         raise UsageError(f"--model applies to text tasks; {task} uses the project's own backbone")
-    specs = _specs(task, _poolers(args.poolers, task), args.seeds, base)
+    specs = _specs(task, args.poolers, args.seeds, base)
     out = args.out or Path("results") / f"compare-{task}"
     rc, paths, frame = _sweep(specs, args, out, f"Which pooling for {task}?", f"compare {task}")
     if frame is not None:
-        from .report import recommend, summarize
+        from ..report import recommend, summarize
 
         print(f"{task}: {recommend(summarize(frame), task)['verdict']}")
-    for what, path in paths.items():
-        if not what.endswith(".png") or what == f"{task}.png":
-            print(f"{what:>5}: {path}")
+    print_paths({w: p for w, p in paths.items() if not w.endswith(".png") or w == f"{task}.png"})
     return rc
 
 
 def pretrain(args: argparse.Namespace) -> int:
-    from .experiments import pretrain as pt
+    from ..experiments import pretrain as pt
 
     if args.list or not args.names:
         for name in pt.iter_names():
@@ -188,47 +180,34 @@ def pretrain(args: argparse.Namespace) -> int:
         raise UsageError(f"--steps must be >= 1; got {args.steps}")
     for name in names:
         start = time.perf_counter()
-        folder = pt.pretrain(name, args.seed, args.steps, log=_log(False))
+        folder = pt.pretrain(name, args.seed, args.steps, log=stderr_log(False))
         print(f"{name}: {folder} ({time.perf_counter() - start:.0f} s)")
     return 0
 
 
 def reproduce_pool_me_wisely(args: argparse.Namespace) -> int:
-    """The whole study at a size that fits in about 30 minutes on 2 cores."""
-    from .experiments import FROZEN_TASKS
-    from .report.pool_me_wisely import write_findings
+    """The whole study at a size that fits in about 15 minutes on 2 cores."""
+    from ..experiments import FROZEN_TASKS
+    from ..report.pool_me_wisely import write_findings
 
     wanted = [m.strip() for m in (args.modalities or ",".join(MODALITIES)).split(",") if m.strip()]
     bad = [m for m in wanted if m not in MODALITIES]
     if bad or not wanted:
-        raise UsageError(
-            f"unknown modality {', '.join(bad) or '(none)'}; choose from {', '.join(MODALITIES)}"
-        )
-    seeds = args.seeds or REPRODUCE_SEEDS
-    if args.workers is None:  # the runs are small: one per core
-        args.workers = max(1, min(2, os.cpu_count() or 1))
-    base = _overrides(args.set)
-    by_modality = {
-        m: [t.name for t in FROZEN_TASKS.values() if t.modality == m and t.name != "text-csv"] for m in wanted
-    }
-    specs = [
-        s
-        for tasks in by_modality.values()
-        for t in tasks
-        for s in _specs(t, _poolers(args.poolers, t), seeds, base)
-    ]
+        raise UsageError(f"unknown modality {', '.join(bad) or '(none)'}; "
+                         f"choose from {', '.join(MODALITIES)}")
+    base = overrides(args.set)
+    tasks = [t.name for m in wanted for t in FROZEN_TASKS.values()
+             if t.modality == m and t.name != "text-csv"]
+    specs = [s for t in tasks for s in _specs(t, args.poolers, args.seeds, base)]
     out = args.out or Path("results") / "pool-me-wisely"
     start = time.perf_counter()
-    rc, paths, frame = _sweep(
-        specs, args, out, "Pool Me Wisely (frozen backbones)", f"pool-me-wisely ({', '.join(wanted)})"
-    )
+    rc, paths, frame = _sweep(specs, args, out, "Pool Me Wisely (frozen backbones)",
+                              f"pool-me-wisely ({', '.join(wanted)})")
     if frame is None:
         return rc
     paths["findings"] = write_findings(frame, out)
     # our tables and the findings check, as written to findings.md
     print("\n" + paths["findings"].read_text().split("\n", 4)[-1])
     print(f"Pool Me Wisely at small scale: {(time.perf_counter() - start) / 60:.1f} min in this call")
-    for what in ("table", "findings", "csv"):
-        if what in paths:
-            print(f"{what:>8}: {paths[what]}")
+    print_paths({w: paths[w] for w in ("table", "findings", "csv") if w in paths}, width=8)
     return rc

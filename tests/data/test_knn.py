@@ -6,7 +6,7 @@ import torch
 
 from poolwise.data import knn_baselines, knn_centroid, knn_centroid_all
 
-module = importlib.import_module("poolwise.data.knn_centroid")
+module = importlib.import_module("poolwise.data.knn")
 
 
 @pytest.fixture(autouse=True)

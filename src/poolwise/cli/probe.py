@@ -1,0 +1,118 @@
+"""``poolwise probe``: measure poolings on a text encoder (plots, tables, JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._common import UsageError, first_line, pooler_names
+
+PROBES = ("expressivity", "similarity", "agreement", "snr", "weights")
+
+
+def register(commands: Any, experiments: Any) -> None:
+    pr = commands.add_parser(
+        "probe", help="measure poolings on a text encoder (plots, tables, JSON)",
+        description="Expressivity curves, cross-pooler similarity and agreement, distractor (SNR) "
+        "robustness and learned weight profiles, measured on any local text encoder.")
+    pr.add_argument("--model", default="minilm",
+                    help="'minilm' (shipped, offline) or a local HF model directory")
+    pr.add_argument("--texts", type=Path, required=True, help="text file, one input per line")
+    pr.add_argument("--out", type=Path, required=True, help="output directory")
+    pr.add_argument("--poolers", default="mean,sum,max,first,last", help="comma-separated pooler names")
+    pr.add_argument("--probe", default="all", help="expressivity, similarity, agreement, snr, weights or "
+                    "all (comma list)")
+    pr.add_argument("--max-length", type=int, default=128, help="tokens per input (default 128)")
+    pr.add_argument("--samples", type=int, default=3, help="noise draws per epsilon (expressivity)")
+    pr.add_argument("--trained", type=Path, action="append", default=[], metavar="DIR",
+                    help="directory with a trained poolwise_pooler.json (+ .safetensors), e.g. from "
+                         "PooledEncoder.save_pretrained; for the weights probe")
+    pr.set_defaults(func=run)
+
+
+def _has_weights(name: str) -> bool:
+    from ..pooling import pooler_class
+
+    return pooler_class(name).has_weights
+
+
+def run(args: argparse.Namespace) -> int:
+    poolers = pooler_names(args.poolers)
+    probes = PROBES if args.probe == "all" else tuple(p.strip() for p in args.probe.split(",") if p.strip())
+    if args.probe == "all" and not (any(map(_has_weights, poolers)) or args.trained):
+        probes = PROBES[:-1]  # nothing to profile
+    unknown = [p for p in probes if p not in PROBES]
+    if unknown or not probes:
+        raise UsageError(f"unknown probe {', '.join(unknown) or '(none)'}; "
+                         f"choose from {', '.join(PROBES)} or all")
+    if args.max_length < 2 or args.samples < 1:
+        raise UsageError("--max-length must be >= 2 and --samples >= 1")
+    if not args.texts.is_file():
+        raise UsageError(f"no texts file at {args.texts}")
+    texts = [line.strip() for line in args.texts.read_text(errors="replace").splitlines() if line.strip()]
+    if not texts:
+        raise UsageError(f"{args.texts} holds no text (one input per line expected)")
+    from ..probes import HFTextEncoder
+
+    try:
+        encoder = (HFTextEncoder.minilm(args.max_length) if args.model == "minilm"
+                   else HFTextEncoder(Path(args.model), args.max_length))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    weighted = _weighted_poolers(poolers, args.trained, encoder.dim) if "weights" in probes else {}
+    if "weights" in probes and not weighted:
+        raise UsageError("the weights probe needs a learned pooler with token weights (wavg, adapool, "
+                         "attention, gated) in --poolers, or --trained DIR")
+    return _run_probes(encoder, texts, poolers, probes, args, weighted)
+
+
+def _weighted_poolers(names: list[str], trained: list[Path], dim: int) -> dict:
+    """Untrained instances of the named poolers that have token weights, and the trained
+    poolers saved in ``trained`` (labelled by folder)."""
+    from ..integrations.transformers import load_pooler
+    from ..pooling import get_pooler
+
+    out = {f"{name} (untrained)": get_pooler(name, defaults={"dim": dim, "max_len": 4096}).eval()
+           for name in names if _has_weights(name)}
+    for folder in trained:
+        try:
+            pooler = load_pooler(folder)
+        except ValueError as err:
+            raise UsageError(first_line(err)) from None
+        if not pooler.has_weights:
+            raise UsageError(f"the pooler in {folder} ({pooler.name}) has no token weights")
+        out[f"{pooler.name} ({folder.name})"] = pooler.eval()
+    return out
+
+
+def _run_probes(encoder: Any, texts: list[str], poolers: list[str], probes: tuple[str, ...],
+                args: argparse.Namespace, weighted: dict) -> int:
+    from rich.progress import Progress
+
+    from ..probes import measures
+    from ..report import write_probe_report
+
+    calls = {
+        "expressivity": lambda: measures.expressivity_curve(encoder, texts, poolers, samples=args.samples),
+        "similarity": lambda: measures.similarity_gap(encoder, poolers=poolers),
+        "agreement": lambda: measures.agreement_matrix(encoder, texts, poolers),
+        "snr": lambda: measures.distractor_robustness(encoder, texts, poolers),
+        "weights": lambda: measures.weight_profile(encoder, texts, weighted),
+    }
+    results = {}
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("probes", total=len(probes))
+        for name in probes:
+            bar.update(task, description=f"probe: {name} ({len(texts)} texts, {encoder.name})")
+            try:
+                results[name] = calls[name]()
+            except (ValueError, TypeError) as err:
+                raise UsageError(f"probe {name}: {first_line(err)}") from None
+            bar.advance(task)
+    paths = write_probe_report(results, args.out, encoder.name)
+    for what, path in paths.items():
+        if what.endswith((".png", ".md")):
+            print(f"{what:>17}: {path}")
+    return 0

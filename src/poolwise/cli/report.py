@@ -1,0 +1,41 @@
+"""``poolwise report``: rebuild tables, plots and CSV from a results database."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ._common import UsageError, open_store, print_paths
+
+
+def register(commands: Any, experiments: Any) -> None:
+    rp = commands.add_parser(
+        "report", help="rebuild plot, table and CSV from a results database",
+        description="Rebuild every report file from a results database (kNN sweep, comparison or "
+        "the pool-me-wisely study, whichever it holds).")
+    rp.add_argument("--db", type=Path, required=True, help="the results database (runs.sqlite)")
+    rp.add_argument("--out", type=Path, required=True, help="output directory")
+    rp.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import compare_frame, write_compare_files, write_knn_report
+
+    if not args.db.exists():
+        raise UsageError(f"no results database at {args.db}")
+    with open_store(args.db, create=False) as store:
+        try:  # a kNN sweep or a frozen-backbone comparison, whichever the database holds
+            frame = compare_frame(store)
+            if store.rows("adapool-knn", "done") or frame.empty:
+                paths = write_knn_report(store, args.out)
+            else:
+                from ..report.pool_me_wisely import write_findings
+
+                paths = write_compare_files(frame, args.out)
+                if frame["modality"].nunique() > 1:  # a pool-me-wisely study
+                    paths["findings"] = write_findings(frame, args.out)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    print_paths(paths)
+    return 0
