@@ -6,7 +6,7 @@ import torch
 import poolwise as pw
 from poolwise.pooling import AdaPool, MeanPooling
 
-from .helpers import ALL, KWARGS, build
+from .helpers import ALL, KWARGS, D, build
 
 NAMES = ["adapool", "attention", "first", "gated", "gem", "last", "latent_attention", "max", "mean",
          "mean_sqrt_len", "min", "multi", "softmax", "sum", "wavg", "weighted_mean"]
@@ -204,3 +204,23 @@ def test_output_dim():
     assert pw.get_pooler("attention", dim=4, num_queries=3, flatten=True).output_dim(4) == 12
     out = pw.get_pooler("attention", dim=4, num_queries=3)(torch.randn(2, 5, 4))
     assert out.shape == (2, 3, 4)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("view", ["feature_slice", "token_stride"])
+def test_strided_inputs_pool_like_their_contiguous_copies(name, view):
+    """Non-contiguous views (``h[..., :D]``, ``x[:, ::2]``) on every path: eager inference
+    (segment kernels and the compiled kernel) and with autograd (dense kernels)."""
+    torch.manual_seed(0)
+    pooler = build(name)
+    if view == "feature_slice":
+        x = torch.randn(3, 7, 2 * D)[..., :D]
+    else:
+        x = torch.randn(3, 14, D)[:, ::2]
+    mask = torch.tensor([[1] * 7, [0, 0, 1, 1, 1, 1, 1], [1, 0, 1, 0, 1, 1, 0]]).bool()
+    assert not x.is_contiguous()
+    with torch.no_grad():
+        torch.testing.assert_close(pooler(x, mask), pooler(x.contiguous(), mask))
+    xg = x.detach().requires_grad_(True)
+    torch.testing.assert_close(pooler(xg, mask), pooler(x.contiguous(), mask).detach(),
+                               atol=1e-5, rtol=1e-5)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .dispatch import is_compiling, route
+from .dispatch import route
 
 #: weight of a real token from its row's real-token count and its 1-based rank (both fp32)
 WeightFn = Callable[[Tensor, Tensor], Tensor]
@@ -177,7 +177,7 @@ def dense_weighted_sum(x: Tensor, weight: Tensor) -> Tensor:
     that inductor fuses into one pass; in eager mode a ``bmm`` (no temporary)."""
     squeeze = weight.dim() == 2
     w = weight[:, None, :] if squeeze else weight
-    if is_compiling():
+    if not route(x).eager:
         out = (w.float()[..., None] * x.float()[:, None]).sum(2).to(x.dtype)
     else:
         out = torch.bmm(w.to(x.dtype), x)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .attention_core import check_heads, mlp_block
 from .base import Pooler
-from .dispatch import is_compiling
+from .dispatch import route
 from .functional import cu_seqlens_of, masked_mean, packed_mean
 from .registry import register
 from .validation import check_dim
@@ -86,7 +86,7 @@ class LatentAttentionPooling(Pooler):
         return attended.transpose(1, 2).reshape(b, n, d)
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        if mask is not None and not is_compiling():
+        if mask is not None and route(x).eager:
             # tokens never mix, so only the real ones need the per-token work: pack them
             return self._pool_packed(x[mask], cu_seqlens_of(mask))
         return self._finish(x, self._attend(x), lambda t: masked_mean(t, mask))

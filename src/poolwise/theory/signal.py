@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..pooling import MaxPooling, MeanPooling
+from ..pooling.functional import keep_mask
 
 _MEAN, _MAX = MeanPooling(), MaxPooling()
 
@@ -145,7 +146,7 @@ def check_adapool_weights(pool: Any, x: Tensor, signal_mask: Tensor, mask: Tenso
                           tol: float = 1e-6) -> list[dict[str, float | bool | int]]:
     """:func:`check_attention_weights` on an actual :class:`~poolwise.pooling.AdaPool`: its
     per-head scores and softmax weights over the real tokens of each row of ``x``."""
-    keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask.bool()
+    keep = keep_mask(x, None if mask is None else mask.bool())
     out = []
     with torch.no_grad():
         q = pool.q_proj(pool.compute_query(x, keep))  # (B, D)
