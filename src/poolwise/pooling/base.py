@@ -29,6 +29,9 @@ class Pooler(nn.Module):
     * Sums accumulate in fp32; the output has the input's dtype.
     * A row without real tokens returns zeros (``empty="zero"``), NaN (``"nan"``) or raises
       (``"raise"``, eager mode only). No pooler ever produces NaN for such a row by itself.
+    * ``pooler.config()`` is JSON-safe; ``Pooler.from_config(cfg)`` (a classmethod that
+      :mod:`~poolwise.pooling.registry` attaches beside the resolver) rebuilds an equal pooler,
+      and on a subclass checks that ``cfg`` names one of its kind.
 
     Args:
         empty (str): policy for rows with no real token. (default: ``"zero"``)

@@ -1,0 +1,97 @@
+"""Side-by-side timing of this checkout's poolers against another version of poolwise, in one
+process (interleaved rounds, medians), with a check that both give the same outputs.
+
+    git worktree add /tmp/old <rev>
+    python benchmarks/ab_versions.py --old /tmp/old/src [--json out.json]
+
+Use it to show that a refactor changed no speed: ratios new/old near 1 on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import poolwise as new
+
+CASES = {
+    "mean": ("mean", {}), "first": ("first", {}), "max": ("max", {}), "weighted_mean": ("weighted_mean", {}),
+    "wavg": ("wavg", {"max_len": "N"}), "softmax": ("softmax", {}), "gem": ("gem", {}),
+    "attention": ("attention", {"dim": "D"}), "adapool": ("adapool", {"dim": "D"}),
+    "adapool[query=0]": ("adapool", {"dim": "D", "query": 0}),
+    "adapool[heads=8]": ("adapool", {"dim": "D", "num_heads": 8}),
+}
+
+
+def _load_old(src: Path):
+    """The other version as the package ``poolwise_old`` (poolwise uses relative imports)."""
+    tmp = Path(tempfile.mkdtemp())
+    shutil.copytree(src / "poolwise", tmp / "poolwise_old")
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module("poolwise_old")
+
+
+def _cpu() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+        flags = next(line for line in lines if line.startswith("flags")).split()
+        ext = [f for f in ("avx512f", "avx2") if f in flags]
+        return f"{model} ({', '.join(ext) or 'no AVX2'})"
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--old", type=Path, required=True, help="the src/ folder of the other version")
+    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    old = _load_old(args.old)
+    b, n, d = 64, 512, 768
+    torch.manual_seed(0)
+    x = torch.randn(b, n, d)
+    mask = torch.arange(n)[None] < torch.randint(n // 4, n + 1, (b,))[:, None]
+    pairs = {}
+    for label, (name, kwargs) in CASES.items():
+        kw = {k: {"N": n, "D": d}.get(v, v) for k, v in kwargs.items()}
+        torch.manual_seed(1)
+        a = old.get_pooler(name, **kw).eval()
+        c = new.get_pooler(name, **kw).eval()
+        c.load_state_dict(a.state_dict())
+        pairs[label] = (a, c)
+    times = {k: ([], []) for k in pairs}
+    with torch.no_grad():
+        for a, c in pairs.values():
+            torch.testing.assert_close(c(x, mask), a(x, mask), atol=1e-4, rtol=1e-4)
+        for r in range(args.rounds):
+            for label, pair in pairs.items():
+                order = (0, 1) if r % 2 else (1, 0)  # alternate who goes first
+                for i in order:
+                    start = time.perf_counter()
+                    pair[i](x, mask)
+                    times[label][i].append((time.perf_counter() - start) * 1e3)
+    rows = [{"pooler": k, "old_ms": statistics.median(o), "new_ms": statistics.median(c),
+             "new_over_old": statistics.median(c) / statistics.median(o)} for k, (o, c) in times.items()]
+    print(f"poolwise A/B at (B={b}, N={n}, D={d}) fp32, {torch.get_num_threads()} threads, {_cpu()}; "
+          f"outputs equal to 1e-4")
+    print(f"{'pooler':20} {'old ms':>8} {'new ms':>8} {'new/old':>8}")
+    for r in rows:
+        print(f"{r['pooler']:20} {r['old_ms']:8.2f} {r['new_ms']:8.2f} {r['new_over_old']:8.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": _cpu(), "shape": [b, n, d], "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
