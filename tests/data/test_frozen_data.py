@@ -49,11 +49,37 @@ def test_load_text_csv_maps_sorted_labels(tmp_path):
     ("", "is empty"),
     ("words,label\na,x\nb,y\n", "no column 'text'; its columns are: words, label"),
     ("text,label\na,x\nb,x\n", "single class"),
-    ("text,label\n,x\n", "no rows with both"),
+    ("text,label\n,x\n", r"1 row\(s\) without a text or a label \(lines 2\); .*--drop-missing"),
 ])
 def test_load_text_csv_errors(tmp_path, body, message):
     with pytest.raises(ValueError, match=message):
         text_data.load_text_csv(_csv(tmp_path, body))
+
+
+def test_load_text_csv_keeps_labels_as_written(tmp_path):
+    """pandas would read the class "NA" as missing and 1, 2 as floats when a row is blank."""
+    _, labels, classes = text_data.load_text_csv(_csv(tmp_path, "text,label\na,NA\nb,pos\nc,NA\n"))
+    assert classes == ["NA", "pos"] and labels.tolist() == [0, 1, 0]
+    _, labels, classes = text_data.load_text_csv(_csv(tmp_path, "text,label\na,1\nb,2\nc,3\nd,\n"),
+                                                 drop_missing=True)
+    assert classes == ["1", "2", "3"] and labels.tolist() == [0, 1, 2]
+
+
+def test_load_text_csv_names_blank_rows_or_drops_them(tmp_path):
+    body = "text,label\na,x\n,y\nc,\nd,y\n"
+    with pytest.raises(ValueError, match=r"2 row\(s\) without a text or a label \(lines 3, 4\)"):
+        text_data.load_text_csv(_csv(tmp_path, body))
+    texts, _, classes = text_data.load_text_csv(_csv(tmp_path, body), drop_missing=True)
+    assert texts == ["a", "d"] and classes == ["x", "y"]
+
+
+def test_load_text_csv_encoding(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("text,label\ncafé,a\nthé,b\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.csv is not valid utf-8 text .*--encoding latin-1"):
+        text_data.load_text_csv(path)
+    texts, _, _ = text_data.load_text_csv(path, encoding="latin-1")
+    assert texts == ["café", "thé"]
 
 
 def test_load_text_csv_missing_file(tmp_path):

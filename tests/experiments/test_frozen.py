@@ -168,3 +168,21 @@ def test_pooler_kwargs_per_pooler_name():
     assert kwargs_for("mean", per_name) == {}
     assert kwargs_for("adapool", {"num_heads": 2}) == {"num_heads": 2}  # plain kwargs for a one-pooler run
     assert build_pooler("latent_attention", 8, 10, kwargs_for("latent_attention", per_name)).mlp is not None
+
+
+def test_runs_are_keyed_by_the_contents_of_their_input_files(tmp_path, tiny_bert_dir):
+    """Editing a CSV (or the model's weights) under the same path is a new run, not a rerun."""
+    from poolwise.runner import RunSpec
+
+    data = tmp_path / "mut.csv"
+    data.write_text("text,label\n" + "a,x\nb,y\n" * 3)
+    params = {"data": str(data), "model": str(tiny_bert_dir), "pooler": "mean"}
+    first = RunSpec("text-csv", params)
+    assert RunSpec("text-csv", params).key == first.key  # same contents, same key
+    data.write_text("text,label\n" + "a,y\nb,x\n" * 3)  # labels swapped, same size
+    edited = RunSpec("text-csv", params)
+    assert edited.key != first.key
+    with pytest.raises(ValueError, match="input files changed since this run was planned"):
+        first.config()  # where a worker rebuilds the planned run
+    plain = RunSpec("ts-gunpoint", {"pooler": "mean"})
+    assert "inputs" in plain.params and plain.params["inputs"] == ""

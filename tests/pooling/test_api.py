@@ -224,3 +224,23 @@ def test_strided_inputs_pool_like_their_contiguous_copies(name, view):
     xg = x.detach().requires_grad_(True)
     torch.testing.assert_close(pooler(xg, mask), pooler(x.contiguous(), mask).detach(),
                                atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("mode", ["inference_mode", "no_grad", "grad"])
+def test_every_pooler_builds_and_runs_in_every_autograd_mode(name, mode):
+    """Serving code builds poolers under ``torch.inference_mode()``; training under grad."""
+    context = {"inference_mode": torch.inference_mode, "no_grad": torch.no_grad,
+               "grad": torch.enable_grad}[mode]
+    x = torch.randn(3, 6, D)
+    mask = torch.tensor([[1] * 6, [0, 0, 1, 1, 1, 1], [0] * 6]).bool()
+    with context():
+        pooler = pw.get_pooler(name, **KWARGS.get(name, {})).eval()
+        first = pooler(x, mask)
+        again = pooler(x, mask)  # a second call (where a cache would be read)
+    ref = build(name, perturb=False)
+    ref.load_state_dict(pooler.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(first, ref(x, mask), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(again, first)
+    assert torch.isfinite(first).all()

@@ -41,6 +41,9 @@ def register(commands: Any, experiments: Any) -> None:
     cmp.add_argument("--data", type=Path, help="your CSV file (task text-csv, implied)")
     cmp.add_argument("--text-column", default="text", help="the CSV's text column (default text)")
     cmp.add_argument("--label-column", default="label", help="the CSV's label column (default label)")
+    cmp.add_argument("--encoding", default="utf-8", help="the CSV's text encoding (default utf-8)")
+    cmp.add_argument("--drop-missing", action="store_true",
+                     help="leave out CSV rows without a text or label (default: refuse them)")
     cmp.add_argument("--poolers", help="comma-separated poolers (default: the paper's six + adapool)")
     cmp.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
     add_sweep_options(cmp, out="results/compare-TASK")
@@ -143,7 +146,8 @@ def compare(args: argparse.Namespace) -> int:
         task = task or "text-csv"
         if task != "text-csv":
             raise UsageError("--data goes with the text-csv task (or no --task)")
-        base.update(data=str(args.data), text_column=args.text_column, label_column=args.label_column)
+        base.update(data=str(args.data), text_column=args.text_column, label_column=args.label_column,
+                    encoding=args.encoding, drop_missing=args.drop_missing)
     if args.model:
         base["model"] = args.model
     if not task:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -48,3 +49,26 @@ def building(final: Path) -> Iterator[Path]:
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def content_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, or of every file below a directory (relative names and
+    bytes, in sorted order): the identity of an input, whatever its path. Remembered per
+    process by (path, size, mtime), so a large model directory is read once."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        key = (str(f.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _DIGESTS:
+            fh_hash = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    fh_hash.update(block)
+            _DIGESTS[key] = fh_hash.hexdigest()
+        h.update(f"{f.relative_to(path) if path.is_dir() else f.name}\0{_DIGESTS[key]}\0".encode())
+    return h.hexdigest()

@@ -48,40 +48,55 @@ def load_rotten_tomatoes() -> tuple[list[str], np.ndarray, list[str]]:
 
 
 def load_text_csv(
-    path: str | Path, text_column: str = "text", label_column: str = "label"
+    path: str | Path, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8",
+    drop_missing: bool = False,
 ) -> tuple[list[str], np.ndarray, list[str]]:
-    """A user's CSV: one text and one label per row. Labels may be strings or numbers; class
-    ids follow the sorted label values. Clear ``ValueError`` for a missing file or column,
-    an empty file, empty texts or a single class."""
+    """A user's CSV: one text and one label per row. Every value is read as the string in the
+    file (no guessing: a class called ``NA`` stays a class, labels ``1, 2`` stay ``"1", "2"``);
+    class ids follow the sorted label strings. A row with an empty text or label is an error
+    naming its line numbers, unless ``drop_missing``. Clear ``ValueError`` for a missing file
+    or column, an empty file, a wrong encoding or a single class."""
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no CSV file at {path}")
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding)
     except pd.errors.EmptyDataError:
         raise ValueError(
             f"{path} is empty (expected a header row with {text_column!r} and "
             f"{label_column!r}, then one row per example)"
         ) from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not valid {encoding} text (byte {err.start}: {err.reason}); "
+                         "give its encoding, e.g. --encoding latin-1") from None
+    except LookupError:
+        raise ValueError(f"unknown text encoding {encoding!r}") from None
     for col in (text_column, label_column):
         if col not in df.columns:
             raise ValueError(
                 f"{path} has no column {col!r}; its columns are: {', '.join(map(str, df.columns))}"
             )
-    df = df[[text_column, label_column]].dropna()
+    df = df[[text_column, label_column]]
+    blank = (df[text_column].str.strip() == "") | (df[label_column].str.strip() == "")
+    if blank.any() and not drop_missing:
+        lines = (df.index[blank] + 2).tolist()  # 1-based, after the header line
+        shown = ", ".join(map(str, lines[:10])) + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
+        raise ValueError(f"{path}: {len(lines)} row(s) without a text or a label (lines {shown}); "
+                         "fill them in or pass --drop-missing to leave them out")
+    df = df[~blank]
     if df.empty:
         raise ValueError(f"{path} has no rows with both {text_column!r} and {label_column!r} filled in")
-    values = sorted(df[label_column].astype(str).unique())
+    values = sorted(df[label_column].unique())
     if len(values) < 2:
         raise ValueError(
             f"column {label_column!r} of {path} has a single class ({values[0]!r}); "
             "classification needs at least two"
         )
     index = {v: i for i, v in enumerate(values)}
-    labels = df[label_column].astype(str).map(index).to_numpy().astype(np.int64)
-    return [str(t) for t in df[text_column]], labels, values
+    labels = df[label_column].map(index).to_numpy().astype(np.int64)
+    return df[text_column].tolist(), labels, values
 
 
 _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")

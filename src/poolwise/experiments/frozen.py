@@ -6,16 +6,19 @@ that checkpoint on the test split once."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.cache import content_digest
 from ..pooling import Pooler, get_pooler, list_poolers
 from .features import Features, FeatureSplit, get_features
 from .fit import Progress, fit, iter_rows
@@ -57,6 +60,15 @@ class FrozenConfig:
     data: str = ""  # text-csv: the CSV file
     text_column: str = "text"
     label_column: str = "label"
+    encoding: str = "utf-8"  # text-csv: the CSV's text encoding
+    drop_missing: bool = False  # text-csv: drop rows without a text or label (default: refuse them)
+    #: content hash of the input files (data CSV, model directory), filled in on construction:
+    #: a run is keyed by what it reads, not by where it was read from
+    inputs: str = ""
+
+    #: fields left out of the run key while they hold their default, so keys of runs made
+    #: before these fields existed stay valid
+    key_optional: ClassVar[tuple[str, ...]] = ("encoding", "drop_missing", "inputs")
 
     def __post_init__(self) -> None:
         if self.task not in FROZEN_TASKS:
@@ -78,6 +90,17 @@ class FrozenConfig:
             raise ValueError(f"lr must be > 0; got {self.lr!r}")
         if not isinstance(self.pooler_kwargs, dict):
             raise TypeError(f"pooler_kwargs must be a dict; got {type(self.pooler_kwargs).__name__}")
+        files = [f for f in (self.data, self.model) if f]
+        if files:  # the identity of what the run reads; checked again where the run executes
+            if self.data and not Path(self.data).is_file():
+                raise ValueError(f"no CSV file at {self.data}")
+            if self.model and not Path(self.model).is_dir():
+                raise ValueError(f"--model {self.model}: no such directory")
+            digest = hashlib.sha256("".join(content_digest(f) for f in files).encode()).hexdigest()[:16]
+            if self.inputs and self.inputs != digest:
+                raise ValueError(f"the input files changed since this run was planned ({', '.join(files)}); "
+                                 "plan the sweep again")
+            object.__setattr__(self, "inputs", digest)
 
     @property
     def spec(self) -> FrozenTask:

@@ -19,6 +19,7 @@ import torch
 from ..data import text as text_data
 from ..data import timeseries as ts_data
 from ..data import vision as vision_data
+from ..data.cache import content_digest
 from ..data.splits import stratified_split, subsample
 from . import pretrain as pt
 from .features import SplitSource
@@ -77,12 +78,9 @@ def _model_path(model: str) -> Path:
 
 
 def _model_ident(path: Path) -> str:
-    """A model directory's identity: its name and a hash of its config and file sizes."""
-    h = hashlib.sha256((path / "config.json").read_bytes())
-    for f in sorted(path.glob("*")):
-        if f.is_file():
-            h.update(f"{f.name}:{f.stat().st_size}".encode())
-    return f"{path.name}-{h.hexdigest()[:12]}"
+    """A model directory's identity: its name and a hash of the contents of all its files, so
+    retrained weights of the same size never reuse features of the old ones."""
+    return f"{path.name}-{content_digest(path)[:12]}"
 
 
 def minilm_path() -> Path:
@@ -261,7 +259,8 @@ def _forecast(cfg: Any, log: Log | None):
 def _csv_loader(cfg: Any) -> tuple[list[str], np.ndarray, list[str]]:
     if not cfg.data:
         raise ValueError("task text-csv needs data=PATH (a CSV file)")
-    return text_data.load_text_csv(cfg.data, cfg.text_column, cfg.label_column)
+    return text_data.load_text_csv(cfg.data, cfg.text_column, cfg.label_column, cfg.encoding,
+                                   cfg.drop_missing)
 
 
 # ----------------------------------------------------------------------------- the list

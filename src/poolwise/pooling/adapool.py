@@ -6,10 +6,9 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention_core import attend_real_tokens, check_heads, folded_attention, standard_attention
+from .attention_core import check_heads, folded_attention, standard_attention
 from .base import Pooler
 from .dispatch import is_compiling, route
 from .functional import Segments, counts, gather_tokens, keep_mask, masked_mean, nth_real_index
@@ -84,34 +83,6 @@ class AdaPool(Pooler):
     def _check_input(self, x: Tensor) -> None:
         check_dim(x, self.dim, type(self).__name__)
 
-    def _fused_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        r"""One head, inference: :math:`u = A m + a` with :math:`A = s W_K^\top W_Q`,
-        :math:`a = s W_K^\top b_Q` (the key bias cancels in the softmax), and the output
-        :math:`W_O W_V z + (W_O b_V + b_O)`. Cached until a weight changes (its version
-        counter moves on every in-place update, e.g. an optimiser step or ``load_state_dict``)."""
-        params = [p for lin in (self.q_proj, self.k_proj, self.v_proj, self.out_proj)
-                  for p in (lin.weight, lin.bias) if p is not None]
-        key = (self.scaling, *((p.data_ptr(), p._version) for p in params))
-        cached = self.__dict__.get("_fused_cache")
-        if cached is None or cached[0] != key:
-            with torch.no_grad():
-                lins = (self.q_proj, self.k_proj, self.v_proj, self.out_proj)
-                wq, wk, wv, wo = (lin.weight for lin in lins)
-                a = (self.scaling * (wk.t() @ wq)).contiguous()
-                bq = self.q_proj.bias
-                a_bias = self.scaling * (wk.t() @ bq) if bq is not None else torch.zeros_like(wq[0])
-                w_out = (wo @ wv).contiguous()
-                b_out = None
-                if self.v_proj.bias is not None or self.out_proj.bias is not None:
-                    b_out = torch.zeros_like(wo[:, 0])
-                    if self.v_proj.bias is not None:
-                        b_out = b_out + wo @ self.v_proj.bias
-                    if self.out_proj.bias is not None:
-                        b_out = b_out + self.out_proj.bias
-            cached = (key, (a, a_bias.contiguous(), w_out, b_out))
-            self.__dict__["_fused_cache"] = cached
-        return cached[1]
-
     def compute_query(self, x: Tensor, mask: Tensor | None, seg: Segments | None = None) -> Tensor:
         """The query vector :math:`\\phi(X)` ``(B, D)`` for padded input."""
         q = self.query
@@ -163,20 +134,12 @@ class AdaPool(Pooler):
             if path.segments:
                 seg, kernel = Segments.from_mask(x, keep_mask(x, mask)), path.kernel
         q = self.compute_query(x, mask, seg)
-        if kernel is not None and self.num_heads == 1:
-            # one head: two projections instead of four, one pass for the attention
-            a, a_bias, w_out, b_out = self._fused_weights()
-            z = attend_real_tokens(kernel, seg, F.linear(q, a, a_bias)[:, None])
-            out = F.linear(z[:, 0], w_out, b_out)
-        elif self.folded:
-            heads, _ = folded_attention(x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj,
-                                        self.num_heads, self.scaling, self.dropout, self.training, seg,
-                                        kernel)
-            out = self.out_proj(heads[:, 0])
-        else:
-            heads, _ = standard_attention(x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj,
-                                          self.num_heads, self.scaling, self.dropout, self.training)
-            out = self.out_proj(heads[:, 0])
+        # no weight-derived cache: every call reads the live weights, so edits through .data,
+        # EMA updates and inference_mode need no invalidation
+        args = (x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj, self.num_heads, self.scaling,
+                self.dropout, self.training)
+        heads, _ = folded_attention(*args, seg, kernel) if self.folded else standard_attention(*args)
+        out = self.out_proj(heads[:, 0])
         return out + q if self.residual else out
 
 

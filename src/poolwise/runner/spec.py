@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -22,11 +23,18 @@ class RunSpec:
     def __post_init__(self) -> None:
         cfg = get_task(self.task).config(**self.params)  # raises ValueError / TypeError
         object.__setattr__(self, "params", cfg.to_dict())  # canonical: defaults filled in
+        optional = getattr(cfg, "key_optional", ())
+        object.__setattr__(self, "_key_defaults", {f.name: f.default for f in dataclasses.fields(cfg)
+                                                   if f.name in optional})
 
     @property
     def key(self) -> str:
-        """Hash of the canonical JSON of task and parameters: equal configs, equal keys."""
-        blob = json.dumps({"task": self.task, "params": self.params}, sort_keys=True, default=str)
+        """Hash of the canonical JSON of task and parameters: equal configs, equal keys. Fields
+        a config class lists in ``key_optional`` count only when they differ from their default
+        (fields added later leave the keys of older runs unchanged)."""
+        defaults = self._key_defaults
+        params = {k: v for k, v in self.params.items() if not (k in defaults and v == defaults[k])}
+        blob = json.dumps({"task": self.task, "params": params}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def config(self) -> Any:
