@@ -115,6 +115,7 @@ def test_kernel_adapool_follows_every_kind_of_weight_update(kernel, bias, edit, 
 
     with torch.no_grad():
         before = pool(x, mask)
+    assert "_folded_cache" in pool.__dict__  # the two-projection path ran and cached its matrices
     torch.testing.assert_close(before, reference(), atol=1e-5, rtol=1e-5)
     if edit == "optimizer":
         opt = torch.optim.SGD(pool.parameters(), lr=0.5)
@@ -135,3 +136,20 @@ def test_kernel_adapool_follows_every_kind_of_weight_update(kernel, bias, edit, 
         after = pool(x, mask)
     assert not torch.allclose(after, before)
     torch.testing.assert_close(after, reference(), atol=1e-4, rtol=1e-4)
+
+
+def test_kernel_adapool_across_inference_mode(kernel):
+    """Built and first run under inference_mode (serving), then used in plain no_grad, and
+    the reverse: same outputs, no 'inference tensors' error."""
+    x, mask = _batch()
+    with torch.inference_mode():
+        served = pw.get_pooler("adapool", dim=16, bias=True).eval()
+        inside = served(x, mask)
+    with torch.no_grad():
+        outside = served(x, mask)
+    torch.testing.assert_close(outside, inside)
+    plain = pw.get_pooler("adapool", dim=16).eval()
+    with torch.no_grad():
+        ref = plain(x, mask)
+    with torch.inference_mode():
+        torch.testing.assert_close(plain(x, mask), ref)

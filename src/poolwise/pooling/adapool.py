@@ -6,9 +6,10 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention_core import check_heads, folded_attention, standard_attention
+from .attention_core import attend_real_tokens, check_heads, folded_attention, standard_attention
 from .base import Pooler
 from .dispatch import is_compiling, route
 from .functional import Segments, counts, gather_tokens, keep_mask, masked_mean, nth_real_index
@@ -83,6 +84,37 @@ class AdaPool(Pooler):
     def _check_input(self, x: Tensor) -> None:
         check_dim(x, self.dim, type(self).__name__)
 
+    def _folded_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        r"""One head, inference: scores :math:`u^\top x_i` with :math:`u = A q + a`,
+        :math:`A = s W_K^\top W_Q`, :math:`a = s W_K^\top b_Q` (the key bias cancels in the
+        softmax), and output :math:`W_O W_V z + (W_O b_V + b_O)`.
+
+        Cached, keyed on a fingerprint of the live weights: :math:`W r` for a fixed random
+        :math:`r` and every bias, compared exactly (a quarter of a millisecond at D=768 against
+        about 3 ms for the two products). Version counters would not do: edits through
+        ``.data`` (EMA teachers) do not move them, and inference tensors have none. Any
+        non-adversarial change of a weight changes :math:`W r`."""
+        lins = (self.q_proj, self.k_proj, self.v_proj, self.out_proj)
+        wq, wk, wv, wo = (lin.weight for lin in lins)
+        with torch.no_grad():
+            probe = _probe_vector(self.dim, wq.dtype, wq.device)
+            marks = [torch.mv(w, probe) for w in (wq, wk, wv, wo)]
+            marks += [lin.bias for lin in lins if lin.bias is not None]
+            cached = self.__dict__.get("_folded_cache")
+            if (cached is not None and cached[0] == self.scaling and len(cached[1]) == len(marks)
+                    and all(torch.equal(old, new) for old, new in zip(cached[1], marks))):
+                return cached[2]
+            bq, bv, bo = self.q_proj.bias, self.v_proj.bias, self.out_proj.bias
+            a = (self.scaling * (wk.t() @ wq)).contiguous()
+            a_bias = self.scaling * (wk.t() @ bq) if bq is not None else torch.zeros_like(wq[0])
+            w_out = (wo @ wv).contiguous()
+            b_out = None
+            if bv is not None or bo is not None:
+                b_out = (wo @ bv if bv is not None else 0) + (bo if bo is not None else 0)
+            folded = (a, a_bias.contiguous(), w_out, b_out)
+            self.__dict__["_folded_cache"] = (self.scaling, [m.clone() for m in marks], folded)
+        return folded
+
     def compute_query(self, x: Tensor, mask: Tensor | None, seg: Segments | None = None) -> Tensor:
         """The query vector :math:`\\phi(X)` ``(B, D)`` for padded input."""
         q = self.query
@@ -134,13 +166,29 @@ class AdaPool(Pooler):
             if path.segments:
                 seg, kernel = Segments.from_mask(x, keep_mask(x, mask)), path.kernel
         q = self.compute_query(x, mask, seg)
-        # no weight-derived cache: every call reads the live weights, so edits through .data,
-        # EMA updates and inference_mode need no invalidation
+        if kernel is not None and self.num_heads == 1:  # two projections instead of four
+            a, a_bias, w_out, b_out = self._folded_weights()
+            z = attend_real_tokens(kernel, seg, F.linear(q, a, a_bias)[:, None])
+            out = F.linear(z[:, 0], w_out, b_out)
+            return out + q if self.residual else out
         args = (x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj, self.num_heads, self.scaling,
                 self.dropout, self.training)
         heads, _ = folded_attention(*args, seg, kernel) if self.folded else standard_attention(*args)
         out = self.out_proj(heads[:, 0])
         return out + q if self.residual else out
+
+
+_PROBES: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
+
+
+def _probe_vector(dim: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A fixed random vector per (dim, dtype, device), the weights' fingerprint probe."""
+    key = (dim, dtype, device)
+    if key not in _PROBES:
+        gen = torch.Generator().manual_seed(0x5EED)
+        with torch.inference_mode(False), torch.no_grad():
+            _PROBES[key] = torch.randn(dim, generator=gen).to(device=device, dtype=dtype)
+    return _PROBES[key]
 
 
 def _check_query(query: object) -> Query:
