@@ -48,6 +48,19 @@ def test_reproduce_writes_plot_table_and_csv_then_report_rebuilds_them(tmp_path,
     assert (rebuilt / "table.md").read_text() == table
 
 
+def test_a_sweep_with_other_settings_is_reported_apart(tmp_path, env):
+    out = tmp_path / "out"
+    args = ["reproduce", "adapool-knn", "--preset", "demo", "--k", "2", "--poolers", "mean", "--out", str(out),
+            "--quiet", *TINY]
+    assert poolwise(*args, env_extra=env).returncode == 0
+    r = poolwise(*args, "--set", "epochs=2", env_extra=env)
+    assert r.returncode == 0, r.stderr
+    assert "note:" in r.stderr and "(epochs: 1 there, 2 here)" in r.stderr
+    table = (out / "table.md").read_text()
+    assert "AvgPool [epochs=1]" in table and "AvgPool [epochs=2]" in table
+    assert len(pd.read_csv(out / "runs.csv")) == 2
+
+
 def _done(db: Path) -> int:
     try:
         con = sqlite3.connect(db, timeout=5)

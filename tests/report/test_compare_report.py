@@ -74,3 +74,31 @@ def test_findings_mark_agreement_per_task():
         s, {"text": ["text-bbc", "text-rt"], "timeseries": ["ts-forecast"]}, {"text": 60.0}
     )
     assert "## text (12 runs, 1.0 min of run time)" in md and "**partly (1/2)**" in md
+
+
+def test_runs_of_different_settings_are_never_averaged(tmp_path):
+    """Two sweeps into one store that differ in a setting: each setting is its own row."""
+    from poolwise.report import compare_frame, knn_frame, summarize
+    from poolwise.report.settings import other_settings
+    from poolwise.runner import ResultsStore, RunSpec
+
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    for epochs, value in ((1, 33.3), (2, 50.0)):
+        spec = RunSpec("ts-gunpoint", {"pooler": "mean", "seed": 0, "epochs": epochs})
+        store.mark_running(spec)
+        store.mark_done(spec, {"metrics": {"metric": "accuracy", "value": value, "val": 0, "best_epoch": 1,
+                                           "train_s": 0, "features_s": 0}}, 1.0)
+    summary = summarize(compare_frame(store))
+    assert sorted(summary.pooler) == ["mean [epochs=1]", "mean [epochs=2]"]
+    assert sorted(summary["mean"]) == [33.3, 50.0] and (summary.n == 1).all()
+    for epochs, value in ((1, 0.02), (2, 0.01)):
+        spec = RunSpec("adapool-knn", {"k": 4, "pooler": "mean", "seed": 0, "epochs": epochs})
+        store.mark_running(spec)
+        store.mark_done(spec, {"metrics": {"test_signal_loss": value, "best_val_loss": value, "best_epoch": 1,
+                                           "baseline_centroid": 0, "baseline_query": 0, "snr": 4 / 128}}, 1.0)
+    assert sorted(knn_frame(store).pooler) == ["mean [epochs=1]", "mean [epochs=2]"]
+    stored = [r["config"] for r in store.rows("adapool-knn", "done")]
+    planned = [dict(RunSpec("adapool-knn", {"k": 8, "pooler": "max", "epochs": 2}).params)]
+    assert other_settings(stored, planned, ("pooler", "k", "seed")) == {"epochs": (["1", "2"], ["2"])}
+    assert other_settings(stored[1:], planned, ("pooler", "k", "seed")) == {}
+    store.close()

@@ -130,6 +130,21 @@ def grid_specs(task: str, base: dict[str, Any], **axes: Any) -> list:
         raise UsageError(first_line(err)) from None
 
 
+def note_other_settings(store: Any, specs: list, axes: tuple[str, ...]) -> None:
+    """Say on stderr when ``store`` already holds finished runs of the same task with other
+    settings than ``specs`` (the report then shows each setting apart)."""
+    from ..report.settings import other_settings
+
+    for task in dict.fromkeys(s.task for s in specs):
+        stored = [r["config"] for r in store.rows(task, "done")]
+        diff = other_settings(stored, [dict(s.params) for s in specs if s.task == task], axes)
+        if diff:
+            what = "; ".join(f"{k}: {', '.join(there)} there, {', '.join(here)} here"
+                             for k, (there, here) in diff.items())
+            print(f"note: {store.path} holds finished {task} runs with other settings ({what}); "
+                  "the report shows each setting separately", file=sys.stderr)
+
+
 def print_summary(summary: Any, extra: str = "") -> None:
     """The closing lines of a sweep: counts, time, and each failed run's error."""
     print(f"{summary.done} runs done, {summary.skipped} already there, {summary.failed} failed "

@@ -17,6 +17,7 @@ from ._common import (
     executor,
     first_line,
     grid_specs,
+    note_other_settings,
     open_store,
     overrides,
     pooler_names,
@@ -122,6 +123,7 @@ def _sweep(specs: list, args: argparse.Namespace, out: Path, title: str, label: 
     """Features first, then the runs; writes the report. Returns the exit code, the written
     paths and the finished runs as a :func:`~poolwise.report.compare_frame` (None if none)."""
     from ..report import compare_frame, write_compare_files
+    from ..report.compare import AXES
     from ..runner import run_sweep
     from ..runner.progress import Progress
 
@@ -130,6 +132,7 @@ def _sweep(specs: list, args: argparse.Namespace, out: Path, title: str, label: 
     feature_s = prepare_features(specs, stderr_log(args.quiet))  # bad data fails here, before any file
     with open_store(db, create=True) as store:
         print(f"{label}: {len(specs)} runs, results in {db}", file=sys.stderr)
+        note_other_settings(store, specs, AXES)
         summary = run_sweep(specs, store, runner, args.retry_failed, Progress(quiet=args.quiet))
         frame = compare_frame(store, sorted({s.task for s in specs}))
         paths = write_compare_files(frame, out, title) if not frame.empty else {}

@@ -13,6 +13,7 @@ from ._common import (
     executor,
     grid_specs,
     int_list,
+    note_other_settings,
     open_store,
     overrides,
     print_paths,
@@ -37,6 +38,7 @@ def register(commands: Any, experiments: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..experiments.knn_presets import PRESETS
     from ..report import write_knn_report
+    from ..report.knn import AXES as KNN_AXES
     from ..runner import run_sweep
     from ..runner.progress import Progress
 
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     with open_store(db, create=True) as store:
         print(f"adapool-knn, preset {args.preset!r}: {len(specs)} runs ({len(poolers)} poolers x "
               f"{len(ks)} k x {len(seeds)} seeds), results in {db}", file=sys.stderr)
+        note_other_settings(store, specs, KNN_AXES)
         summary = run_sweep(specs, store, runner, args.retry_failed, Progress(quiet=args.quiet))
         paths = write_knn_report(store, out) if store.rows("adapool-knn", "done") else {}
     print_summary(summary)

@@ -11,6 +11,7 @@ import pandas as pd
 from ..runner.store import ResultsStore
 from .figures import new_figure, to_png
 from .files import atomic_write_bytes, atomic_write_text
+from .settings import base_name, differing_keys, labelled, setting_label
 
 #: the paper's names for our poolers
 PAPER_NAMES = {
@@ -27,18 +28,34 @@ PAPER_NAMES = {
 LOWER_IS_BETTER = {"mse"}
 
 
+def paper_name(label: str) -> str:
+    """The paper's name of a pooler label, keeping its setting: ``mean [epochs=2]`` ->
+    ``Avg [epochs=2]``."""
+    name = base_name(label)
+    return PAPER_NAMES.get(name, name) + label[len(name):]
+
+#: what a frozen-backbone sweep varies; every other config key is part of a run's setting
+AXES = ("pooler", "seed")
+
+
 def compare_frame(store: ResultsStore, tasks: list[str] | None = None) -> pd.DataFrame:
     """One row per finished frozen-backbone run: task, pooler, seed, metric, value, wall_s, ...
-    (recognised by their ``metric``/``value`` results, so the report needs no task registry)."""
+    (recognised by their ``metric``/``value`` results, so the report needs no task registry).
+    When a task's runs differ in a setting other than pooler and seed (``epochs``, ``data``,
+    ...), the pooler column names it (``mean [epochs=2]``), so no average mixes settings."""
+    rows = [r for r in store.rows(status="done")
+            if {"metric", "value"} <= set(r["metrics"] or {}) and (not tasks or r["task"] in tasks)]
+    varying = {t: differing_keys([r["config"] for r in rows if r["task"] == t], AXES)
+               for t in {r["task"] for r in rows}}
     records = []
-    for row in store.rows(status="done"):
-        cfg, m = row["config"], row["metrics"] or {}
-        if "metric" not in m or "value" not in m or (tasks and row["task"] not in tasks):
-            continue
+    for row in rows:
+        cfg, m = row["config"], row["metrics"]
+        setting = setting_label(cfg, varying[row["task"]])
         records.append(
             {
                 "task": row["task"],
-                "pooler": cfg["pooler"],
+                "pooler": labelled(cfg["pooler"], setting),
+                "setting": setting,
                 "seed": cfg["seed"],
                 "metric": m["metric"],
                 "value": m["value"],
@@ -128,7 +145,7 @@ def task_table(summary: pd.DataFrame, task: str) -> str:
     for r in s.itertuples():
         cell = cell_text(r.mean, r.std, r.n)
         cell = f"**{cell}**" if r.pooler == best else cell
-        lines.append(f"| {r.pooler} ({PAPER_NAMES.get(r.pooler, r.pooler)}) | {cell} | {r.n} |")
+        lines.append(f"| {r.pooler} ({paper_name(r.pooler)}) | {cell} | {r.n} |")
     return "\n".join(lines)
 
 
@@ -137,7 +154,7 @@ def plot_task(summary: pd.DataFrame, task: str) -> bytes:
     plt, fig, ax = new_figure(6.0, 3.6)
     colors = ["tab:green" if i == 0 else "tab:blue" for i in range(len(s))]
     ax.bar(range(len(s)), s["mean"], yerr=s["std"], color=colors, capsize=4)
-    ax.set_xticks(range(len(s)), [PAPER_NAMES.get(p, p) for p in s["pooler"]], rotation=30, ha="right")
+    ax.set_xticks(range(len(s)), [paper_name(p) for p in s["pooler"]], rotation=30, ha="right")
     metric = s["metric"].iloc[0]
     ax.set_ylabel(f"test {metric}")
     if metric != "mse":

@@ -9,8 +9,11 @@ import pandas as pd
 from ..runner.store import ResultsStore
 from .figures import new_figure, to_png
 from .files import atomic_write_bytes, atomic_write_text
+from .settings import base_name, differing_keys, labelled, setting_label
 
 TASK = "adapool-knn"
+#: what a kNN sweep varies; every other config key is part of a run's setting
+AXES = ("pooler", "k", "seed")
 ORDER = ["adapool", "cls_token", "cls", "mean", "max"]
 #: the paper's names; "cls" is how databases from before 0.2 name the learned token
 LABELS = {"adapool": "AdaPool", "cls_token": "ClsToken (learned token)", "cls": "ClsToken (learned token)",
@@ -19,11 +22,15 @@ LABELS = {"adapool": "AdaPool", "cls_token": "ClsToken (learned token)", "cls": 
 
 def knn_frame(store: ResultsStore) -> pd.DataFrame:
     """One row per finished run of the kNN task."""
+    rows = store.rows(task=TASK, status="done")
+    varying = differing_keys([r["config"] for r in rows], AXES)
     records = []
-    for row in store.rows(task=TASK, status="done"):
+    for row in rows:
         cfg, m = row["config"], row["metrics"]
+        setting = setting_label(cfg, varying)
         records.append({
-            "pooler": cfg["pooler"], "k": cfg["k"], "snr": m["snr"], "seed": cfg["seed"],
+            "pooler": labelled(cfg["pooler"], setting), "setting": setting, "k": cfg["k"],
+            "snr": m["snr"], "seed": cfg["seed"],
             "test_signal_loss": m["test_signal_loss"], "best_val_loss": m["best_val_loss"],
             "best_epoch": m["best_epoch"], "baseline_centroid": m["baseline_centroid"],
             "baseline_query": m["baseline_query"], "wall_s": row["wall_s"],
@@ -38,8 +45,15 @@ def knn_frame(store: ResultsStore) -> pd.DataFrame:
                           else s).reset_index(drop=True)
 
 
-def _pooler_rank(name: str) -> int:
+def _pooler_rank(label: str) -> int:
+    name = base_name(label)
     return ORDER.index(name) if name in ORDER else len(ORDER)
+
+
+def _label(label: str) -> str:
+    """The paper's name of a pooler label, keeping its setting."""
+    name = base_name(label)
+    return LABELS.get(name, name) + label[len(name):]
 
 
 def _poolers(df: pd.DataFrame) -> list[str]:
@@ -70,7 +84,7 @@ def _table(df: pd.DataFrame) -> str:
             mean, std, n = r["mean"].iloc[0], r["std"].iloc[0], r["n"].iloc[0]
             cell = f"{mean:.3g} ± {std:.2g}" if n > 1 else f"{mean:.3g}"
             cells.append(f"**{cell}**" if best.get(s) == pooler else cell)
-        lines.append(f"| {LABELS.get(pooler, pooler)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(pooler)} | " + " | ".join(cells) + " |")
     for col, name in (("baseline_centroid", "centroid baseline"), ("baseline_query", "query baseline")):
         vals = summ.groupby("snr")[col].first()
         lines.append(f"| *{name}* | " + " | ".join(f"{vals[s]:.3g}" for s in snrs) + " |")
@@ -107,7 +121,7 @@ def _plot(df: pd.DataFrame) -> bytes:
         r = summ[summ.pooler == pooler].sort_values("snr")
         per_seed = df[df.pooler == pooler].groupby("snr")["test_signal_loss"]
         lo, hi = per_seed.min().reindex(r.snr), per_seed.max().reindex(r.snr)
-        (line,) = ax.plot(r.snr, r["mean"], marker="o", label=LABELS.get(pooler, pooler))
+        (line,) = ax.plot(r.snr, r["mean"], marker="o", label=_label(pooler))
         ax.fill_between(r.snr, lo.values, hi.values, color=line.get_color(), alpha=0.2, linewidth=0)
     base = summ.groupby("snr")[["baseline_centroid", "baseline_query"]].first()
     ax.plot(base.index, base.baseline_centroid, "k--", lw=1, label="centroid baseline")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .compare import PAPER_NAMES, cell_text, recommend, summarize, task_modality
+from .compare import cell_text, paper_name, recommend, summarize, task_modality
 from .files import atomic_write_text
 
 FIXED = ("first", "last", "mean", "sum", "max")
@@ -237,7 +237,7 @@ def modality_table(summary: pd.DataFrame, tasks: list[str]) -> str:
             cell = cell_text(s["mean"].iloc[0], s["std"].iloc[0], int(s["n"].iloc[0]))
             best = summary[summary["task"] == t]["pooler"].iloc[0]
             cells.append(f"**{cell}**" if p == best else cell)
-        lines.append(f"| {PAPER_NAMES.get(p, p)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {paper_name(p)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

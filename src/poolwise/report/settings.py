@@ -1,0 +1,55 @@
+"""Runs of different settings are never averaged together: reports label each distinct
+setting (every config key except the sweep's axes) and a sweep says when the store already
+holds runs of other settings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def differing_keys(configs: Iterable[Mapping[str, Any]], axes: Iterable[str]) -> list[str]:
+    """Config keys, other than ``axes`` (pooler, seed, ...), whose values differ between
+    ``configs``, sorted. A key that some configs lack (runs stored before the field existed)
+    is compared among the configs that have it."""
+    configs = list(configs)
+    keys = set().union(*configs) - set(axes) if configs else set()
+    return sorted(k for k in keys if len({_text(cfg[k]) for cfg in configs if k in cfg}) > 1)
+
+
+def setting_label(config: Mapping[str, Any], keys: Iterable[str]) -> str:
+    """``"epochs=2, data=b.csv"``: the values of ``keys`` in ``config`` (empty without keys)."""
+    parts = []
+    for key in keys:
+        text = _text(config.get(key))
+        parts.append(f"{key}={text if len(text) <= 40 else text[:37] + '...'}")
+    return ", ".join(parts)
+
+
+def labelled(name: str, setting: str) -> str:
+    """A pooler's name with its setting, when the report holds more than one setting."""
+    return f"{name} [{setting}]" if setting else name
+
+
+def base_name(label: str) -> str:
+    """The pooler name of a :func:`labelled` label."""
+    return label.split(" [", 1)[0]
+
+
+def other_settings(stored: Iterable[Mapping[str, Any]], planned: Iterable[Mapping[str, Any]],
+                   axes: Iterable[str]) -> dict[str, tuple[list[str], list[str]]]:
+    """Keys for which some finished run in ``stored`` has a value that none of the ``planned``
+    runs has: ``{key: (values there, values here)}`` (empty when the settings agree)."""
+    stored, planned = list(stored), list(planned)
+    out = {}
+    for key in sorted(set().union(*stored, *planned) - set(axes) if stored and planned else ()):
+        there = {_text(c[key]) for c in stored if key in c}
+        here = {_text(c[key]) for c in planned if key in c}
+        if there and here and there - here:
+            out[key] = (sorted(there), sorted(here))
+    return out
