@@ -50,8 +50,8 @@ def test_reproduce_writes_plot_table_and_csv_then_report_rebuilds_them(tmp_path,
 
 def test_a_sweep_with_other_settings_is_reported_apart(tmp_path, env):
     out = tmp_path / "out"
-    args = ["reproduce", "adapool-knn", "--preset", "demo", "--k", "2", "--poolers", "mean", "--out", str(out),
-            "--quiet", *TINY]
+    args = ["reproduce", "adapool-knn", "--preset", "demo", "--k", "2", "--poolers", "mean",
+            "--out", str(out), "--quiet", *TINY]
     assert poolwise(*args, env_extra=env).returncode == 0
     r = poolwise(*args, "--set", "epochs=2", env_extra=env)
     assert r.returncode == 0, r.stderr
