@@ -162,3 +162,19 @@ def test_all_padding_row_follows_the_empty_policy_where_sentence_transformers_do
     assert (ours[1] == 0).all() and torch.isfinite(ours).all()
     assert not (theirs[1] == 0).all()  # 6.2: -inf for max, the padding vector for cls
     torch.testing.assert_close(ours[0], theirs[0])
+
+
+@pytest.mark.parametrize("where, entry", [
+    ("config.json", {"auto_map": {"AutoModel": "someone/repo--modeling.Model"}}),
+    ("tokenizer_config.json", {"auto_map": {"AutoTokenizer": ["other/repo--tok.Tok", None]}}),
+    ("1_Pooling/config.json", {"trust_remote_code": True}),
+])
+def test_load_model_refuses_remote_code_entries(tmp_path, where, entry):
+    """An auto_map can name code in another repository, fetched when online: refused."""
+    (tmp_path / "modules.json").write_text("[]")
+    path = tmp_path / where
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"model_type": "bert", **entry}))
+    key = next(iter(entry))
+    with pytest.raises(ValueError, match=rf"asks for remote code \({where}: {key}\)"):
+        load_model(str(tmp_path))

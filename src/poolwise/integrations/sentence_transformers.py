@@ -110,7 +110,35 @@ def load_model(path: str, **kwargs: Any) -> Any:
     scripts = sorted(str(p.relative_to(root)) for p in root.rglob("*.py"))
     if scripts:
         raise ValueError(f"{path} contains Python files ({', '.join(scripts[:3])}); refusing to trust it")
+    remote = _remote_code_entries(root)
+    if remote:  # an auto_map can name code in another repository, fetched when online
+        raise ValueError(f"{path} asks for remote code ({'; '.join(remote[:3])}); refusing to trust it")
     return SentenceTransformer(str(root), trust_remote_code=True, **kwargs)
+
+
+def _remote_code_entries(root: Any) -> list[str]:
+    """``file: key`` for every ``auto_map`` or ``trust_remote_code`` entry in the JSON files
+    below ``root`` (configs of the model, the tokenizer and each module)."""
+    import json
+
+    found = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("auto_map", "trust_remote_code") and value:
+                    found.append(f"{where}: {key}")
+                walk(value, where)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, where)
+
+    for file in sorted(root.rglob("*.json")):
+        try:
+            walk(json.loads(file.read_text()), str(file.relative_to(root)))
+        except (OSError, ValueError):
+            continue  # not a config we can read: sentence-transformers will not use it either
+    return found
 
 
 _LEGACY_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
