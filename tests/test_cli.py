@@ -202,3 +202,60 @@ def test_probe_weights_with_fresh_and_trained_poolers(tmp_path, tiny_bert_dir):
     r = poolwise("probe", "--model", str(tiny_bert_dir), "--texts", str(texts), "--out", str(tmp_path / "q"),
                  "--probe", "weights", "--poolers", "mean")
     assert r.returncode == 2 and "weights probe needs a learned pooler" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["reproduce", "compare", "probe", "report"])
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_an_unusable_out_fails_first_in_one_line(tmp_path, env, tiny_bert_dir, command, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    out = blocker if where == "file" else blocker / "sub" / "out"
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a dog ran\n")
+    db = tmp_path / "x.sqlite"
+    db.touch()
+    args = {
+        "reproduce": ["reproduce", "adapool-knn", "--preset", "demo", "--k", "2", *TINY],
+        "compare": ["compare", "--task", "ts-gunpoint", "--seeds", "1"],
+        "probe": ["probe", "--model", str(tiny_bert_dir), "--texts", str(texts)],
+        "report": ["report", "--db", str(db)],
+    }[command]
+    r = poolwise(*args, "--out", str(out), env_extra=env)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert ("is a file, not a directory" if where == "file" else "which is a file") in lines[0]
+    assert not (tmp_path / "cache").exists()  # failed before any work (no data, no features)
+
+
+def test_report_never_writes_to_the_database(tmp_path):
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    r = poolwise("report", "--db", str(empty), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "not a poolwise results store (an empty database)" in r.stderr
+    assert empty.stat().st_size == 0  # it used to become a poolwise database
+
+
+def test_probe_refuses_binary_and_non_utf8_texts(tmp_path, tiny_bert_dir):
+    binary, latin = tmp_path / "b.bin", tmp_path / "l.txt"
+    binary.write_bytes(b"\x00\x01\x02abc\n")
+    latin.write_bytes("caf\xe9 au lait\nna\xefve\n".encode("latin-1"))
+    for path, message in ((binary, "is a binary file"), (latin, "not valid UTF-8 (2 undecodable")):
+        r = poolwise("probe", "--model", str(tiny_bert_dir), "--texts", str(path), "--out", str(tmp_path / "o"))
+        assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_trained_pooler_errors_name_the_file(tmp_path, tiny_bert_dir):
+    import json
+
+    from poolwise.integrations.transformers import PooledEncoder, load_pooler
+
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir, "wavg", max_len=64)
+    enc.save_pretrained(tmp_path / "trained")
+    cfg_path = tmp_path / "trained" / "poolwise_pooler.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg_path.write_text(json.dumps({**cfg, "max_len": 32}))  # weights saved for 64 positions
+    with pytest.raises(ValueError, match=r"does not fit the pooler .*logits: \(64,\) for \(32,\)"):
+        load_pooler(tmp_path / "trained")
+    cfg_path.write_text(json.dumps({**cfg, "name": ["wavg"]}))
+    with pytest.raises(ValueError, match=r"poolwise_pooler.json: pooler name must be a str; got list"):
+        load_pooler(tmp_path / "trained")

@@ -73,6 +73,31 @@ def pooler_names(text: str) -> list[str]:
     return names
 
 
+def check_writable_dir(path: Path, what: str = "--out") -> Path:
+    """Fail before any work when ``path`` cannot become a writable directory: it is a file, it
+    lies under a file, or its nearest existing folder is not writable (read-only file system)."""
+    import os
+
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a directory")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{what} {path} lies under {probe}, which is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: {probe} is not writable (read-only file system or permissions)")
+    return path
+
+
+def check_writable_file(path: Path, what: str = "--db") -> Path:
+    """:func:`check_writable_dir` for the folder of a file that will be written."""
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a directory, not a file")
+    check_writable_dir(path.parent, f"{what} {path}: its folder")
+    return path
+
+
 def first_line(err: BaseException) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
@@ -110,12 +135,12 @@ def executor(args: argparse.Namespace) -> Any:
         raise UsageError(str(err)) from None
 
 
-def open_store(db: Path, create: bool) -> Any:
+def open_store(db: Path, create: bool, read_only: bool = False) -> Any:
     """The results store at ``db``; a broken or foreign file is a usage error."""
     from ..runner import ResultsStore, StoreError
 
     try:
-        return ResultsStore(db, create=create)
+        return ResultsStore(db, create=create, read_only=read_only)
     except StoreError as err:
         raise UsageError(str(err)) from None
 

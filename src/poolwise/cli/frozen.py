@@ -14,6 +14,8 @@ from typing import Any
 from ._common import (
     UsageError,
     add_sweep_options,
+    check_writable_dir,
+    check_writable_file,
     executor,
     first_line,
     grid_specs,
@@ -127,8 +129,9 @@ def _sweep(specs: list, args: argparse.Namespace, out: Path, title: str, label: 
     from ..runner import run_sweep
     from ..runner.progress import Progress
 
+    check_writable_dir(out)
+    db = check_writable_file(args.db or out / "runs.sqlite")
     runner = executor(args)
-    db = args.db or out / "runs.sqlite"
     feature_s = prepare_features(specs, stderr_log(args.quiet))  # bad data fails here, before any file
     with open_store(db, create=True) as store:
         print(f"{label}: {len(specs)} runs, results in {db}", file=sys.stderr)

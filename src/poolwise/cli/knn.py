@@ -10,6 +10,8 @@ from typing import Any
 from ._common import (
     UsageError,
     add_sweep_options,
+    check_writable_dir,
+    check_writable_file,
     executor,
     grid_specs,
     int_list,
@@ -53,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     seeds = int_list(args.seeds, "--seeds") if args.seeds else preset.seeds
     specs = grid_specs("adapool-knn", base, k=ks, pooler=poolers, seed=seeds)
 
-    out = args.out or Path("results") / f"adapool-knn-{args.preset}"
-    db = args.db or out / "runs.sqlite"
+    out = check_writable_dir(args.out or Path("results") / f"adapool-knn-{args.preset}")
+    db = check_writable_file(args.db or out / "runs.sqlite")
     runner = executor(args)
     with open_store(db, create=True) as store:
         print(f"adapool-knn, preset {args.preset!r}: {len(specs)} runs ({len(poolers)} poolers x "

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import UsageError, first_line, pooler_names
+from ._common import UsageError, check_writable_dir, first_line, pooler_names
 
 PROBES = ("expressivity", "similarity", "agreement", "snr", "weights")
 
@@ -32,6 +32,25 @@ def register(commands: Any, experiments: Any) -> None:
     pr.set_defaults(func=run)
 
 
+def read_texts(path: Path) -> list[str]:
+    """Non-empty lines of a UTF-8 text file; a binary or non-UTF-8 file is refused with the
+    number of bytes that do not decode."""
+    if not path.is_file():
+        raise UsageError(f"no texts file at {path}")
+    data = path.read_bytes()
+    if b"\0" in data:
+        raise UsageError(f"{path} is a binary file (it holds NUL bytes); expected text, one input per line")
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.decode("utf-8", errors="ignore").count("\ufffd")
+    if bad:
+        raise UsageError(f"{path} is not valid UTF-8 ({bad} undecodable byte sequence(s)); "
+                         "convert it, e.g. iconv -f latin1 -t utf-8")
+    texts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not texts:
+        raise UsageError(f"{path} holds no text (one input per line expected)")
+    return texts
+
+
 def _has_weights(name: str) -> bool:
     from ..pooling import pooler_class
 
@@ -49,11 +68,8 @@ def run(args: argparse.Namespace) -> int:
                          f"choose from {', '.join(PROBES)} or all")
     if args.max_length < 2 or args.samples < 1:
         raise UsageError("--max-length must be >= 2 and --samples >= 1")
-    if not args.texts.is_file():
-        raise UsageError(f"no texts file at {args.texts}")
-    texts = [line.strip() for line in args.texts.read_text(errors="replace").splitlines() if line.strip()]
-    if not texts:
-        raise UsageError(f"{args.texts} holds no text (one input per line expected)")
+    check_writable_dir(args.out)
+    texts = read_texts(args.texts)
     from ..probes import HFTextEncoder
 
     try:

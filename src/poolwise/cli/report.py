@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import UsageError, open_store, print_paths
+from ._common import UsageError, check_writable_dir, open_store, print_paths
 
 
 def register(commands: Any, experiments: Any) -> None:
@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.db.exists():
         raise UsageError(f"no results database at {args.db}")
-    with open_store(args.db, create=False) as store:
+    check_writable_dir(args.out)
+    with open_store(args.db, create=False, read_only=True) as store:
         try:  # a kNN sweep or a frozen-backbone comparison, whichever the database holds
             frame = compare_frame(store)
             if store.rows("adapool-knn", "done") or frame.empty:

@@ -41,9 +41,24 @@ def load_pooler(folder: str | Path) -> Pooler:
         raise ValueError(f"{cfg_path}: {str(err).splitlines()[0]}") from None
     weights = folder / WEIGHTS_NAME
     if weights.is_file():
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        pooler.load_state_dict(load_file(str(weights)))
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"{weights}: not a readable safetensors file ({err})") from None
+        expected = {k: tuple(v.shape) for k, v in pooler.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        if got != expected:
+            wrong = sorted(k for k in expected.keys() & got.keys() if expected[k] != got[k])
+            detail = "; ".join(f"{k}: {got[k]} for {expected[k]}" for k in wrong[:3])
+            missing, extra = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
+            detail += f"{'; ' if detail else ''}missing {missing}" if missing else ""
+            detail += f"{'; ' if detail else ''}unexpected {extra}" if extra else ""
+            raise ValueError(f"{weights} does not fit the pooler of {cfg_path.name} "
+                             f"({pooler.name}): {detail}")
+        pooler.load_state_dict(state)
     return pooler
 
 

@@ -7,6 +7,7 @@ at any moment leaves each run either finished with all its results or not finish
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sqlite3
 import time
@@ -39,6 +40,19 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open without writing anything: ``mode=ro``; when the folder is read-only and the WAL
+    side files cannot be made, as an immutable file."""
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
+    try:
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+
+
 class StoreError(RuntimeError):
     """The database cannot be used (not SQLite, not a poolwise store, newer schema)."""
 
@@ -52,10 +66,12 @@ def _versions() -> dict[str, str]:
 
 
 class ResultsStore:
-    """Open (or create) a results database at ``path``."""
+    """Open (or create) a results database at ``path``; ``read_only`` opens an existing one
+    for reading only (reports), leaving its file untouched."""
 
-    def __init__(self, path: str | Path, create: bool = True) -> None:
+    def __init__(self, path: str | Path, create: bool = True, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         if not self.path.exists():
             if not create:
                 raise StoreError(f"no results database at {self.path}")
@@ -67,14 +83,42 @@ class ResultsStore:
                 head = fh.read(16)
             if head and head != b"SQLite format 3\x00":
                 raise StoreError(f"{self.path} is not a SQLite database")
+        if read_only:
+            self._db = _connect_read_only(self.path)
+            try:
+                self._check_schema()
+            except sqlite3.DatabaseError as err:
+                self._db.close()
+                raise StoreError(f"{self.path} is not a usable SQLite database: {err}") from None
+            return
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise StoreError(f"{self.path} is read-only; a sweep needs to write its results there "
+                             "(poolwise report only reads)")
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._init_schema()
+        except sqlite3.OperationalError as err:
+            self._db.close()
+            if "readonly" in str(err) or "read-only" in str(err):
+                raise StoreError(f"{self.path} is read-only (or on a read-only file system); a sweep "
+                                 "needs to write its results there") from None
+            raise StoreError(f"{self.path} is not a usable SQLite database: {err}") from None
         except sqlite3.DatabaseError as err:
             self._db.close()
             raise StoreError(f"{self.path} is not a usable SQLite database: {err}") from None
+
+    def _check_schema(self) -> None:
+        """A read-only open: the file must already be a poolwise store of this schema."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables or "runs" not in tables:
+            what = f"tables: {', '.join(sorted(tables))}" if tables else "an empty database"
+            raise StoreError(f"{self.path} is not a poolwise results store ({what})")
+        version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if version is None or version[0] != SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema {version and version[0]}; this poolwise reads "
+                             f"{SCHEMA_VERSION}")
 
     def _init_schema(self) -> None:
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
