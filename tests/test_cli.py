@@ -240,7 +240,8 @@ def test_probe_refuses_binary_and_non_utf8_texts(tmp_path, tiny_bert_dir):
     binary.write_bytes(b"\x00\x01\x02abc\n")
     latin.write_bytes("caf\xe9 au lait\nna\xefve\n".encode("latin-1"))
     for path, message in ((binary, "is a binary file"), (latin, "not valid UTF-8 (2 undecodable")):
-        r = poolwise("probe", "--model", str(tiny_bert_dir), "--texts", str(path), "--out", str(tmp_path / "o"))
+        r = poolwise("probe", "--model", str(tiny_bert_dir), "--texts", str(path),
+                     "--out", str(tmp_path / "o"))
         assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
