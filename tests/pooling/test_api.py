@@ -244,3 +244,36 @@ def test_every_pooler_builds_and_runs_in_every_autograd_mode(name, mode):
         torch.testing.assert_close(first, ref(x, mask), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(again, first)
     assert torch.isfinite(first).all()
+
+
+@pytest.mark.parametrize("name, kwargs, err, match", [
+    ("gem", {"p": "3"}, ValueError, "GeMPooling: p must be a number; got '3'"),
+    ("adapool", {"dim": True}, ValueError, "AdaPool: dim must be a positive int .* got True"),
+    ("adapool", {"dim": 8, "dropout": 1.5}, ValueError, r"dropout must be a number in \[0.0, 1.0\); got 1.5"),
+    ("adapool", {"dim": 8, "bias": "yes"}, ValueError, "bias must be True or False; got 'yes'"),
+    ("softmax", {"t": "a"}, ValueError, "SoftmaxPooling: t must be a number"),
+    ("attention", {"dim": 8, "mlp_ratio": "2"}, ValueError, "mlp_ratio must be a number >= 0.0"),
+    ("gated", {"dim": 8, "hidden": True}, ValueError, "hidden must be a positive int; got True"),
+    ("multi", {"poolers": ["mean"], "dim": 2.5}, ValueError, "MultiPooling: dim must be a positive int"),
+])
+def test_config_values_of_the_wrong_type_are_named(name, kwargs, err, match):
+    with pytest.raises(err, match=match):
+        pw.get_pooler(name, **kwargs)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_inputs_the_pooler_cannot_use_get_errors_in_its_voice(name):
+    pooler = build(name)
+    cls = type(pooler).__name__
+    with pytest.raises(ValueError, match=rf"{cls}: x has D=0 features"):
+        pooler(torch.randn(2, 3, 0))
+    with pytest.raises(ValueError, match=rf"{cls}: x is on the meta device"):
+        pooler(torch.empty(2, 3, D, device="meta"))
+    learned = any(isinstance(m, torch.nn.Linear) for m in pooler.modules())
+    half = torch.randn(2, 3, D).half()
+    if learned:  # projections multiply x: both in one dtype, or a TypeError that says how
+        with pytest.raises(TypeError, match=r"x is torch.float16 but the pooler's weights are torch.float32"):
+            pooler(half)
+        assert pooler.half()(half).dtype == torch.float16
+    else:  # computed in fp32 inside, returned in the input dtype
+        assert pooler(half).dtype == torch.float16

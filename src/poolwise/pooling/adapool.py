@@ -14,7 +14,7 @@ from .base import Pooler
 from .dispatch import is_compiling, route
 from .functional import Segments, counts, gather_tokens, keep_mask, masked_mean, nth_real_index
 from .registry import register
-from .validation import check_dim
+from .validation import check_dim, check_flag, check_float, check_weight_dtype
 
 Query = str | int | list[int] | Callable[[Tensor, Tensor], Tensor]
 
@@ -64,13 +64,15 @@ class AdaPool(Pooler):
     ) -> None:
         super().__init__(empty=empty)
         check_heads(dim, num_heads, "AdaPool")
-        self.dim, self.num_heads, self.bias, self.dropout = dim, num_heads, bias, float(dropout)
+        self.dim, self.num_heads = dim, num_heads
+        self.bias = check_flag(bias, "bias", "AdaPool")
+        self.dropout = check_float(dropout, "dropout", "AdaPool", 0.0, 1.0, high_open=True)
         self.query = _check_query(query)
         self.scale = scale
         self.scaling = _scaling(scale, dim, num_heads)
         self.residual = isinstance(query, int)
         self.is_set_function = query == "mean"
-        self.folded = bool(folded)
+        self.folded = check_flag(folded, "folded", "AdaPool")
         dd = {"device": device, "dtype": dtype}
         self.q_proj = nn.Linear(dim, dim, bias=bias, **dd)
         self.k_proj = nn.Linear(dim, dim, bias=bias, **dd)
@@ -83,6 +85,7 @@ class AdaPool(Pooler):
 
     def _check_input(self, x: Tensor) -> None:
         check_dim(x, self.dim, type(self).__name__)
+        check_weight_dtype(x, self.q_proj.weight, type(self).__name__)
 
     def _folded_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         r"""One head, inference: scores :math:`u^\top x_i` with :math:`u = A q + a`,

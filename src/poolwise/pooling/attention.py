@@ -10,7 +10,7 @@ from .base import Pooler
 from .dispatch import route
 from .functional import Segments, keep_mask
 from .registry import register
-from .validation import check_dim
+from .validation import check_dim, check_flag, check_float, check_int, check_weight_dtype
 
 
 @register("attention", "map", "pma")
@@ -49,12 +49,11 @@ class AttentionPooling(Pooler):
     ) -> None:
         super().__init__(empty=empty)
         check_heads(dim, num_heads, "AttentionPooling")
-        if not isinstance(num_queries, int) or num_queries < 1:
-            raise ValueError(f"AttentionPooling: num_queries must be a positive int; got {num_queries!r}")
-        if mlp_ratio < 0:
-            raise ValueError(f"AttentionPooling: mlp_ratio must be >= 0; got {mlp_ratio!r}")
-        self.dim, self.num_heads, self.num_queries = dim, num_heads, num_queries
-        self.mlp_ratio, self.bias, self.flatten = float(mlp_ratio), bias, flatten
+        who = "AttentionPooling"
+        self.dim, self.num_heads = dim, num_heads
+        self.num_queries = check_int(num_queries, "num_queries", who)
+        self.mlp_ratio = check_float(mlp_ratio, "mlp_ratio", who, 0.0)
+        self.bias, self.flatten = check_flag(bias, "bias", who), check_flag(flatten, "flatten", who)
         self.scaling = (dim // num_heads) ** -0.5
         self.folded = num_queries * num_heads <= dim
         dd = {"device": device, "dtype": dtype}
@@ -85,6 +84,7 @@ class AttentionPooling(Pooler):
 
     def _check_input(self, x: Tensor) -> None:
         check_dim(x, self.dim, type(self).__name__)
+        check_weight_dtype(x, self.q_proj.weight, type(self).__name__)
 
     def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor | None:
         """Attention weights ``(B, M, H, N)`` over the tokens (zero on padding), in fp32."""

@@ -115,7 +115,7 @@ def mlp_block(dim: int, ratio: float, **factory: Any) -> nn.Sequential | None:
 
 def check_heads(dim: int, num_heads: int, who: str) -> None:
     """``ValueError`` naming ``who`` unless ``dim`` is a positive int and ``num_heads`` divides it."""
-    if not isinstance(dim, int) or dim <= 0:
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
         raise ValueError(f"{who}: dim must be a positive int (the token feature size D); got {dim!r}")
-    if not isinstance(num_heads, int) or num_heads <= 0 or dim % num_heads:
+    if not isinstance(num_heads, int) or isinstance(num_heads, bool) or num_heads <= 0 or dim % num_heads:
         raise ValueError(f"{who}: num_heads must be a positive divisor of dim={dim}; got {num_heads!r}")

@@ -9,7 +9,7 @@ from .base import Pooler
 from .dispatch import route
 from .functional import dense_weighted_sum, masked_softmax
 from .registry import register
-from .validation import check_dim
+from .validation import check_dim, check_int, check_weight_dtype
 
 
 @register("gated")
@@ -38,11 +38,8 @@ class GatedAttentionPooling(Pooler):
         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(empty=empty)
-        if not isinstance(dim, int) or dim <= 0:
-            raise ValueError(f"GatedAttentionPooling: dim must be a positive int; got {dim!r}")
-        if hidden is not None and (not isinstance(hidden, int) or hidden <= 0):
-            raise ValueError(f"GatedAttentionPooling: hidden must be a positive int or None; got {hidden!r}")
-        self.dim, self.hidden = dim, hidden
+        self.dim = check_int(dim, "dim", "GatedAttentionPooling")
+        self.hidden = None if hidden is None else check_int(hidden, "hidden", "GatedAttentionPooling")
         width = hidden or min(dim, 128)
         dd = {"device": device, "dtype": dtype}
         self.gate = nn.Linear(dim, 2 * width, **dd)  # V and U stacked
@@ -54,6 +51,7 @@ class GatedAttentionPooling(Pooler):
 
     def _check_input(self, x: Tensor) -> None:
         check_dim(x, self.dim, type(self).__name__)
+        check_weight_dtype(x, self.gate.weight, type(self).__name__)
 
     def attention_weights(self, x: Tensor, mask: Tensor | None = None) -> Tensor | None:
         """Token weights ``(B, N)`` (zero on padding), in fp32."""

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from .base import Pooler
 from .functional import keep_mask, masked_max, masked_min
 from .registry import register
+from .validation import check_flag, check_float, check_int
 
 
 @register("gem")
@@ -52,6 +53,9 @@ class GeMPooling(Pooler):
         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(empty=empty)
+        for name, value in (("p", p), ("p_min", p_min), ("p_max", p_max), ("eps", eps)):
+            check_float(value, name, "GeMPooling")
+        check_flag(learn, "learn", "GeMPooling")
         if not 0 < p_min < p_max:
             raise ValueError(f"GeMPooling: need 0 < p_min < p_max; got p_min={p_min!r}, p_max={p_max!r}")
         if learn and not p_min < p < p_max:
@@ -59,8 +63,7 @@ class GeMPooling(Pooler):
                              f"({p_min}, {p_max}); got p={p!r}")
         if not learn and not p_min <= p <= p_max:
             raise ValueError(f"GeMPooling: p must lie in [p_min, p_max] = [{p_min}, {p_max}]; got {p!r}")
-        if not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"GeMPooling: channels must be a positive int; got {channels!r}")
+        check_int(channels, "channels", "GeMPooling")
         if channels > 1 and not learn:
             raise ValueError("GeMPooling: channels > 1 needs learn=True")
         if eps <= 0:

@@ -13,7 +13,7 @@ from .base import Pooler
 from .dispatch import route
 from .functional import cu_seqlens_of, masked_mean, packed_mean
 from .registry import register
-from .validation import check_dim
+from .validation import check_dim, check_float, check_int, check_weight_dtype
 
 
 @register("latent_attention")
@@ -48,13 +48,10 @@ class LatentAttentionPooling(Pooler):
     ) -> None:
         super().__init__(empty=empty)
         check_heads(dim, num_heads, "LatentAttentionPooling")
-        if not isinstance(num_latents, int) or num_latents < 1:
-            raise ValueError(
-                f"LatentAttentionPooling: num_latents must be a positive int; got {num_latents!r}")
-        if mlp_ratio < 0:
-            raise ValueError(f"LatentAttentionPooling: mlp_ratio must be >= 0; got {mlp_ratio!r}")
-        self.dim, self.num_latents, self.num_heads = dim, num_latents, num_heads
-        self.mlp_ratio = float(mlp_ratio)
+        who = "LatentAttentionPooling"
+        self.dim, self.num_heads = dim, num_heads
+        self.num_latents = check_int(num_latents, "num_latents", who)
+        self.mlp_ratio = check_float(mlp_ratio, "mlp_ratio", who, 0.0)
         dd = {"device": device, "dtype": dtype}
         self.latents = nn.Parameter(torch.empty(num_latents, dim, **dd))
         self.norm_x = nn.LayerNorm(dim, **dd)
@@ -73,6 +70,7 @@ class LatentAttentionPooling(Pooler):
 
     def _check_input(self, x: Tensor) -> None:
         check_dim(x, self.dim, type(self).__name__)
+        check_weight_dtype(x, self.q_proj.weight, type(self).__name__)
 
     def _attend(self, x: Tensor) -> Tensor:
         """Per-token latent attention ``(B, N, D) -> (B, N, D)``, before the output projection."""

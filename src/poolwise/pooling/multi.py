@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .base import Pooler
 from .registry import get_pooler, register
+from .validation import check_int
 
 COMBINES = ("cat", "sum", "mean", "proj")
 
@@ -47,6 +48,8 @@ class MultiPooling(Pooler):
                              f"or poolers; got {poolers!r}")
         if combine not in COMBINES:
             raise ValueError(f"MultiPooling: combine must be one of {COMBINES}; got {combine!r}")
+        if dim is not None:
+            check_int(dim, "dim", "MultiPooling")
         if combine == "proj" and dim is None:
             raise TypeError("MultiPooling: combine='proj' needs dim (the token feature size D)")
         self.combine, self.dim = combine, dim

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from .base import Pooler
 from .registry import register
+from .validation import check_flag, check_float, check_int
 
 
 @register("softmax")
@@ -35,8 +36,9 @@ class SoftmaxPooling(Pooler):
         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(empty=empty)
-        if not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"SoftmaxPooling: channels must be a positive int; got {channels!r}")
+        check_float(t, "t", "SoftmaxPooling")
+        check_flag(learn, "learn", "SoftmaxPooling")
+        check_int(channels, "channels", "SoftmaxPooling")
         if channels > 1 and not learn:
             raise ValueError("SoftmaxPooling: channels > 1 needs learn=True (one learned "
                              "temperature per feature)")

@@ -33,7 +33,48 @@ def check_tokens(x: object, who: str) -> Tensor:
         )
     if not x.is_floating_point():
         raise TypeError(f"{who}: x must be a floating-point tensor; got dtype {x.dtype}")
+    if x.shape[2] == 0:
+        raise ValueError(f"{who}: x has D=0 features (shape {tuple(x.shape)}); expected at least one")
+    if x.device.type == "meta":
+        raise ValueError(f"{who}: x is on the meta device (a shape without values); pool a tensor "
+                         "on a real device (cpu, cuda, ...)")
     return x
+
+
+def check_weight_dtype(x: Tensor, weight: Tensor, who: str) -> None:
+    """A learned pooler whose projections multiply ``x`` needs both in one dtype."""
+    if x.dtype != weight.dtype:
+        raise TypeError(f"{who}: x is {x.dtype} but the pooler's weights are {weight.dtype}; convert one "
+                        f"to the other (pooler.to({x.dtype}) or x.to({weight.dtype}))")
+
+
+def check_int(value: object, name: str, who: str, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum`` (bools are refused: ``dim=True`` is a mistake)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{who}: {name} must be {what}; got {value!r}")
+    return value
+
+
+def check_float(value: object, name: str, who: str, low: float | None = None, high: float | None = None,
+                high_open: bool = False) -> float:
+    """``value`` as a float in ``[low, high]`` (``[low, high)`` with ``high_open``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and low is not None:
+        ok = value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = f" in [{low}, {high}{')' if high_open else ']'}" if high is not None else (
+            f" >= {low}" if low is not None else "")
+        raise ValueError(f"{who}: {name} must be a number{bounds}; got {value!r}")
+    return float(value)
+
+
+def check_flag(value: object, name: str, who: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{who}: {name} must be True or False; got {value!r}")
+    return value
 
 
 def to_keep_mask(mask: object, x: Tensor, who: str) -> Tensor | None:

@@ -9,6 +9,7 @@ from .base import Pooler
 from .dispatch import is_compiling
 from .functional import counts, dense_weighted_sum, keep_mask, masked_softmax, ranks
 from .registry import register
+from .validation import check_int
 
 
 @register("wavg")
@@ -42,8 +43,7 @@ class WeightedAveragePooling(Pooler):
         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(empty=empty)
-        if not isinstance(max_len, int) or max_len < 1:
-            raise ValueError(f"WeightedAveragePooling: max_len must be a positive int; got {max_len!r}")
+        check_int(max_len, "max_len", "WeightedAveragePooling")
         if align not in ("start", "end"):
             raise ValueError(f"WeightedAveragePooling: align must be 'start' or 'end'; got {align!r}")
         self.max_len, self.align = max_len, align
