@@ -260,3 +260,51 @@ def test_trained_pooler_errors_name_the_file(tmp_path, tiny_bert_dir):
     cfg_path.write_text(json.dumps({**cfg, "name": ["wavg"]}))
     with pytest.raises(ValueError, match=r"poolwise_pooler.json: pooler name must be a str; got list"):
         load_pooler(tmp_path / "trained")
+
+
+def test_two_sweeps_on_one_store_split_the_work(tmp_path, env):
+    """Started together on the same --out, two sweeps run each config once between them."""
+    out = tmp_path / "out"
+    args = ["reproduce", "adapool-knn", "--preset", "demo", "--k", "1,2,4", "--poolers", "mean,max",
+            "--seeds", "0,1", "--out", str(out), "--quiet", *TINY, "--set", "num_samples=200"]
+    procs = [subprocess.Popen([sys.executable, "-m", "poolwise", *args], env={**os.environ, **env},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    rows = sqlite3.connect(out / "runs.sqlite").execute("SELECT status, attempts FROM runs").fetchall()
+    assert len(rows) == 12 and all(status == "done" and attempts == 1 for status, attempts in rows)
+    done = [int(o.split(" runs done")[0].split()[-1]) for o, _ in outs]
+    assert sum(done) == 12
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        found += [int(c) for c in children]
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_a_killed_pool_sweep_leaves_no_process_behind(tmp_path, env):
+    out = tmp_path / "out"
+    args = ["reproduce", "adapool-knn", "--preset", "demo", "--k", "1,2,4,8", "--poolers", "mean,max",
+            "--out", str(out), "--quiet", "--workers", "2", *TINY, "--set", "epochs=50",
+            "--set", "num_samples=400"]
+    proc = subprocess.Popen([sys.executable, "-m", "poolwise", *args], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    workers: list[int] = []
+    while time.time() < deadline and len(workers) < 2 and proc.poll() is None:
+        time.sleep(0.2)
+        workers = _children(proc.pid)
+    assert len(workers) >= 2, "the pool never started"
+    time.sleep(3)  # the runs are under way
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.25)
+    left = [w for w in workers if Path(f"/proc/{w}").exists()
+            and Path(f"/proc/{w}/stat").read_text().split()[2] != "Z"]
+    assert not left, f"processes outlived the killed sweep: {left}"

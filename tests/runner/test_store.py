@@ -65,3 +65,73 @@ def test_foreign_sqlite_is_refused(tmp_path):
 def test_missing_database_without_create(tmp_path):
     with pytest.raises(StoreError, match="no results database"):
         ResultsStore(tmp_path / "missing.sqlite", create=False)
+
+
+def test_claims_are_leases_that_dead_or_silent_owners_lose(tmp_path, monkeypatch):
+    """Two sweeps on one store split the work: a run whose owner is alive (fresh heartbeat,
+    and on this host a live pid) is busy; a dead pid or a stale heartbeat frees it."""
+    import os
+    import platform
+    import sqlite3
+    import time
+
+    spec = RunSpec("adapool-knn", {"k": 2})
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        assert store.claim(spec) == "claimed"
+        db = sqlite3.connect(tmp_path / "r.sqlite", isolation_level=None)
+
+        def owned_by(owner, age):
+            db.execute("UPDATE runs SET owner=?, heartbeat=? WHERE key=?",
+                       (owner, time.time() - age, spec.key))
+
+        owned_by(f"{platform.node()}:{os.getppid()}", 0)  # another live process here (our parent)
+        assert store.claim(spec) == "busy"
+        owned_by("elsewhere:12345", 10)  # another machine, heartbeat 10 s ago
+        assert store.claim(spec) == "busy"
+        monkeypatch.setenv("POOLWISE_LEASE_S", "5")  # ... which is stale under a 5 s lease
+        assert store.claim(spec) == "claimed"
+        owned_by(f"{platform.node()}:99999999", 0)  # a dead pid on this host, fresh heartbeat
+        assert store.claim(spec) == "claimed"
+        assert store.rows()[0]["attempts"] == 3
+        store.mark_done(spec, {"metrics": {}}, 1.0)
+        assert store.claim(spec) == "done"
+        db.close()
+
+
+def test_a_version_1_store_is_upgraded_in_place(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript("""CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema', '1');
+        CREATE TABLE runs (key TEXT PRIMARY KEY, task TEXT NOT NULL, config TEXT NOT NULL,
+          status TEXT NOT NULL, seed INTEGER, metrics TEXT, history TEXT, error TEXT, wall_s REAL,
+          versions TEXT, host TEXT, attempts INTEGER NOT NULL DEFAULT 0, started_at REAL, finished_at REAL);
+        INSERT INTO runs (key, task, config, status, attempts)
+          VALUES ('k1', 'adapool-knn', '{}', 'done', 1);""")
+    con.close()
+    with ResultsStore(path, create=False, read_only=True) as store:  # reports read it as it is
+        assert store.rows()[0]["key"] == "k1"
+    with ResultsStore(path) as store:
+        assert store.rows()[0]["status"] == "done" and "owner" in store.rows()[0]
+        assert store.claim(RunSpec("adapool-knn", {"k": 2})) == "claimed"
+
+
+def test_scratch_of_dead_processes_is_removed(tmp_path):
+    import os
+    import socket
+
+    from poolwise.data.cache import remove_dead_scratch, scratch_path
+
+    final = tmp_path / "feat"
+    host = socket.gethostname().replace(".", "_")
+    dead = tmp_path / f".feat.{host}-99999999.tmp"
+    alive = tmp_path / f".feat.{host}-{os.getpid()}.tmp"
+    other = tmp_path / ".feat.another_machine-1.tmp"
+    for p in (dead, alive, other):
+        p.mkdir()
+    (tmp_path / ".feat.npz.x.tmp").write_text("not ours: another artefact's name")
+    assert remove_dead_scratch(final) == [dead]
+    assert alive.exists() and other.exists() and not dead.exists()
+    assert scratch_path(final) == alive

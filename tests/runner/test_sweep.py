@@ -96,3 +96,62 @@ def test_joining_a_running_ray_cluster_by_address(tmp_path):
             assert math.isfinite(store.rows()[0]["metrics"]["test_signal_loss"])
     finally:
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_a_killed_driver_takes_its_local_ray_with_it(tmp_path):
+    """ray.init() processes outlive a SIGKILLed driver unless something reaps them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    pytest.importorskip("ray")
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import sys\n"
+        "from poolwise.runner import ResultsStore, grid, run_sweep\n"
+        "from poolwise.runner.executors import RayExecutor\n"
+        f"tiny = {dict(TINY, epochs=500, num_samples=400)!r}\n"
+        "specs = grid('adapool-knn', tiny, k=[1, 2, 4], pooler=['mean'])\n"
+        "with ResultsStore(sys.argv[1]) as store:\n"
+        "    run_sweep(specs, store, RayExecutor(num_cpus=2, object_store_bytes=256 * 1024**2))\n")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    driver = subprocess.Popen([sys.executable, str(script), str(tmp_path / "r.sqlite")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def tree(pid):
+        out = []
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                kids = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                out += [kid, *tree(kid)]
+        return out
+
+    def cmdline(pid):
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+
+    deadline, ray_procs = time.time() + 120, []
+    while time.time() < deadline and driver.poll() is None:
+        ray_procs = [p for p in tree(driver.pid) if b"ray::execute" in cmdline(p)]
+        if ray_procs:
+            break
+        time.sleep(0.5)
+    assert ray_procs, "no Ray task started"
+    everything = tree(driver.pid)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    deadline = time.time() + 30
+    alive = everything
+    while time.time() < deadline and alive:
+        time.sleep(0.5)
+        alive = [p for p in everything if cmdline(p)]  # a zombie's cmdline is empty
+    assert not alive, f"Ray processes outlived their driver: {alive}"

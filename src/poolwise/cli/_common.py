@@ -172,7 +172,8 @@ def note_other_settings(store: Any, specs: list, axes: tuple[str, ...]) -> None:
 
 def print_summary(summary: Any, extra: str = "") -> None:
     """The closing lines of a sweep: counts, time, and each failed run's error."""
-    print(f"{summary.done} runs done, {summary.skipped} already there, {summary.failed} failed "
+    elsewhere = f", {summary.elsewhere} running in another sweep" if summary.elsewhere else ""
+    print(f"{summary.done} runs done, {summary.skipped} already there, {summary.failed} failed{elsewhere} "
           f"in {summary.wall_s / 60:.1f} min{extra}")
     for key, line in summary.errors.items():
         print(f"  failed {key}: {line}")

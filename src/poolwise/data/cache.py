@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +36,51 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _host() -> str:
+    return socket.gethostname().replace(".", "_") or "host"
+
+
+def scratch_path(final: Path) -> Path:
+    """Where this process writes ``final`` before renaming it: ``.<name>.<host>-<pid>.tmp``
+    beside it. Scratch left by dead processes of this host is removed first (a killed
+    process never reaches its own clean-up)."""
+    remove_dead_scratch(final)
+    return final.with_name(f".{final.name}.{_host()}-{os.getpid()}.tmp")
+
+
+def remove_dead_scratch(final: Path) -> list[Path]:
+    """Remove the scratch files and folders of ``final`` whose writer, a process of this
+    host, is gone; returns what was removed. Other hosts' scratch is left alone."""
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for path in final.parent.glob(f".{glob.escape(final.name)}.*.tmp"):
+        host, _, pid = path.name[len(final.name) + 2:-len(".tmp")].rpartition("-")
+        if host != _host() or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def building(final: Path) -> Iterator[Path]:
     """Yield a scratch directory beside ``final``; on success it is renamed to ``final``
     in one step (replacing an older one), on error it is removed."""
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    tmp = scratch_path(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .cache import scratch_path
+
 KNN_VALUES = (1, 2, 4, 8, 16, 32, 64, 128)
 """The paper's k values (signal tokens out of 128, so SNR = k/128)."""
 _CHUNK = 20_000  # samples generated at once (bounds peak memory for the paper's 1M samples)
@@ -103,7 +105,7 @@ def knn_centroid_all(num_samples: int, num_vectors: int = 128, dim: int = 16, se
         x, y = _generate(num_samples, num_vectors, dim, seed, ks)
         if cache:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp = scratch_path(path)
             with open(tmp, "wb") as fh:
                 np.savez(fh, x=x, y=y)
             os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache file

@@ -12,6 +12,9 @@ import os
 import platform
 import queue as queue_mod
 import socket
+import subprocess
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -52,9 +55,30 @@ def execute(task: str, params: dict[str, Any], threads: int | None = None,
         return {"result": None, "error": error, "wall_s": time.perf_counter() - start}
 
 
-def _pool_worker(task: str, params: dict[str, Any], key: str, threads: int, q: Any) -> dict[str, Any]:
+#: a run is handed to an executor through ``claim(spec) -> bool``, called right before a free
+#: worker starts it; False means another sweep holds it (or finished it): skip it
+Claim = Callable[[RunSpec], bool]
+
+_PROGRESS: Any = None  # the pool worker's progress queue, set by _pool_init
+
+
+def _pool_init(progress_queue: Any, parent: int) -> None:
+    """Pool worker start-up: keep the progress queue, and exit as soon as the parent process
+    is gone (a SIGKILLed sweep would otherwise leave its workers running for good)."""
+    global _PROGRESS
+    _PROGRESS = progress_queue
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="poolwise-parent-watch", daemon=True).start()
+
+
+def _pool_worker(task: str, params: dict[str, Any], key: str, threads: int) -> dict[str, Any]:
     def report(epoch: int, total: int, row: dict[str, float]) -> None:
-        q.put((key, epoch, total, row))
+        _PROGRESS.put((key, epoch, total, row))
 
     return execute(task, params, threads, report)
 
@@ -71,49 +95,50 @@ class LocalExecutor:
         self.workers = workers
         self.threads = max(1, (os.cpu_count() or 1) // workers)
 
-    def run(self, specs: list[RunSpec], on_start: Callable[[RunSpec], None],
-            on_epoch: EpochCallback) -> Iterator[Outcome]:
+    def run(self, specs: list[RunSpec], claim: Claim, on_epoch: EpochCallback) -> Iterator[Outcome]:
         if self.workers == 1:
             for spec in specs:
-                on_start(spec)
+                if not claim(spec):
+                    continue
                 out = execute(spec.task, dict(spec.params), None,
                               lambda e, t, r, s=spec: on_epoch(s, e, t, r))
                 yield Outcome(spec, out["result"], out["error"], out["wall_s"])
             return
         ctx = mp.get_context("spawn")
         by_key = {s.key: s for s in specs}
-        with ctx.Manager() as manager, cf.ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
-            q = manager.Queue()
-            futures = {}
-            for spec in specs:
-                fut = pool.submit(_pool_worker, spec.task, dict(spec.params), spec.key, self.threads, q)
-                futures[fut] = spec
-            started: set[str] = set()
-            pending = set(futures)
-            while pending:
-                done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
-                _drain(q, by_key, started, on_start, on_epoch)
+        progress = ctx.Queue()
+        with cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_pool_init,
+                                    initargs=(progress, os.getpid())) as pool:
+            queue = iter(specs)
+            running: dict[cf.Future, RunSpec] = {}
+
+            def submit_next() -> None:
+                for spec in queue:  # claimed only when a worker is free to start it
+                    if claim(spec):
+                        running[pool.submit(_pool_worker, spec.task, dict(spec.params), spec.key,
+                                            self.threads)] = spec
+                        return
+
+            for _ in range(self.workers):
+                submit_next()
+            while running:
+                done, _ = cf.wait(running, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                _drain(progress, by_key, on_epoch)
                 for fut in done:
-                    spec = futures[fut]
-                    if spec.key not in started:
-                        on_start(spec)
-                        started.add(spec.key)
+                    spec = running.pop(fut)
                     out = fut.result()
                     yield Outcome(spec, out["result"], out["error"], out["wall_s"])
+                    submit_next()
+            _drain(progress, by_key, on_epoch)
 
 
-def _drain(q: Any, by_key: dict[str, RunSpec], started: set[str], on_start: Callable[[RunSpec], None],
-           on_epoch: EpochCallback) -> None:
+def _drain(q: Any, by_key: dict[str, RunSpec], on_epoch: EpochCallback) -> None:
     while True:
         try:
             key, epoch, total, row = q.get_nowait()
-        except queue_mod.Empty:
+        except (queue_mod.Empty, OSError, ValueError):
             return
-        spec = by_key[key]
-        if key not in started:
-            on_start(spec)
-            started.add(key)
-        on_epoch(spec, epoch, total, row)
+        on_epoch(by_key[key], epoch, total, row)
 
 
 def check_ray_address(address: str, timeout: float = 3.0) -> None:
@@ -145,30 +170,110 @@ class RayExecutor:
         if address:
             check_ray_address(address)
 
-    def run(self, specs: list[RunSpec], on_start: Callable[[RunSpec], None],
-            on_epoch: EpochCallback) -> Iterator[Outcome]:
+    def run(self, specs: list[RunSpec], claim: Claim, on_epoch: EpochCallback) -> Iterator[Outcome]:
         import ray
 
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        started_here = not ray.is_initialized()
+        started_here, reaper = not ray.is_initialized(), None
         if started_here:
             if self.address:
                 ray.init(address=self.address, log_to_driver=False)
             else:
                 ray.init(num_cpus=self.num_cpus or os.cpu_count(), include_dashboard=False,
                          object_store_memory=self.object_store_bytes, log_to_driver=False)
+                reaper = _reap_with_driver(_ray_process_ids())
         try:
             remote = ray.remote(num_cpus=self.cpus_per_run)(execute)
-            refs = {}
-            for spec in specs:
-                refs[remote.remote(spec.task, dict(spec.params), self.cpus_per_run)] = spec
-                on_start(spec)
-            pending = list(refs)
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
+            # as many runs in flight as the cluster can start now: a run is claimed (marked
+            # running) when a slot is free for it, not while it waits in Ray's queue
+            slots = max(1, int(ray.cluster_resources().get("CPU", 1)) // self.cpus_per_run)
+            queue = iter(specs)
+            refs: dict[Any, RunSpec] = {}
+
+            def submit_next() -> None:
+                for spec in queue:
+                    if claim(spec):
+                        refs[remote.remote(spec.task, dict(spec.params), self.cpus_per_run)] = spec
+                        return
+
+            for _ in range(slots):
+                submit_next()
+            while refs:
+                done, _ = ray.wait(list(refs), num_returns=1)
                 for ref in done:
+                    spec = refs.pop(ref)
                     out = ray.get(ref)
-                    yield Outcome(refs[ref], out["result"], out["error"], out["wall_s"])
+                    yield Outcome(spec, out["result"], out["error"], out["wall_s"])
+                    submit_next()
         finally:
             if started_here:
                 ray.shutdown()
+            if reaper is not None:  # a clean shutdown: nothing left to reap
+                reaper.kill()
+
+
+def _ray_process_ids() -> list[int]:
+    """PIDs of the local Ray processes this driver started (best effort: Ray's node object)."""
+    try:
+        import ray
+
+        node = ray._private.worker._global_node
+        return [info.process.pid for infos in node.all_processes.values() for info in infos
+                if getattr(info, "process", None) is not None]
+    except Exception:  # an internal API: without it there is nothing to reap
+        return []
+
+
+_REAPER = """
+import os, signal, sys, time
+driver, roots = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+def children(pid):
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                out += [int(c) for c in fh.read().split()]
+    except OSError:
+        pass
+    return out
+def ours(pid):  # the pid may have been reused: only a process that still runs Ray
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"ray" in fh.read()
+    except OSError:
+        return False
+def tree(known):
+    todo, seen = list(known), []
+    while todo:
+        pid = todo.pop()
+        if pid not in seen and ours(pid):
+            seen.append(pid)
+            todo += children(pid)
+    return seen
+pids = list(roots)
+while True:  # the tree is read while the driver lives: its processes exit with it and orphan their agents
+    pids = tree(set(pids) | set(roots))
+    try:
+        os.kill(driver, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1.0)
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for pid in pids:
+        if ours(pid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    time.sleep(2.0)
+"""
+
+
+def _reap_with_driver(pids: list[int]) -> subprocess.Popen | None:
+    """A small detached process that stops the local Ray processes once this driver is gone:
+    a SIGKILLed driver skips ``ray.shutdown()`` and would leave them running."""
+    if not pids:
+        return None
+    return subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), *map(str, pids)],
+                            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)

@@ -23,9 +23,9 @@ class RunSpec:
     def __post_init__(self) -> None:
         cfg = get_task(self.task).config(**self.params)  # raises ValueError / TypeError
         object.__setattr__(self, "params", cfg.to_dict())  # canonical: defaults filled in
-        optional = getattr(cfg, "key_optional", ())
-        object.__setattr__(self, "_key_defaults", {f.name: f.default for f in dataclasses.fields(cfg)
-                                                   if f.name in optional})
+        optional = getattr(cfg, "key_optional", ())  # only dataclass configs declare it
+        fields = dataclasses.fields(cfg) if optional else ()
+        object.__setattr__(self, "_key_defaults", {f.name: f.default for f in fields if f.name in optional})
 
     @property
     def key(self) -> str:

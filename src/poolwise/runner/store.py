@@ -2,14 +2,22 @@
 
 Every state change is one transaction (WAL journal, ``synchronous=FULL``), so a process killed
 at any moment leaves each run either finished with all its results or not finished at all.
+
+Several sweeps (processes or machines) may share one store: a sweep *claims* a run in one
+transaction right before it starts it, as a lease that names its owner (``host:pid``) and that
+the owner renews (:class:`Heartbeat`). Another sweep skips a run whose lease is alive and takes
+over one whose owner died (same host: the pid is gone; any host: no heartbeat for
+``POOLWISE_LEASE_S`` seconds, default 120).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +26,8 @@ from typing import Any
 
 from .spec import RunSpec
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: runs.owner and runs.heartbeat (leases); version 1 stores are upgraded
+READABLE_SCHEMAS = ("1", "2")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -35,9 +44,36 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    owner TEXT,
+    heartbeat REAL
 );
 """
+
+
+def lease_seconds() -> float:
+    """How long a lease lives without a heartbeat (``POOLWISE_LEASE_S``, default 120 s)."""
+    return float(os.environ.get("POOLWISE_LEASE_S", "120"))
+
+
+def owner_id() -> str:
+    """This process as a lease owner: ``host:pid``."""
+    return f"{platform.node()}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None, heartbeat: float | None) -> bool:
+    """Whether the lease of ``owner`` holds: a fresh heartbeat, and on this host a live pid."""
+    if not owner or heartbeat is None or time.time() - heartbeat > lease_seconds():
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host == platform.node() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
@@ -116,7 +152,7 @@ class ResultsStore:
             what = f"tables: {', '.join(sorted(tables))}" if tables else "an empty database"
             raise StoreError(f"{self.path} is not a poolwise results store ({what})")
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if version is None or version[0] != SCHEMA_VERSION:
+        if version is None or version[0] not in READABLE_SCHEMAS:
             raise StoreError(f"{self.path} has schema {version and version[0]}; this poolwise reads "
                              f"{SCHEMA_VERSION}")
 
@@ -130,6 +166,12 @@ class ResultsStore:
         with self._tx():
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+        if version == "1":  # add the lease columns; old runs simply have no owner
+            with self._tx():
+                self._db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+                self._db.execute("ALTER TABLE runs ADD COLUMN heartbeat REAL")
+                self._db.execute("UPDATE meta SET value=? WHERE key='schema'", (SCHEMA_VERSION,))
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             raise StoreError(f"{self.path} has schema {version}; this poolwise reads {SCHEMA_VERSION}")
 
@@ -153,16 +195,39 @@ class ResultsStore:
         self.close()
 
     # ------------------------------------------------------------ writes
-    def mark_running(self, spec: RunSpec) -> None:
+    def claim(self, spec: RunSpec, retry_failed: bool = False) -> str:
+        """Take the lease on ``spec`` for this process, in one transaction. Returns
+        ``"claimed"``, or why not: ``"done"``, ``"failed"`` (without ``retry_failed``) or
+        ``"busy"`` (another live owner runs it)."""
         with self._tx():
-            self._db.execute(
-                """INSERT INTO runs (key, task, config, status, seed, attempts, started_at, host, versions)
-                   VALUES (?, ?, ?, 'running', ?, 1, ?, ?, ?)
-                   ON CONFLICT(key) DO UPDATE SET status='running', attempts=attempts+1,
-                     started_at=excluded.started_at, error=NULL""",
-                (spec.key, spec.task, json.dumps(dict(spec.params)), spec.params.get("seed"),
-                 time.time(), platform.node(), json.dumps(_versions())),
-            )
+            row = self._db.execute("SELECT status, owner, heartbeat FROM runs WHERE key=?",
+                                   (spec.key,)).fetchone()
+            if row is not None:
+                status, owner, heartbeat = row
+                if status == "done" or (status == "failed" and not retry_failed):
+                    return status
+                if status == "running" and owner != owner_id() and owner_alive(owner, heartbeat):
+                    return "busy"
+            self._start(spec)
+        return "claimed"
+
+    def mark_running(self, spec: RunSpec) -> None:
+        """Record ``spec`` as started by this process, whatever its state (see :meth:`claim`)."""
+        with self._tx():
+            self._start(spec)
+
+    def _start(self, spec: RunSpec) -> None:
+        now = time.time()
+        self._db.execute(
+            """INSERT INTO runs (key, task, config, status, seed, attempts, started_at, host, versions,
+                                 owner, heartbeat)
+               VALUES (?, ?, ?, 'running', ?, 1, ?, ?, ?, ?, ?)
+               ON CONFLICT(key) DO UPDATE SET status='running', attempts=attempts+1,
+                 started_at=excluded.started_at, error=NULL, owner=excluded.owner,
+                 heartbeat=excluded.heartbeat""",
+            (spec.key, spec.task, json.dumps(dict(spec.params)), spec.params.get("seed"),
+             now, platform.node(), json.dumps(_versions()), owner_id(), now),
+        )
 
     def mark_done(self, spec: RunSpec, result: dict[str, Any], wall_s: float) -> None:
         with self._tx():
@@ -203,5 +268,38 @@ class ResultsStore:
             out.append(row)
         return out
 
+    def beat(self) -> None:
+        """Renew the leases of every run this process is running (from any thread: a
+        connection of its own)."""
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("UPDATE runs SET heartbeat=? WHERE owner=? AND status='running'",
+                       (time.time(), owner_id()))
+        finally:
+            db.close()
+
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
+
+
+class Heartbeat:
+    """``with Heartbeat(store):`` renews this process's leases every quarter lease in a
+    background thread, so a long run is never taken for abandoned."""
+
+    def __init__(self, store: ResultsStore) -> None:
+        self.store = store
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="poolwise-heartbeat", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(lease_seconds() / 4):
+            with contextlib.suppress(sqlite3.Error):
+                self.store.beat()
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
