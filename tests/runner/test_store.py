@@ -135,3 +135,16 @@ def test_scratch_of_dead_processes_is_removed(tmp_path):
     assert remove_dead_scratch(final) == [dead]
     assert alive.exists() and other.exists() and not dead.exists()
     assert scratch_path(final) == alive
+
+
+def test_a_read_only_store_is_called_read_only(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "r.sqlite"
+    ResultsStore(path).close()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(path) else real(p, mode))
+    with pytest.raises(StoreError, match="is read-only; a sweep needs to write"):
+        ResultsStore(path)
+    with ResultsStore(path, create=False, read_only=True) as store:  # reports still read it
+        assert store.rows() == []
