@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .base import Pooler
+from .dispatch import route
 from .functional import (
     Segments,
     WeightFn,
@@ -130,6 +131,8 @@ class _ExtremePooler(Pooler):
         return masked_extreme(x, mask, self.largest)
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+        if not route(x).segments:  # GPUs, autograd: pad once, then one dense reduction (no row loop)
+            return super()._pool_packed(x, cu_seqlens)
         return segment_extreme(Segments.from_packed(x, cu_seqlens), self.largest)
 
 
