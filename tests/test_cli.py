@@ -308,3 +308,13 @@ def test_a_killed_pool_sweep_leaves_no_process_behind(tmp_path, env):
     left = [w for w in workers if Path(f"/proc/{w}").exists()
             and Path(f"/proc/{w}/stat").read_text().split()[2] != "Z"]
     assert not left, f"processes outlived the killed sweep: {left}"
+
+
+def test_a_read_only_out_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Root ignores permission bits, so the read-only file system is simulated."""
+    from poolwise.cli._common import UsageError, check_writable_dir
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(tmp_path) else real(p, mode))
+    with pytest.raises(UsageError, match=r"is not writable \(read-only file system or permissions\)"):
+        check_writable_dir(tmp_path / "new" / "out")
