@@ -315,6 +315,7 @@ def test_a_read_only_out_is_refused_before_any_work(tmp_path, monkeypatch):
     from poolwise.cli._common import UsageError, check_writable_dir
 
     real = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(tmp_path) else real(p, mode))
+    monkeypatch.setattr(os, "access",
+                        lambda p, mode, **kw: False if str(p) == str(tmp_path) else real(p, mode))
     with pytest.raises(UsageError, match=r"is not writable \(read-only file system or permissions\)"):
         check_writable_dir(tmp_path / "new" / "out")
