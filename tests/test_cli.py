@@ -204,8 +204,8 @@ def test_probe_weights_with_fresh_and_trained_poolers(tmp_path, tiny_bert_dir):
     assert r.returncode == 2 and "weights probe needs a learned pooler" in r.stderr
 
 
-@pytest.mark.parametrize("command", ["reproduce", "compare", "probe", "report"])
-@pytest.mark.parametrize("where", ["file", "under_file"])
+@pytest.mark.parametrize("command, where", [("reproduce", "file"), ("compare", "under_file"),
+                                            ("probe", "file"), ("report", "under_file")])
 def test_an_unusable_out_fails_first_in_one_line(tmp_path, env, tiny_bert_dir, command, where):
     blocker = tmp_path / "blocker"
     blocker.write_text("not a folder")
