@@ -56,7 +56,7 @@ def remove_dead_scratch(final: Path) -> list[Path]:
         return removed
     for path in final.parent.glob(f".{glob.escape(final.name)}.*.tmp"):
         host, _, pid = path.name[len(final.name) + 2:-len(".tmp")].rpartition("-")
-        if host != _host() or not pid.isdigit() or _alive(int(pid)):
+        if host != _host() or not pid.isdigit() or pid_alive(int(pid)):
             continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
@@ -66,7 +66,8 @@ def remove_dead_scratch(final: Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still exists (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

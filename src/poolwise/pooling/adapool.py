@@ -93,8 +93,8 @@ class AdaPool(Pooler):
         softmax), and output :math:`W_O W_V z + (W_O b_V + b_O)`.
 
         Cached, keyed on a fingerprint of the live weights: :math:`W r` for a fixed random
-        :math:`r` and every bias, compared exactly (a quarter of a millisecond at D=768 against
-        about 3 ms for the two products). Version counters would not do: edits through
+        :math:`r` and every bias, compared exactly (about half a millisecond at D=768 on 2
+        cores, against about 3 ms for the two products). Version counters would not do: edits through
         ``.data`` (EMA teachers) do not move them, and inference tensors have none. Any
         non-adversarial change of a weight changes :math:`W r`."""
         lins = (self.q_proj, self.k_proj, self.v_proj, self.out_proj)

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..data.cache import pid_alive
 from .spec import RunSpec
 
 SCHEMA_VERSION = "2"  # 2: runs.owner and runs.heartbeat (leases); version 1 stores are upgraded
@@ -66,14 +67,7 @@ def owner_alive(owner: str | None, heartbeat: float | None) -> bool:
     if not owner or heartbeat is None or time.time() - heartbeat > lease_seconds():
         return False
     host, _, pid = owner.rpartition(":")
-    if host == platform.node() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-    return True
+    return not (host == platform.node() and pid.isdigit() and not pid_alive(int(pid)))
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
