@@ -1,6 +1,7 @@
 """The ``poolwise`` command: one module per command family, shared pieces in ``_common``.
 
     poolwise reproduce adapool-knn [--preset demo|quick|paper] [--executor local|ray] [--out DIR]
+    poolwise reproduce adapool-vision [--preset demo|quick|paper] [--data-dir DIR] [--device cuda]
     poolwise reproduce pool-me-wisely [--modalities text,vision,timeseries] [--seeds 5]
     poolwise compare --list | --task TASK [--poolers ...] | --data FILE.csv [--model DIR]
     poolwise pretrain NAME|all [--seed 0] [--steps N]
@@ -19,10 +20,10 @@ import argparse
 import os
 import sys
 
-from . import frozen, knn, probe, report
+from . import frozen, knn, probe, report, vision
 from ._common import Parser, UsageError
 
-MODULES = (knn, frozen, probe, report)
+MODULES = (knn, vision, frozen, probe, report)
 
 
 def _poolers(args: argparse.Namespace) -> int:

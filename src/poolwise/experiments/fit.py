@@ -25,6 +25,17 @@ def iter_rows(n: int, batch: int, generator: torch.Generator | None = None) -> I
         yield order[i : i + batch]
 
 
+def pick_device(name: str) -> torch.device:
+    """``"auto"``: the first CUDA device when there is one, else the CPU; otherwise ``name``,
+    with a clear error when it asks for CUDA on a machine without it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available here")
+    return dev
+
+
 def snapshot(model: nn.Module) -> dict[str, Tensor]:
     """A detached copy of ``model``'s state, to restore the best epoch with ``load_state_dict``."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

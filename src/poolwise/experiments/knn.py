@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..data import knn_baselines, knn_centroid
 from ..models import CLS_TOKEN, KNNCentroidModel
 from ..pooling import list_poolers
-from .fit import Progress, fit, iter_rows
+from .fit import Progress, fit, iter_rows, pick_device
 from .registry import register_task
 
 
@@ -93,15 +93,6 @@ def _splits(cfg: KNNConfig) -> tuple[slice, slice, slice]:
     return slice(0, rest), slice(fold * size, (fold + 1) * size), slice(rest, n)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available here")
-    return dev
-
-
 def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
               dev: torch.device) -> float:
     model.eval()
@@ -127,7 +118,7 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
         x_train, y_train = x[train], y[train]
     x_val, y_val, x_test, y_test = x[val], y[val], x[test], y[test]
 
-    dev = _device(cfg.device)
+    dev = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = KNNCentroidModel(cfg.dim, cfg.depth, cfg.num_heads, cfg.ffn_dim, cfg.pooler,
                              cfg.pooler_kwargs, cfg.dropout, cfg.init_std).to(dev)

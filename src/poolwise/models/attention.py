@@ -52,10 +52,12 @@ def use_kernel(q: Tensor, enabled: bool = True) -> bool:
             and kernel() is not None)
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, use_small_kernel: bool = True) -> Tensor:
-    """Softmax attention over ``(B, H, N, E)`` tensors with scale ``1/sqrt(E)``, no mask."""
-    if not use_kernel(q, use_small_kernel):
-        return F.scaled_dot_product_attention(q, k, v)
+def attention(q: Tensor, k: Tensor, v: Tensor, use_small_kernel: bool = True,
+              dropout_p: float = 0.0) -> Tensor:
+    """Softmax attention over ``(B, H, N, E)`` tensors with scale ``1/sqrt(E)``, no mask;
+    ``dropout_p`` drops attention weights (SDPA only: the kernel has no dropout)."""
+    if dropout_p > 0 or not use_kernel(q, use_small_kernel):
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     b, h, n, e = q.shape
     flat = [t.reshape(b * h, n, e).contiguous() for t in (q, k, v)]
     return _SmallHeadAttention.apply(*flat, e ** -0.5).view(b, h, n, e)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,10 +16,15 @@ class PreLNLayer(nn.Module):
     :math:`x \leftarrow x + \mathrm{FFN}(\mathrm{LN}(x))` with a GELU feed-forward. Attention
     projections are bias-free as in the paper's code. Attention (scale :math:`1/\sqrt{d_{head}}`)
     uses poolwise's compiled kernel for head dimensions up to 4 (the paper's 16/8 = 2) and
-    ``scaled_dot_product_attention`` otherwise; ``use_small_kernel=False`` forces SDPA."""
+    ``scaled_dot_product_attention`` otherwise; ``use_small_kernel=False`` forces SDPA.
+
+    ``dropout`` applies to the feed-forward output (the kNN model's only dropout);
+    ``attn_dropout`` to the attention weights and the attention output, and ``ffn_dropout`` to
+    the feed-forward hidden layer (the ViT's recipe drops all three)."""
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.0,
-                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
+                 attn_dropout: float = 0.0, ffn_dropout: float = 0.0) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide dim={dim}")
@@ -30,29 +37,39 @@ class PreLNLayer(nn.Module):
         self.fc1 = nn.Linear(dim, ffn_dim, **dd)
         self.fc2 = nn.Linear(ffn_dim, dim, **dd)
         self.dropout = dropout
+        self.attn_dropout = attn_dropout
+        self.ffn_dropout = ffn_dropout
         self.use_small_kernel = True
 
     def forward(self, x: Tensor) -> Tensor:
         b, n, d = x.shape
         h = self.num_heads
         q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
-        att = attention(q, k, v, self.use_small_kernel)
-        x = x + self.proj(att.transpose(1, 2).reshape(b, n, d))
-        ff = self.fc2(F.gelu(self.fc1(self.norm2(x))))
-        return x + F.dropout(ff, self.dropout, self.training)
+        p_att = self.attn_dropout if self.training else 0.0
+        att = attention(q, k, v, self.use_small_kernel, p_att)
+        x = x + F.dropout(self.proj(att.transpose(1, 2).reshape(b, n, d)), p_att, self.training)
+        hidden = F.dropout(F.gelu(self.fc1(self.norm2(x))), self.ffn_dropout, self.training)
+        return x + F.dropout(self.fc2(hidden), self.dropout, self.training)
 
 
 class PreLNEncoder(nn.Module):
     """A stack of :class:`PreLNLayer` without a final norm (the paper found it hurts
-    regression); weights ~ N(0, ``init_std``), zero biases, unit LayerNorms."""
+    regression); weights ~ N(0, ``init_std``), zero biases, unit LayerNorms.
+
+    ``scaled_out_init=True`` draws the output projections (attention ``proj`` and the
+    feed-forward ``fc2``) from N(0, ``init_std`` / sqrt(2 ``depth``)), GPT-2's scaled init that
+    the AdaPool paper's ViT uses; ``attn_dropout`` and ``ffn_dropout`` go to every layer."""
 
     def __init__(self, dim: int, depth: int, num_heads: int, ffn_dim: int, dropout: float = 0.0,
                  init_std: float = 0.02, device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None) -> None:
+                 dtype: torch.dtype | None = None, *, attn_dropout: float = 0.0,
+                 ffn_dropout: float = 0.0, scaled_out_init: bool = False) -> None:
         super().__init__()
         self.init_std = init_std
+        self.scaled_out_init = scaled_out_init
         self.layers = nn.ModuleList(
-            PreLNLayer(dim, num_heads, ffn_dim, dropout, device=device, dtype=dtype) for _ in range(depth))
+            PreLNLayer(dim, num_heads, ffn_dim, dropout, device=device, dtype=dtype,
+                       attn_dropout=attn_dropout, ffn_dropout=ffn_dropout) for _ in range(depth))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -63,6 +80,11 @@ class PreLNEncoder(nn.Module):
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.LayerNorm):
                 m.reset_parameters()
+        if self.scaled_out_init:
+            out_std = self.init_std / math.sqrt(2 * len(self.layers))
+            for layer in self.layers:
+                nn.init.normal_(layer.proj.weight, std=out_std)
+                nn.init.normal_(layer.fc2.weight, std=out_std)
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers:
