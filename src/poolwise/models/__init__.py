@@ -2,5 +2,8 @@
 
 from .encoder import PreLNEncoder, PreLNLayer
 from .knn import CLS_TOKEN, KNNCentroidModel
+from .vit import VisionTransformer, focal_indices
 
-__all__ = ["CLS_TOKEN", "KNNCentroidModel", "PreLNEncoder", "PreLNLayer"]
+__all__ = [
+    "CLS_TOKEN", "KNNCentroidModel", "PreLNEncoder", "PreLNLayer", "VisionTransformer", "focal_indices",
+]
