@@ -23,6 +23,29 @@ def poolwise(*args: str, env_extra: dict | None = None, **kw) -> subprocess.Comp
                           env=env, timeout=300, **kw)
 
 
+def poolwise_main(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """``poolwise.cli.main`` in this process (for errors raised before any work: the subprocess
+    start-up, mostly importing torch, costs seconds a call). Same exit code and stderr."""
+    import contextlib
+    import io
+
+    from poolwise.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in env_extra or {}}
+    os.environ.update(env_extra or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(list(args))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(["poolwise", *args], rc, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def env(tmp_path):
     return {"POOLWISE_CACHE": str(tmp_path / "cache")}
@@ -117,8 +140,9 @@ def test_resume_after_kill_runs_each_config_exactly_once(tmp_path, env, sig):
     (["report", "--db", "/nonexistent/x.sqlite", "--out", "/tmp/x"], "no results database"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, env, args, match):
-    r = poolwise(*args, "--out", str(tmp_path / "o"), env_extra=env) if args[0] == "reproduce" \
-        else poolwise(*args, env_extra=env)
+    run = poolwise if "ray" in args else poolwise_main  # Ray is started in a child process only
+    r = run(*args, "--out", str(tmp_path / "o"), env_extra=env) if args[0] == "reproduce" \
+        else run(*args, env_extra=env)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("poolwise: error:") and match in lines[0], r.stderr
@@ -172,7 +196,7 @@ def test_probe_bad_input_exits_2(tmp_path, tiny_bert_dir, case, match):
         args += ["--probe", "nope"]
     if case == "pooler":
         args += ["--poolers", "mean,meen"]
-    r = poolwise(*args)
+    r = poolwise_main(*args)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and match in lines[0], r.stderr
     assert not (tmp_path / "p").exists()
@@ -220,7 +244,7 @@ def test_an_unusable_out_fails_first_in_one_line(tmp_path, env, tiny_bert_dir, c
         "probe": ["probe", "--model", str(tiny_bert_dir), "--texts", str(texts)],
         "report": ["report", "--db", str(db)],
     }[command]
-    r = poolwise(*args, "--out", str(out), env_extra=env)
+    r = poolwise_main(*args, "--out", str(out), env_extra=env)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert ("is a file, not a directory" if where == "file" else "which is a file") in lines[0]
@@ -230,7 +254,7 @@ def test_an_unusable_out_fails_first_in_one_line(tmp_path, env, tiny_bert_dir, c
 def test_report_never_writes_to_the_database(tmp_path):
     empty = tmp_path / "empty.sqlite"
     empty.touch()
-    r = poolwise("report", "--db", str(empty), "--out", str(tmp_path / "o"))
+    r = poolwise_main("report", "--db", str(empty), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "not a poolwise results store (an empty database)" in r.stderr
     assert empty.stat().st_size == 0  # it used to become a poolwise database
 
@@ -240,8 +264,8 @@ def test_probe_refuses_binary_and_non_utf8_texts(tmp_path, tiny_bert_dir):
     binary.write_bytes(b"\x00\x01\x02abc\n")
     latin.write_bytes("caf\xe9 au lait\nna\xefve\n".encode("latin-1"))
     for path, message in ((binary, "is a binary file"), (latin, "not valid UTF-8 (2 undecodable")):
-        r = poolwise("probe", "--model", str(tiny_bert_dir), "--texts", str(path),
-                     "--out", str(tmp_path / "o"))
+        r = poolwise_main("probe", "--model", str(tiny_bert_dir), "--texts", str(path),
+                          "--out", str(tmp_path / "o"))
         assert r.returncode == 2 and message in r.stderr, r.stderr
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.test_cli import poolwise
+from tests.test_cli import poolwise, poolwise_main
 
 
 @pytest.fixture
@@ -68,8 +68,8 @@ def test_compare_on_your_csv_and_model_writes_table_plot_csv_and_recommendation(
     (["reproduce", "adapool-knn", "--modalities", "text"], "--modalities applies to pool-me-wisely"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, env, tmp_path):
-    r = poolwise(*args, "--out", str(tmp_path / "o"), env_extra=env) if args[0] != "pretrain" else \
-        poolwise(*args, env_extra=env)
+    r = poolwise_main(*args, "--out", str(tmp_path / "o"), env_extra=env) if args[0] != "pretrain" else \
+        poolwise_main(*args, env_extra=env)
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()

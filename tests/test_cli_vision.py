@@ -17,7 +17,7 @@ import pytest
 
 from poolwise.data.cifar import write_cifar_file
 
-from .test_cli import _done, poolwise
+from .test_cli import _done, poolwise, poolwise_main
 
 TINY = ["--dataset", "digits", "--set", "dim=16", "--set", "depth=1", "--set", "num_heads=2",
         "--set", "ffn_dim=16", "--set", "epochs=1", "--set", "warmup_epochs=0", "--set", "batch_size=256",
@@ -84,7 +84,7 @@ def _cifar(tmp_path, mangle=None):
 def test_bad_cifar_data_exits_2_in_one_line_before_anything_is_written(tmp_path, mangle, match):
     data = _cifar(tmp_path, mangle)
     where = [] if match.startswith("CIFAR needs") else ["--data-dir", str(data)]
-    r = poolwise("reproduce", "adapool-vision", "--preset", "paper", "--dataset", "cifar10", *where,
+    r = poolwise_main("reproduce", "adapool-vision", "--preset", "paper", "--dataset", "cifar10", *where,
                  "--out", str(tmp_path / "o"))
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
@@ -100,6 +100,6 @@ def test_bad_cifar_data_exits_2_in_one_line_before_anything_is_written(tmp_path,
     (["--device", "gpu"], "device must be"),
 ])
 def test_bad_options_exit_2_in_one_line(tmp_path, args, match):
-    r = poolwise("reproduce", "adapool-vision", *args, "--out", str(tmp_path / "o"))
+    r = poolwise_main("reproduce", "adapool-vision", *args, "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and match in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "o").exists()
