@@ -115,3 +115,20 @@ def test_a_cifar_run_reads_the_binary_files_and_learns(tmp_path):
     out = run_vision(cfg)
     assert out["metrics"]["test_images"] == 40 and out["metrics"]["train_images"] == 160
     assert out["metrics"]["test_acc"] >= 0.9  # brightness separates the classes
+
+
+def test_bf16_autocast_runs_and_precision_is_keyed_only_when_set():
+    import hashlib
+    import json
+
+    from poolwise.runner import RunSpec
+
+    out = run_vision(VisionConfig(**TINY, pooler="adapool-mean", canvas=28, precision="bf16"))
+    assert math.isfinite(out["history"][0]["train_loss"]) and 0 <= out["metrics"]["test_acc"] <= 1
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+        VisionConfig(precision="fp16")
+    spec = RunSpec("adapool-vision", {"pooler": "mean"})
+    params = {k: v for k, v in spec.params.items() if k != "precision"}  # a run stored before the field
+    blob = json.dumps({"task": "adapool-vision", "params": params}, sort_keys=True, default=str)
+    assert spec.key == hashlib.sha256(blob.encode()).hexdigest()[:20]
+    assert RunSpec("adapool-vision", {"pooler": "mean", "precision": "bf16"}).key != spec.key

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -66,8 +66,13 @@ class VisionConfig:
     val_fraction: float = 0.1
     pooler_kwargs: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
+    precision: str = "fp32"  # "bf16": autocast forward passes to bfloat16 (weights and optimiser stay fp32)
+    #: fields added later: they count in a run's key only when set, so older runs keep their keys
+    key_optional: ClassVar[tuple[str, ...]] = ("precision",)
 
     def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16'; got {self.precision!r}")
         for name in ("patch", "dim", "depth", "num_heads", "ffn_dim", "epochs", "batch_size", "folds"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -210,10 +215,15 @@ def cosine_warmup(optimizer: torch.optim.Optimizer, warmup: int,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _accuracy(model: torch.nn.Module, x: Tensor, y: Tensor, batch: int, dev: torch.device) -> float:
+def _autocast(cfg: VisionConfig, dev: torch.device) -> torch.autocast:
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+
+def _accuracy(model: torch.nn.Module, x: Tensor, y: Tensor, batch: int, dev: torch.device,
+              cast: torch.autocast) -> float:
     model.eval()
     correct = 0
-    with torch.no_grad():
+    with torch.no_grad(), cast:
         for i in range(0, len(x), batch):
             correct += int((model(x[i:i + batch].to(dev)).argmax(-1) == y[i:i + batch].to(dev)).sum())
     return correct / len(y)
@@ -243,14 +253,18 @@ def run_vision(cfg: VisionConfig, progress: Progress | None = None) -> dict[str,
         xb = data.train_x[idx]
         if cfg.augment:
             xb = augment(xb, pad, flip=cifar, generator=gen)
-        logits = model(xb.to(dev, non_blocking=True))
-        return F.cross_entropy(logits, data.train_y[idx].to(dev, non_blocking=True)), len(idx)
+        with _autocast(cfg, dev):
+            logits = model(xb.to(dev, non_blocking=True))
+        return F.cross_entropy(logits.float(), data.train_y[idx].to(dev, non_blocking=True)), len(idx)
+
+    def validate() -> float:
+        return _accuracy(model, data.val_x, data.val_y, 2 * cfg.batch_size, dev, _autocast(cfg, dev))
 
     result = fit(model, opt, cfg.epochs, lambda: iter_rows(len(data.train_y), cfg.batch_size, gen), loss_of,
-                 lambda: _accuracy(model, data.val_x, data.val_y, 2 * cfg.batch_size, dev),
+                 validate,
                  val_name="val_acc", higher_is_better=True, progress=progress, clip_grad_norm=cfg.clip_grad,
                  scheduler=sched, timed=True)
-    test_acc = _accuracy(model, data.test_x, data.test_y, 2 * cfg.batch_size, dev)
+    test_acc = _accuracy(model, data.test_x, data.test_y, 2 * cfg.batch_size, dev, _autocast(cfg, dev))
     return {
         "metrics": {
             "test_acc": test_acc, "best_val_acc": result.best_score, "best_epoch": result.best_epoch,
