@@ -9,6 +9,7 @@
 from .pooling import (
     AdaPool,
     AttentionPooling,
+    EmbeddingHead,
     FirstPooling,
     GatedAttentionPooling,
     GeMPooling,
@@ -32,7 +33,7 @@ from .pooling import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdaPool", "AttentionPooling", "FirstPooling", "GatedAttentionPooling", "GeMPooling",
+    "AdaPool", "AttentionPooling", "EmbeddingHead", "FirstPooling", "GatedAttentionPooling", "GeMPooling",
     "LastPooling", "LatentAttentionPooling", "MaxPooling", "MeanPooling", "MeanSqrtLenPooling",
     "MinPooling", "MultiPooling", "Pooler", "SoftmaxPooling", "SumPooling",
     "WeightedAveragePooling", "WeightedMeanPooling",

@@ -77,3 +77,24 @@ def test_minilm_pooled_encoder_matches_sentence_transformers_encode():
     ours = PooledEncoder.from_pretrained(path, "mean").encode(texts, normalize=True)
     theirs = st.SentenceTransformer(path, device="cpu").encode(texts, convert_to_tensor=True)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_a_head_truncates_normalises_quantises_and_is_saved(tiny_bert_dir, tmp_path):
+    from poolwise.pooling import EmbeddingHead
+
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir, "mean")
+    pooled = enc.encode(TEXTS)
+    enc.head = EmbeddingHead(16, truncate_dim=8)
+    torch.testing.assert_close(enc.encode(TEXTS), torch.nn.functional.normalize(pooled[:, :8], dim=-1))
+    with pytest.raises(ValueError, match="set EmbeddingHead\\(normalize=True\\) instead"):
+        enc.encode(TEXTS, normalize=True)
+    enc.head = EmbeddingHead(16, out_dim=12, truncate_dim=8, quantize="int8").calibrate(pooled)
+    codes = enc.encode(TEXTS)
+    assert codes.dtype == torch.int8 and codes.shape == (3, 8)
+    enc.save_pretrained(tmp_path)
+    back = PooledEncoder.from_pretrained(tmp_path)
+    assert back.head.config() == enc.head.config() and back.head.calibrated
+    assert torch.equal(back.encode(TEXTS), codes)
+    (tmp_path / "poolwise_head.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"has no poolwise_head\.safetensors beside it"):
+        PooledEncoder.from_pretrained(tmp_path)

@@ -3,6 +3,7 @@
     enc = PooledEncoder.from_pretrained("path/to/model", pooler="last")   # any local HF model directory
     emb = enc.encode(["some text", ...], prompt="query: ", normalize=True)
     enc.save_pretrained("out")   # model, tokenizer, poolwise_pooler.json (+ .safetensors if learned)
+    enc.head = EmbeddingHead(enc.dim, truncate_dim=256, quantize="int8")   # after pooling (saved too)
 
 Padding side does not matter (the pooler finds real tokens from the mask), and a prompt
 prefix can be excluded from pooling per row without touching the caller's mask.
@@ -20,11 +21,34 @@ import torch
 from torch import Tensor, nn
 
 from ..models.hf import load_local_model
-from ..pooling import Pooler, get_pooler
+from ..pooling import EmbeddingHead, Pooler, get_pooler
 from ._common import exclude_prompt
 
 CONFIG_NAME = "poolwise_pooler.json"
 WEIGHTS_NAME = "poolwise_pooler.safetensors"
+HEAD_CONFIG_NAME = "poolwise_head.json"
+HEAD_WEIGHTS_NAME = "poolwise_head.safetensors"
+
+
+def _load_state(module: nn.Module, weights: Path, cfg_path: Path, what: str) -> None:
+    """Load safetensors ``weights`` into ``module``; errors name the file and the tensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{weights}: not a readable safetensors file ({err})") from None
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != expected:
+        wrong = sorted(k for k in expected.keys() & got.keys() if expected[k] != got[k])
+        detail = "; ".join(f"{k}: {got[k]} for {expected[k]}" for k in wrong[:3])
+        missing, extra = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
+        detail += f"{'; ' if detail else ''}missing {missing}" if missing else ""
+        detail += f"{'; ' if detail else ''}unexpected {extra}" if extra else ""
+        raise ValueError(f"{weights} does not fit the {what} of {cfg_path.name}: {detail}")
+    module.load_state_dict(state)
 
 
 def load_pooler(folder: str | Path) -> Pooler:
@@ -41,31 +65,37 @@ def load_pooler(folder: str | Path) -> Pooler:
         raise ValueError(f"{cfg_path}: {str(err).splitlines()[0]}") from None
     weights = folder / WEIGHTS_NAME
     if weights.is_file():
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError) as err:
-            raise ValueError(f"{weights}: not a readable safetensors file ({err})") from None
-        expected = {k: tuple(v.shape) for k, v in pooler.state_dict().items()}
-        got = {k: tuple(v.shape) for k, v in state.items()}
-        if got != expected:
-            wrong = sorted(k for k in expected.keys() & got.keys() if expected[k] != got[k])
-            detail = "; ".join(f"{k}: {got[k]} for {expected[k]}" for k in wrong[:3])
-            missing, extra = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
-            detail += f"{'; ' if detail else ''}missing {missing}" if missing else ""
-            detail += f"{'; ' if detail else ''}unexpected {extra}" if extra else ""
-            raise ValueError(f"{weights} does not fit the pooler of {cfg_path.name} "
-                             f"({pooler.name}): {detail}")
-        pooler.load_state_dict(state)
+        _load_state(pooler, weights, cfg_path, f"pooler ({pooler.name})")
     return pooler
 
 
+def load_head(folder: str | Path) -> EmbeddingHead | None:
+    """The :class:`~poolwise.pooling.EmbeddingHead` saved in ``folder`` (config and
+    safetensors state: projection, int8 range), or None when there is none."""
+    folder = Path(folder)
+    cfg_path = folder / HEAD_CONFIG_NAME
+    if not cfg_path.is_file():
+        return None
+    try:
+        head = EmbeddingHead.from_config(json.loads(cfg_path.read_text()))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{cfg_path}: {str(err).splitlines()[0]}") from None
+    weights = folder / HEAD_WEIGHTS_NAME
+    if not weights.is_file():
+        raise ValueError(f"{cfg_path} has no {HEAD_WEIGHTS_NAME} beside it")
+    _load_state(head, weights, cfg_path, "head")
+    return head
+
+
 class PooledEncoder(nn.Module):
-    def __init__(self, model: nn.Module, tokenizer: Any, pooler: Pooler, max_length: int = 512) -> None:
+    """A Hugging Face model, a poolwise pooler and, optionally, an :class:`EmbeddingHead`
+    (projection, truncation, normalisation, quantisation) applied by :meth:`encode`."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, pooler: Pooler, max_length: int = 512,
+                 head: EmbeddingHead | None = None) -> None:
         super().__init__()
         self.model, self.tokenizer, self.pooler, self.max_length = model, tokenizer, pooler, max_length
+        self.head = head
         self.dim = int(model.config.hidden_size)
         self._takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
 
@@ -73,7 +103,7 @@ class PooledEncoder(nn.Module):
     def from_pretrained(cls, path: str | Path, pooler: str | dict | Pooler | None = None,
                         max_length: int = 512, device: str = "cpu", **pooler_kwargs: Any) -> PooledEncoder:
         """Load a local model directory. ``pooler=None`` uses the pooler saved there by
-        :meth:`save_pretrained`, else ``"mean"``."""
+        :meth:`save_pretrained`, else ``"mean"``; a head saved there is loaded too."""
         path = Path(path)
         tokenizer, model = load_local_model(path)
         dim = int(model.config.hidden_size)
@@ -81,7 +111,7 @@ class PooledEncoder(nn.Module):
             pool = load_pooler(path)
         else:
             pool = get_pooler(pooler or "mean", defaults={"dim": dim}, **pooler_kwargs)
-        return cls(model, tokenizer, pool, max_length).to(device).eval()
+        return cls(model, tokenizer, pool, max_length, load_head(path)).to(device).eval()
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor,
                 prompt_lengths: Tensor | None = None) -> Tensor:
@@ -105,9 +135,13 @@ class PooledEncoder(nn.Module):
     def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = False,
                prompt: str | Sequence[str] | None = None) -> Tensor:
         """Embeddings ``(len(texts), D)``. ``prompt`` (one for all, or one per text) is
-        prepended to each text and excluded from pooling."""
+        prepended to each text and excluded from pooling. With a :attr:`head`, its output
+        (int8 or packed bits when it quantises); normalising is then the head's job."""
         if isinstance(texts, str):
             raise TypeError("texts must be a list of strings, not a single string")
+        if normalize and self.head is not None:
+            raise ValueError("this encoder has a head: set EmbeddingHead(normalize=True) instead of "
+                             "encode(normalize=True), so truncation comes before normalisation")
         prompts = [prompt] * len(texts) if isinstance(prompt, str) or prompt is None else list(prompt)
         if len(prompts) != len(texts):
             raise ValueError(f"got {len(prompts)} prompts for {len(texts)} texts")
@@ -124,6 +158,9 @@ class PooledEncoder(nn.Module):
                     lengths = torch.tensor([self.prompt_length(p) if p else 0 for p in pchunk], device=device)
                 out.append(self(batch["input_ids"], batch["attention_mask"], lengths))
         emb = torch.cat(out) if out else torch.zeros(0, self.pooler.output_dim(self.dim))
+        if self.head is not None:
+            with torch.no_grad():
+                return self.head(emb)
         return torch.nn.functional.normalize(emb, dim=-1) if normalize else emb
 
     def save_pretrained(self, path: str | Path) -> None:
@@ -136,3 +173,9 @@ class PooledEncoder(nn.Module):
             from safetensors.torch import save_file
 
             save_file({k: v.contiguous() for k, v in state.items()}, str(path / WEIGHTS_NAME))
+        if self.head is not None:
+            from safetensors.torch import save_file
+
+            (path / HEAD_CONFIG_NAME).write_text(json.dumps(self.head.config(), indent=2))
+            save_file({k: v.contiguous() for k, v in self.head.state_dict().items()},
+                      str(path / HEAD_WEIGHTS_NAME))

@@ -16,6 +16,7 @@ from .basic import (
 from .dispatch import use_dense
 from .gated import GatedAttentionPooling
 from .gem import GeMPooling
+from .head import EmbeddingHead, pack_bits, unpack_bits
 from .latent_attention import LatentAttentionPooling
 from .multi import MultiPooling
 from .registry import ST_MODES, get_pooler, list_poolers, pooler_class, register
@@ -23,9 +24,10 @@ from .softmax import SoftmaxPooling
 from .wavg import WeightedAveragePooling
 
 __all__ = [
-    "AdaPool", "AttentionPooling", "FirstPooling", "GatedAttentionPooling", "GeMPooling",
+    "AdaPool", "AttentionPooling", "EmbeddingHead", "FirstPooling", "GatedAttentionPooling", "GeMPooling",
     "LastPooling", "LatentAttentionPooling", "MaxPooling", "MeanPooling", "MeanSqrtLenPooling",
     "MinPooling", "MultiPooling", "Pooler", "SoftmaxPooling", "SumPooling",
     "WeightedAveragePooling", "WeightedMeanPooling",
-    "ST_MODES", "get_pooler", "list_poolers", "pooler_class", "register", "use_dense",
+    "ST_MODES", "get_pooler", "list_poolers", "pack_bits", "pooler_class", "register", "unpack_bits",
+    "use_dense",
 ]
