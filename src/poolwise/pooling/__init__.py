@@ -21,13 +21,14 @@ from .latent_attention import LatentAttentionPooling
 from .multi import MultiPooling
 from .registry import ST_MODES, get_pooler, list_poolers, pooler_class, register
 from .softmax import SoftmaxPooling
+from .streaming import PoolState, mergeable, pool_chunks
 from .wavg import WeightedAveragePooling
 
 __all__ = [
     "AdaPool", "AttentionPooling", "EmbeddingHead", "FirstPooling", "GatedAttentionPooling", "GeMPooling",
     "LastPooling", "LatentAttentionPooling", "MaxPooling", "MeanPooling", "MeanSqrtLenPooling",
-    "MinPooling", "MultiPooling", "Pooler", "SoftmaxPooling", "SumPooling",
+    "MinPooling", "MultiPooling", "PoolState", "Pooler", "SoftmaxPooling", "SumPooling",
     "WeightedAveragePooling", "WeightedMeanPooling",
-    "ST_MODES", "get_pooler", "list_poolers", "pack_bits", "pooler_class", "register", "unpack_bits",
-    "use_dense",
+    "ST_MODES", "get_pooler", "list_poolers", "mergeable", "pack_bits", "pool_chunks", "pooler_class",
+    "register", "unpack_bits", "use_dense",
 ]

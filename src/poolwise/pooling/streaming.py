@@ -1,0 +1,181 @@
+r"""Pooling in chunks: a mergeable state per row, for token outputs that never sit in memory
+at once (long documents encoded window by window, streams).
+
+    state = pooler.init_state(batch=B, dim=D)
+    for x_chunk, mask_chunk in chunks:          # (B, n_i, D) and (B, n_i), in token order
+        pooler.update(state, x_chunk, mask_chunk)
+    y = pooler.finalize(state)                  # equals pooler(cat(chunks), cat(masks))
+
+What each pooler keeps (fp32, one row each):
+
+* ``sum``, ``mean``, ``mean_sqrt_len``: :math:`\sum_i x_i` and the count :math:`n`;
+  ``weighted_mean`` also :math:`\sum_i i\,x_i` (ranks counted over all chunks).
+* ``max``, ``min``: the running extremes.
+* ``first``: the first real token seen; ``last``: the latest.
+* ``softmax``: the online softmax of Milakov & Gimelshein (2018) per feature: the running
+  maximum score :math:`m`, :math:`l = \sum_i e^{t x_i - m}` and
+  :math:`a = \sum_i e^{t x_i - m} x_i`, rescaled when :math:`m` grows; :math:`y = a / l`.
+
+The result equals one-shot pooling up to fp32 rounding (sums are added in another order).
+``gem`` shifts by each row's minimum and maximum and AdaPool derives its query from the whole
+input, so both need two passes over the chunks; the other learned poolers have no state here
+yet. :func:`mergeable` says which poolers have one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .base import Pooler
+from .basic import (
+    FirstPooling,
+    LastPooling,
+    MaxPooling,
+    MeanPooling,
+    MeanSqrtLenPooling,
+    MinPooling,
+    SumPooling,
+    WeightedMeanPooling,
+)
+from .softmax import SoftmaxPooling
+
+_SUMS = (SumPooling, MeanPooling, MeanSqrtLenPooling, WeightedMeanPooling)
+_KINDS = (*_SUMS, MaxPooling, MinPooling, FirstPooling, LastPooling, SoftmaxPooling)
+_WHY_NOT = {"gem": "it shifts by each row's minimum and maximum, known only after every chunk "
+                   "(two passes)",
+            "adapool": "its query is derived from the whole input (two passes: the query first, "
+                       "then an online softmax)"}
+
+
+@dataclass
+class PoolState:
+    """The running state of :meth:`Pooler.update`: fp32 tensors per row, the number of real
+    tokens seen per row, and the dtype of the first chunk (the output's dtype)."""
+
+    batch: int
+    dim: int
+    count: Tensor
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    dtype: torch.dtype | None = None
+
+
+def mergeable(pooler: Pooler) -> bool:
+    """Whether ``pooler`` can pool in chunks (exact types: a subclass may change the math)."""
+    return type(pooler) in _KINDS
+
+
+def _check(pooler: Pooler) -> None:
+    if not mergeable(pooler):
+        why = _WHY_NOT.get(pooler.name, "it has no mergeable state yet")
+        raise TypeError(f"{type(pooler).__name__} cannot pool in chunks: {why}; pool the "
+                        "concatenated tokens instead")
+
+
+def init_state(self: Pooler, batch: int, dim: int, device: torch.device | str | None = None) -> PoolState:
+    """An empty state for ``batch`` rows of ``dim`` features (see :mod:`~poolwise.pooling.streaming`)."""
+    _check(self)
+    if not (isinstance(batch, int) and batch >= 0 and isinstance(dim, int) and dim >= 1):
+        raise ValueError(f"init_state needs batch >= 0 and dim >= 1 (ints); got batch={batch!r}, dim={dim!r}")
+    zeros = torch.zeros(batch, dim, device=device)
+    state = PoolState(batch, dim, torch.zeros(batch, dtype=torch.long, device=device))
+    if isinstance(self, _SUMS):
+        state.tensors = {"sum": zeros.clone(), "ranked": zeros.clone()}
+    elif isinstance(self, (MaxPooling, MinPooling)):
+        start = -torch.inf if isinstance(self, MaxPooling) else torch.inf
+        state.tensors = {"ext": torch.full_like(zeros, start)}
+    elif isinstance(self, (FirstPooling, LastPooling)):
+        state.tensors = {"token": zeros.clone()}
+    else:  # softmax
+        state.tensors = {"m": torch.full_like(zeros, -torch.inf), "l": zeros.clone(), "acc": zeros.clone()}
+    return state
+
+
+def update(self: Pooler, state: PoolState, x: Tensor, mask: Tensor | None = None) -> PoolState:
+    """Add the next chunk ``x`` ``(B, n, D)`` (tokens in order, any padding given by
+    ``mask``) to ``state``; returns the same state."""
+    _check(self)
+    x, keep = self._prepare(x, mask)
+    if x.shape[0] != state.batch or x.shape[2] != state.dim:
+        raise ValueError(f"{type(self).__name__}.update: chunk of shape {tuple(x.shape)} does not fit a "
+                         f"state of batch={state.batch}, dim={state.dim}")
+    if keep is None:
+        keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    state.dtype = state.dtype or x.dtype
+    xf, k = x.float(), keep[..., None]
+    t = state.tensors
+    seen = keep.sum(1)
+    if isinstance(self, _SUMS):
+        t["sum"] += (xf * k).sum(1)
+        if isinstance(self, WeightedMeanPooling):
+            rank = (state.count[:, None] + keep.cumsum(1)).float()[..., None]
+            t["ranked"] += (xf * k * rank).sum(1)
+    elif isinstance(self, MaxPooling):
+        t["ext"] = torch.maximum(t["ext"], xf.masked_fill(~k, -torch.inf).amax(1))
+    elif isinstance(self, MinPooling):
+        t["ext"] = torch.minimum(t["ext"], xf.masked_fill(~k, torch.inf).amin(1))
+    elif isinstance(self, (FirstPooling, LastPooling)):
+        pos = torch.arange(x.shape[1], device=x.device)
+        if isinstance(self, FirstPooling):
+            idx = torch.where(keep, pos, x.shape[1]).amin(1).clamp_max(x.shape[1] - 1)
+            take = (state.count == 0) & (seen > 0)
+        else:
+            idx = torch.where(keep, pos, -1).amax(1).clamp_min(0)
+            take = seen > 0
+        token = xf[torch.arange(x.shape[0], device=x.device), idx]
+        t["token"] = torch.where(take[:, None], token, t["token"])
+    else:  # softmax: rescale the running sums to the new maximum
+        scores = (xf * self.temperature.float()).masked_fill(~k, -torch.inf)
+        m_new = torch.maximum(t["m"], scores.amax(1))
+        finite = torch.isfinite(m_new)
+        safe = torch.where(finite, m_new, 0.0)
+        scale = torch.where(finite, torch.exp(t["m"] - safe), 0.0)
+        w = torch.exp(scores - safe[:, None])  # exp(-inf) = 0 on padding
+        t["l"] = t["l"] * scale + w.sum(1)
+        t["acc"] = t["acc"] * scale + (w * xf).sum(1)
+        t["m"] = m_new
+    state.count += seen
+    return state
+
+
+def finalize(self: Pooler, state: PoolState) -> Tensor:
+    """The pooled ``(B, D)`` output of every chunk added to ``state``, with the pooler's
+    empty-row policy for rows that saw no real token."""
+    _check(self)
+    t, n = state.tensors, state.count.float()[:, None]
+    empty = state.count == 0
+    if isinstance(self, SumPooling):
+        out = t["sum"]
+    elif isinstance(self, MeanPooling):
+        out = t["sum"] / n.clamp_min(1)
+    elif isinstance(self, MeanSqrtLenPooling):
+        out = t["sum"] / n.clamp_min(1).sqrt()
+    elif isinstance(self, WeightedMeanPooling):
+        out = t["ranked"] / (n * (n + 1) / 2).clamp_min(1)
+    elif isinstance(self, (MaxPooling, MinPooling)):
+        out = torch.where(empty[:, None], 0.0, t["ext"])
+    elif isinstance(self, (FirstPooling, LastPooling)):
+        out = t["token"]
+    else:
+        out = t["acc"] / t["l"].clamp_min(torch.finfo(torch.float32).tiny)
+    return self._apply_empty(out.to(state.dtype or torch.float32), empty)
+
+
+def pool_chunks(pooler: Pooler, chunks: Iterable[tuple[Tensor, Tensor | None]]) -> Tensor:
+    """Pool ``(x, mask)`` chunks of the same rows, in token order, with one state."""
+    state = None
+    for x, mask in chunks:
+        if state is None:
+            state = pooler.init_state(x.shape[0], x.shape[-1], device=x.device)
+        pooler.update(state, x, mask)
+    if state is None:
+        raise ValueError("pool_chunks got no chunk")
+    return pooler.finalize(state)
+
+
+Pooler.init_state = init_state  # type: ignore[attr-defined]
+Pooler.update = update  # type: ignore[attr-defined]
+Pooler.finalize = finalize  # type: ignore[attr-defined]
