@@ -98,3 +98,33 @@ def test_a_head_truncates_normalises_quantises_and_is_saved(tiny_bert_dir, tmp_p
     (tmp_path / "poolwise_head.safetensors").unlink()
     with pytest.raises(ValueError, match=r"has no poolwise_head\.safetensors beside it"):
         PooledEncoder.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("pooler", ["mean", "first", "last", "max", "weighted_mean"])
+def test_chunked_encoding_pools_every_token_once(tiny_bert_dir, pooler):
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir, pooler)
+    text = " ".join(["the cat sat on the mat .", "a dog ran", "the dogs sat"] * 4)  # 40+ tokens
+    n = len(enc.tokenizer(text)["input_ids"])
+    whole = enc.encode([text])
+    # one window holding everything: exactly the one-shot embedding
+    torch.testing.assert_close(enc.encode([text], chunk_size=n + 5, stride=3), whole)
+    # windows of 12 tokens sharing 4: every token pooled once, so the same set of tokens, other context
+    seen = []
+    real_update = enc.pooler.update
+
+    def spy(state, x, mask=None):
+        seen.append(int(mask.sum()))
+        return real_update(state, x, mask)
+
+    enc.pooler.update = spy
+    chunked = enc.encode([text, "a dog ran"], chunk_size=12, stride=4)
+    assert sum(seen[:-1]) == n and seen[-1] == len(enc.tokenizer("a dog ran")["input_ids"])
+    assert chunked.shape == (2, 16) and torch.isfinite(chunked).all()
+    with pytest.raises(ValueError, match="need 0 <= stride < chunk_size - 2"):
+        enc.encode([text], chunk_size=4, stride=3)
+
+
+def test_chunked_encoding_needs_a_mergeable_pooler(tiny_bert_dir):
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir, "adapool", num_heads=2)
+    with pytest.raises(ValueError, match="adapool does not"):
+        enc.encode(TEXTS, chunk_size=8)

@@ -113,12 +113,17 @@ class PooledEncoder(nn.Module):
             pool = get_pooler(pooler or "mean", defaults={"dim": dim}, **pooler_kwargs)
         return cls(model, tokenizer, pool, max_length, load_head(path)).to(device).eval()
 
+    def token_outputs(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """The model's last hidden states ``(B, N, D)``, positions counted from each row's first
+        real token (so left and right padding agree)."""
+        kwargs = {}
+        if self._takes_position_ids:
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor,
                 prompt_lengths: Tensor | None = None) -> Tensor:
-        kwargs = {}
-        if self._takes_position_ids:  # count positions from the first real token: padding side agnostic
-            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-        tokens = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        tokens = self.token_outputs(input_ids, attention_mask)
         mask = attention_mask.bool()
         if prompt_lengths is not None:
             mask = exclude_prompt(mask, prompt_lengths)
@@ -133,12 +138,22 @@ class PooledEncoder(nn.Module):
         return lead + len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = False,
-               prompt: str | Sequence[str] | None = None) -> Tensor:
+               prompt: str | Sequence[str] | None = None, chunk_size: int | None = None,
+               stride: int = 0) -> Tensor:
         """Embeddings ``(len(texts), D)``. ``prompt`` (one for all, or one per text) is
         prepended to each text and excluded from pooling. With a :attr:`head`, its output
-        (int8 or packed bits when it quantises); normalising is then the head's job."""
+        (int8 or packed bits when it quantises); normalising is then the head's job.
+
+        ``chunk_size`` encodes texts longer than it in windows of ``chunk_size`` tokens whose
+        neighbours share ``stride`` tokens of context, and pools every token of the text once
+        with the pooler's chunked state (:mod:`~poolwise.pooling.streaming`): the leading
+        special tokens of the first window, each window's new tokens, the trailing special
+        tokens of the last. The pooling is exact; the encoding is not one long forward pass
+        (a window sees only ``stride`` tokens of its neighbours)."""
         if isinstance(texts, str):
             raise TypeError("texts must be a list of strings, not a single string")
+        if chunk_size is not None:
+            return self._encode_chunked(texts, normalize, prompt, chunk_size, stride)
         if normalize and self.head is not None:
             raise ValueError("this encoder has a head: set EmbeddingHead(normalize=True) instead of "
                              "encode(normalize=True), so truncation comes before normalisation")
@@ -158,6 +173,51 @@ class PooledEncoder(nn.Module):
                     lengths = torch.tensor([self.prompt_length(p) if p else 0 for p in pchunk], device=device)
                 out.append(self(batch["input_ids"], batch["attention_mask"], lengths))
         emb = torch.cat(out) if out else torch.zeros(0, self.pooler.output_dim(self.dim))
+        if self.head is not None:
+            with torch.no_grad():
+                return self.head(emb)
+        return torch.nn.functional.normalize(emb, dim=-1) if normalize else emb
+
+    def _encode_chunked(self, texts: Sequence[str], normalize: bool, prompt: Any, chunk_size: int,
+                        stride: int) -> Tensor:
+        from ..pooling import mergeable
+
+        if prompt is not None:
+            raise ValueError("chunk_size and prompt cannot be combined yet (the prompt would be cut "
+                             "into the first window only)")
+        if not mergeable(self.pooler):
+            raise ValueError(f"chunk_size needs a pooler that pools in chunks; {self.pooler.name} "
+                             "does not (see poolwise.pooling.mergeable)")
+        if not (isinstance(chunk_size, int) and isinstance(stride, int) and 0 <= stride < chunk_size - 2):
+            raise ValueError(f"need 0 <= stride < chunk_size - 2 (room for special tokens); got "
+                             f"chunk_size={chunk_size!r}, stride={stride!r}")
+        if normalize and self.head is not None:
+            raise ValueError("this encoder has a head: set EmbeddingHead(normalize=True) instead")
+        device = next(self.model.parameters()).device
+        rows = []
+        with torch.no_grad():
+            for text in texts:
+                win = self.tokenizer(text, truncation=True, max_length=chunk_size, stride=stride,
+                                     return_overflowing_tokens=True, return_special_tokens_mask=True,
+                                     padding=True, return_tensors="pt")
+                mask, special = win["attention_mask"].bool(), win["special_tokens_mask"].bool() & \
+                    win["attention_mask"].bool()
+                content = mask & ~special
+                keep = content.clone()
+                first_content = content.long().argmax(1)
+                for w in range(1, len(keep)):  # the first `stride` content tokens repeat the previous window
+                    start = int(first_content[w])
+                    keep[w, start:start + stride] = False
+                pos = torch.arange(mask.shape[1])
+                lead = special & (pos[None] < first_content[:, None])
+                keep[0] |= lead[0]
+                keep[-1] |= special[-1] & ~lead[-1]
+                tokens = self.token_outputs(win["input_ids"].to(device), win["attention_mask"].to(device))
+                state = self.pooler.init_state(1, tokens.shape[-1], device=device)
+                for w in range(len(tokens)):
+                    self.pooler.update(state, tokens[w:w + 1], keep[w:w + 1].to(device))
+                rows.append(self.pooler.finalize(state))
+        emb = torch.cat(rows) if rows else torch.zeros(0, self.pooler.output_dim(self.dim))
         if self.head is not None:
             with torch.no_grad():
                 return self.head(emb)
