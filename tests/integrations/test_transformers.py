@@ -103,6 +103,7 @@ def test_a_head_truncates_normalises_quantises_and_is_saved(tiny_bert_dir, tmp_p
 @pytest.mark.parametrize("pooler", ["mean", "first", "last", "max", "weighted_mean"])
 def test_chunked_encoding_pools_every_token_once(tiny_bert_dir, pooler):
     enc = PooledEncoder.from_pretrained(tiny_bert_dir, pooler)
+    real_update = enc.pooler.update
     text = " ".join(["the cat sat on the mat .", "a dog ran", "the dogs sat"] * 4)  # 40+ tokens
     n = len(enc.tokenizer(text)["input_ids"])
     whole = enc.encode([text])
@@ -110,7 +111,6 @@ def test_chunked_encoding_pools_every_token_once(tiny_bert_dir, pooler):
     torch.testing.assert_close(enc.encode([text], chunk_size=n + 5, stride=3), whole)
     # windows of 12 tokens sharing 4: every token pooled once, so the same set of tokens, other context
     seen = []
-    real_update = enc.pooler.update
 
     def spy(state, x, mask=None):
         seen.append(int(mask.sum()))
@@ -125,6 +125,11 @@ def test_chunked_encoding_pools_every_token_once(tiny_bert_dir, pooler):
 
 
 def test_chunked_encoding_needs_a_mergeable_pooler(tiny_bert_dir):
-    enc = PooledEncoder.from_pretrained(tiny_bert_dir, "adapool", num_heads=2)
-    with pytest.raises(ValueError, match="adapool does not"):
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir, "gem")
+    with pytest.raises(ValueError, match="gem does not"):
         enc.encode(TEXTS, chunk_size=8)
+    enc = PooledEncoder.from_pretrained(tiny_bert_dir, "adapool", num_heads=2)  # two passes over the windows
+    n = max(len(enc.tokenizer(t)["input_ids"]) for t in TEXTS)
+    one_window = enc.encode(TEXTS, chunk_size=n, stride=2)
+    torch.testing.assert_close(one_window, enc.encode(TEXTS), atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(enc.encode(TEXTS, chunk_size=6, stride=2)).all()

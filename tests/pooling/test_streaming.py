@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import poolwise as pw
@@ -42,6 +42,40 @@ def test_chunked_pooling_equals_one_shot(name, batch):
     torch.testing.assert_close(chunked, whole, atol=2e-6, rtol=2e-5)
 
 
+@pytest.mark.parametrize("query,heads", [("mean", 1), ("mean", 2), (0, 2), (1, 1), ([0, 2], 2)])
+@settings(max_examples=10)
+@given(batch=chunked_batches())
+def test_adapool_in_two_passes_equals_one_shot(query, heads, batch):
+    x, mask, spans = batch
+    d = x.shape[-1] * heads
+    x = x.repeat(1, 1, heads)  # a feature size the heads divide
+    if isinstance(query, (int, list)):  # every row holds the indexed tokens, or none
+        need = (max(query) if isinstance(query, list) else query) + 1
+        mask[mask.sum(1) < need] = False
+    torch.manual_seed(0)
+    pooler = pw.get_pooler("adapool", dim=d, num_heads=heads, query=query).eval()
+    chunks = [(x[:, i:j], mask[:, i:j]) for i, j in spans]
+    with torch.no_grad():
+        torch.testing.assert_close(pool_chunks(pooler, chunks), pooler(x, mask), atol=2e-5, rtol=2e-5)
+
+
+def test_adapool_refuses_what_it_cannot_pool_in_chunks():
+    x = torch.randn(2, 6, 4)
+    for pooler, why in ((pw.get_pooler("adapool", dim=4, query=-1), "negative query index"),
+                        (pw.get_pooler("adapool", dim=4, dropout=0.1).train(), "attention dropout")):
+        assert not mergeable(pooler)
+        with pytest.raises(TypeError, match=why):
+            pool_chunks(pooler, [(x, None)])
+    with pytest.raises(TypeError, match="reads the chunks twice"):
+        pool_chunks(pw.get_pooler("adapool", dim=4), iter([(x, None)]))
+    with pytest.raises(ValueError, match="needs query="):
+        pw.get_pooler("adapool", dim=4).init_state(2, 4)
+    short = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]])
+    with pytest.raises(ValueError, match=r"query index 1 does not exist in row\(s\) \[1\]"):
+        chunks = [(x[:, :3], short[:, :3]), (x[:, 3:], short[:, 3:])]
+        pool_chunks(pw.get_pooler("adapool", dim=4, query=1), chunks)
+
+
 def test_empty_rows_follow_the_policy_and_dtype_is_the_inputs():
     x = torch.randn(2, 4, 3, dtype=torch.float16)
     mask = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]])
@@ -63,8 +97,6 @@ def test_poolers_without_a_state_say_why():
     assert not mergeable(pw.get_pooler("gem"))
     with pytest.raises(TypeError, match="GeMPooling cannot pool in chunks: it shifts by each row's minimum"):
         pw.get_pooler("gem").init_state(2, 4)
-    with pytest.raises(TypeError, match="AdaPool cannot pool in chunks: its query is derived"):
-        pw.get_pooler("adapool", dim=4).init_state(2, 4)
     pooler = pw.get_pooler("mean")
     state = pooler.init_state(2, 4)
     with pytest.raises(ValueError, match=r"chunk of shape \(3, 5, 4\) does not fit a state of batch=2"):

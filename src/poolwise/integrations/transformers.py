@@ -180,7 +180,7 @@ class PooledEncoder(nn.Module):
 
     def _encode_chunked(self, texts: Sequence[str], normalize: bool, prompt: Any, chunk_size: int,
                         stride: int) -> Tensor:
-        from ..pooling import mergeable
+        from ..pooling import mergeable, pool_chunks
 
         if prompt is not None:
             raise ValueError("chunk_size and prompt cannot be combined yet (the prompt would be cut "
@@ -213,10 +213,9 @@ class PooledEncoder(nn.Module):
                 keep[0] |= lead[0]
                 keep[-1] |= special[-1] & ~lead[-1]
                 tokens = self.token_outputs(win["input_ids"].to(device), win["attention_mask"].to(device))
-                state = self.pooler.init_state(1, tokens.shape[-1], device=device)
-                for w in range(len(tokens)):
-                    self.pooler.update(state, tokens[w:w + 1], keep[w:w + 1].to(device))
-                rows.append(self.pooler.finalize(state))
+                keep = keep.to(device)
+                windows = [(tokens[w:w + 1], keep[w:w + 1]) for w in range(len(tokens))]
+                rows.append(pool_chunks(self.pooler, windows))
         emb = torch.cat(rows) if rows else torch.zeros(0, self.pooler.output_dim(self.dim))
         if self.head is not None:
             with torch.no_grad():

@@ -21,7 +21,7 @@ from .latent_attention import LatentAttentionPooling
 from .multi import MultiPooling
 from .registry import ST_MODES, get_pooler, list_poolers, pooler_class, register
 from .softmax import SoftmaxPooling
-from .streaming import PoolState, mergeable, pool_chunks
+from .streaming import PoolState, adapool_query, mergeable, pool_chunks
 from .wavg import WeightedAveragePooling
 
 __all__ = [
@@ -29,6 +29,6 @@ __all__ = [
     "LastPooling", "LatentAttentionPooling", "MaxPooling", "MeanPooling", "MeanSqrtLenPooling",
     "MinPooling", "MultiPooling", "PoolState", "Pooler", "SoftmaxPooling", "SumPooling",
     "WeightedAveragePooling", "WeightedMeanPooling",
-    "ST_MODES", "get_pooler", "list_poolers", "mergeable", "pack_bits", "pool_chunks", "pooler_class",
-    "register", "unpack_bits", "use_dense",
+    "ST_MODES", "adapool_query", "get_pooler", "list_poolers", "mergeable", "pack_bits", "pool_chunks",
+    "pooler_class", "register", "unpack_bits", "use_dense",
 ]

@@ -16,10 +16,16 @@ What each pooler keeps (fp32, one row each):
   maximum score :math:`m`, :math:`l = \sum_i e^{t x_i - m}` and
   :math:`a = \sum_i e^{t x_i - m} x_i`, rescaled when :math:`m` grows; :math:`y = a / l`.
 
+* ``adapool``: two passes, because its query comes from the whole input. The first finds
+  the query (:func:`adapool_query`: the mean, or the i-th real token for ``i >= 0``, or the
+  mean of such tokens); the second runs an online softmax per head with it:
+  ``state = pooler.init_state(B, D, query=q)``. :func:`pool_chunks` does both when given a
+  re-iterable sequence of chunks. Negative indices and callable queries need every token at
+  once and are refused, as is training with attention dropout (not reproducible in chunks).
+
 The result equals one-shot pooling up to fp32 rounding (sums are added in another order).
-``gem`` shifts by each row's minimum and maximum and AdaPool derives its query from the whole
-input, so both need two passes over the chunks; the other learned poolers have no state here
-yet. :func:`mergeable` says which poolers have one.
+``gem`` shifts by each row's minimum and maximum, so it would need two passes too; the other
+learned poolers have no state here yet. :func:`mergeable` says which poolers have one.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .adapool import AdaPool
 from .base import Pooler
 from .basic import (
     FirstPooling,
@@ -44,11 +51,9 @@ from .basic import (
 from .softmax import SoftmaxPooling
 
 _SUMS = (SumPooling, MeanPooling, MeanSqrtLenPooling, WeightedMeanPooling)
-_KINDS = (*_SUMS, MaxPooling, MinPooling, FirstPooling, LastPooling, SoftmaxPooling)
+_KINDS = (*_SUMS, MaxPooling, MinPooling, FirstPooling, LastPooling, SoftmaxPooling, AdaPool)
 _WHY_NOT = {"gem": "it shifts by each row's minimum and maximum, known only after every chunk "
-                   "(two passes)",
-            "adapool": "its query is derived from the whole input (two passes: the query first, "
-                       "then an online softmax)"}
+                   "(two passes)"}
 
 
 @dataclass
@@ -63,20 +68,75 @@ class PoolState:
     dtype: torch.dtype | None = None
 
 
+def _adapool_problem(pooler: AdaPool) -> str | None:
+    q = pooler.query
+    if callable(q) and q != "mean":
+        return "its query is a callable of the whole input"
+    if (isinstance(q, int) and q < 0) or (isinstance(q, list) and min(q) < 0):
+        return "a negative query index counts from the last token, known only at the end"
+    if pooler.training and pooler.dropout > 0:
+        return "attention dropout in training mode cannot be reproduced in chunks (use eval())"
+    return None
+
+
 def mergeable(pooler: Pooler) -> bool:
-    """Whether ``pooler`` can pool in chunks (exact types: a subclass may change the math)."""
+    """Whether ``pooler`` can pool in chunks (exact types: a subclass may change the math).
+    AdaPool can with the ``"mean"`` query or non-negative token indices, in two passes."""
+    if isinstance(pooler, AdaPool) and type(pooler) is AdaPool:
+        return _adapool_problem(pooler) is None
     return type(pooler) in _KINDS
 
 
 def _check(pooler: Pooler) -> None:
     if not mergeable(pooler):
         why = _WHY_NOT.get(pooler.name, "it has no mergeable state yet")
+        if type(pooler) is AdaPool:
+            why = _adapool_problem(pooler) or why
         raise TypeError(f"{type(pooler).__name__} cannot pool in chunks: {why}; pool the "
                         "concatenated tokens instead")
 
 
-def init_state(self: Pooler, batch: int, dim: int, device: torch.device | str | None = None) -> PoolState:
-    """An empty state for ``batch`` rows of ``dim`` features (see :mod:`~poolwise.pooling.streaming`)."""
+def adapool_query(pooler: AdaPool, chunks: Iterable[tuple[Tensor, Tensor | None]]) -> Tensor:
+    """AdaPool's first pass: its query ``(B, D)`` from the chunks (the mean of the real tokens,
+    or the mean of the real tokens at the query's non-negative ranks)."""
+    _check(pooler)
+    ranks = None if pooler.query == "mean" else ([pooler.query] if isinstance(pooler.query, int)
+                                                 else list(pooler.query))
+    total, found, seen = None, None, None
+    for x, mask in chunks:
+        x, keep = pooler._prepare(x, mask)
+        if keep is None:
+            keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        if total is None:
+            total = torch.zeros(x.shape[0], x.shape[2], device=x.device)
+            found = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+            seen = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        xf = x.float()
+        if ranks is None:
+            total += (xf * keep[..., None]).sum(1)
+            found += keep.sum(1)
+        else:
+            rank = seen[:, None] + keep.cumsum(1) - 1  # 0-based rank of each real token
+            for r in ranks:
+                hit = keep & (rank == r)
+                total += (xf * hit[..., None]).sum(1)
+                found += hit.sum(1)
+        seen += keep.sum(1)
+    if total is None:
+        raise ValueError("adapool_query got no chunk")
+    if ranks is not None:
+        short = (found < len(ranks)) & (seen > 0)
+        if bool(short.any()):
+            rows = short.nonzero().squeeze(1)[:5].tolist()
+            raise ValueError(f"AdaPool: query index {pooler.query} does not exist in row(s) {rows}, which "
+                             f"have {seen[rows].tolist()} real tokens")
+    return (total / found.clamp_min(1)[:, None]).to(x.dtype)
+
+
+def init_state(self: Pooler, batch: int, dim: int, device: torch.device | str | None = None,
+               query: Tensor | None = None) -> PoolState:
+    """An empty state for ``batch`` rows of ``dim`` features (see :mod:`~poolwise.pooling.streaming`);
+    AdaPool also needs its ``query`` ``(batch, dim)`` from :func:`adapool_query`."""
     _check(self)
     if not (isinstance(batch, int) and batch >= 0 and isinstance(dim, int) and dim >= 1):
         raise ValueError(f"init_state needs batch >= 0 and dim >= 1 (ints); got batch={batch!r}, dim={dim!r}")
@@ -89,6 +149,16 @@ def init_state(self: Pooler, batch: int, dim: int, device: torch.device | str | 
         state.tensors = {"ext": torch.full_like(zeros, start)}
     elif isinstance(self, (FirstPooling, LastPooling)):
         state.tensors = {"token": zeros.clone()}
+    elif isinstance(self, AdaPool):
+        if query is None or tuple(query.shape) != (batch, dim):
+            raise ValueError(f"AdaPool.init_state needs query=(batch, dim) = ({batch}, {dim}) from "
+                             "adapool_query (the first pass); got "
+                             f"{None if query is None else tuple(query.shape)}")
+        h = self.num_heads
+        heads = torch.zeros(batch, h, device=device)
+        state.tensors = {"query": query, "qh": self.q_proj(query).float().view(batch, h, dim // h),
+                         "m": torch.full_like(heads, -torch.inf), "l": heads.clone(),
+                         "acc": torch.zeros(batch, h, dim // h, device=device)}
     else:  # softmax
         state.tensors = {"m": torch.full_like(zeros, -torch.inf), "l": zeros.clone(), "acc": zeros.clone()}
     return state
@@ -127,18 +197,34 @@ def update(self: Pooler, state: PoolState, x: Tensor, mask: Tensor | None = None
             take = seen > 0
         token = xf[torch.arange(x.shape[0], device=x.device), idx]
         t["token"] = torch.where(take[:, None], token, t["token"])
-    else:  # softmax: rescale the running sums to the new maximum
+    elif isinstance(self, AdaPool):  # one query per head: scores (B, H, n), values (B, H, n, hd)
+        b, n, d = x.shape
+        h = self.num_heads
+        keys = self.k_proj(x).float().view(b, n, h, d // h)
+        values = self.v_proj(x).float().view(b, n, h, d // h)
+        scores = torch.einsum("bhe,bnhe->bhn", t["qh"], keys) * self.scaling
+        _online_softmax(t, scores.masked_fill(~keep[:, None, :], -torch.inf), values.transpose(1, 2), axis=2)
+    else:  # softmax: per feature, the scores are the temperature-scaled inputs
         scores = (xf * self.temperature.float()).masked_fill(~k, -torch.inf)
-        m_new = torch.maximum(t["m"], scores.amax(1))
-        finite = torch.isfinite(m_new)
-        safe = torch.where(finite, m_new, 0.0)
-        scale = torch.where(finite, torch.exp(t["m"] - safe), 0.0)
-        w = torch.exp(scores - safe[:, None])  # exp(-inf) = 0 on padding
-        t["l"] = t["l"] * scale + w.sum(1)
-        t["acc"] = t["acc"] * scale + (w * xf).sum(1)
-        t["m"] = m_new
+        _online_softmax(t, scores, xf, axis=1)
     state.count += seen
     return state
+
+
+def _online_softmax(t: dict[str, Tensor], scores: Tensor, values: Tensor, axis: int) -> None:
+    """Fold a chunk into the running ``m`` (max score), ``l`` (sum of weights) and ``acc``
+    (weighted sum of values), rescaled to the new maximum; -inf scores weigh nothing."""
+    m_new = torch.maximum(t["m"], scores.amax(axis))
+    finite = torch.isfinite(m_new)
+    safe = torch.where(finite, m_new, 0.0)
+    scale = torch.where(finite, torch.exp(t["m"] - safe), 0.0)
+    w = torch.exp(scores - safe.unsqueeze(axis))
+    t["l"] = t["l"] * scale + w.sum(axis)
+    if values.ndim > w.ndim:  # heads: (B, H, n) weights, (B, H, n, hd) values
+        t["acc"] = t["acc"] * scale[..., None] + torch.einsum("bhn,bhne->bhe", w, values)
+    else:
+        t["acc"] = t["acc"] * scale + (w * values).sum(axis)
+    t["m"] = m_new
 
 
 def finalize(self: Pooler, state: PoolState) -> Tensor:
@@ -159,17 +245,27 @@ def finalize(self: Pooler, state: PoolState) -> Tensor:
         out = torch.where(empty[:, None], 0.0, t["ext"])
     elif isinstance(self, (FirstPooling, LastPooling)):
         out = t["token"]
+    elif isinstance(self, AdaPool):
+        z = t["acc"] / t["l"].clamp_min(torch.finfo(torch.float32).tiny)[..., None]
+        out = self.out_proj(z.reshape(state.batch, state.dim).to(self.out_proj.weight.dtype)).float()
+        out = out + t["query"].float() if self.residual else out
     else:
         out = t["acc"] / t["l"].clamp_min(torch.finfo(torch.float32).tiny)
     return self._apply_empty(out.to(state.dtype or torch.float32), empty)
 
 
 def pool_chunks(pooler: Pooler, chunks: Iterable[tuple[Tensor, Tensor | None]]) -> Tensor:
-    """Pool ``(x, mask)`` chunks of the same rows, in token order, with one state."""
+    """Pool ``(x, mask)`` chunks of the same rows, in token order, with one state (AdaPool:
+    two passes, so ``chunks`` must be a sequence that can be read twice)."""
+    query = None
+    if isinstance(pooler, AdaPool):
+        if not isinstance(chunks, (list, tuple)):
+            raise TypeError("AdaPool reads the chunks twice (query, then attention): pass a list")
+        query = adapool_query(pooler, chunks)
     state = None
     for x, mask in chunks:
         if state is None:
-            state = pooler.init_state(x.shape[0], x.shape[-1], device=x.device)
+            state = pooler.init_state(x.shape[0], x.shape[-1], device=x.device, query=query)
         pooler.update(state, x, mask)
     if state is None:
         raise ValueError("pool_chunks got no chunk")
