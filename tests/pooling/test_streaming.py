@@ -59,6 +59,20 @@ def test_adapool_in_two_passes_equals_one_shot(query, heads, batch):
         torch.testing.assert_close(pool_chunks(pooler, chunks), pooler(x, mask), atol=2e-5, rtol=2e-5)
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"num_heads": 2, "num_queries": 3},
+                                    {"num_queries": 2, "flatten": True}, {"num_heads": 2, "mlp_ratio": 2.0}])
+@settings(max_examples=10)
+@given(batch=chunked_batches())
+def test_attention_pooling_in_chunks_equals_one_shot(kwargs, batch):
+    x, mask, spans = batch
+    x = x.repeat(1, 1, 2)
+    torch.manual_seed(0)
+    pooler = pw.get_pooler("attention", dim=x.shape[-1], **kwargs)
+    with torch.no_grad():
+        chunked = pool_chunks(pooler, [(x[:, i:j], mask[:, i:j]) for i, j in spans])
+        torch.testing.assert_close(chunked, pooler(x, mask), atol=2e-5, rtol=2e-5)
+
+
 def test_adapool_refuses_what_it_cannot_pool_in_chunks():
     x = torch.randn(2, 6, 4)
     for pooler, why in ((pw.get_pooler("adapool", dim=4, query=-1), "negative query index"),

@@ -16,6 +16,8 @@ What each pooler keeps (fp32, one row each):
   maximum score :math:`m`, :math:`l = \sum_i e^{t x_i - m}` and
   :math:`a = \sum_i e^{t x_i - m} x_i`, rescaled when :math:`m` grows; :math:`y = a / l`.
 
+* ``attention``: an online softmax per learned query and head, then the output projection
+  and the MLP block.
 * ``adapool``: two passes, because its query comes from the whole input. The first finds
   the query (:func:`adapool_query`: the mean, or the i-th real token for ``i >= 0``, or the
   mean of such tokens); the second runs an online softmax per head with it:
@@ -37,6 +39,7 @@ import torch
 from torch import Tensor
 
 from .adapool import AdaPool
+from .attention import AttentionPooling
 from .base import Pooler
 from .basic import (
     FirstPooling,
@@ -51,7 +54,8 @@ from .basic import (
 from .softmax import SoftmaxPooling
 
 _SUMS = (SumPooling, MeanPooling, MeanSqrtLenPooling, WeightedMeanPooling)
-_KINDS = (*_SUMS, MaxPooling, MinPooling, FirstPooling, LastPooling, SoftmaxPooling, AdaPool)
+_KINDS = (*_SUMS, MaxPooling, MinPooling, FirstPooling, LastPooling, SoftmaxPooling, AdaPool,
+          AttentionPooling)
 _WHY_NOT = {"gem": "it shifts by each row's minimum and maximum, known only after every chunk "
                    "(two passes)"}
 
@@ -154,11 +158,10 @@ def init_state(self: Pooler, batch: int, dim: int, device: torch.device | str | 
             raise ValueError(f"AdaPool.init_state needs query=(batch, dim) = ({batch}, {dim}) from "
                              "adapool_query (the first pass); got "
                              f"{None if query is None else tuple(query.shape)}")
-        h = self.num_heads
-        heads = torch.zeros(batch, h, device=device)
-        state.tensors = {"query": query, "qh": self.q_proj(query).float().view(batch, h, dim // h),
-                         "m": torch.full_like(heads, -torch.inf), "l": heads.clone(),
-                         "acc": torch.zeros(batch, h, dim // h, device=device)}
+        state.tensors = {"query": query, **_attention_state(self.q_proj(query)[:, None], self.num_heads)}
+    elif isinstance(self, AttentionPooling):
+        q = self.q_proj(self.queries)[None].expand(batch, -1, -1)
+        state.tensors = _attention_state(q.to(device) if device is not None else q, self.num_heads)
     else:  # softmax
         state.tensors = {"m": torch.full_like(zeros, -torch.inf), "l": zeros.clone(), "acc": zeros.clone()}
     return state
@@ -197,13 +200,13 @@ def update(self: Pooler, state: PoolState, x: Tensor, mask: Tensor | None = None
             take = seen > 0
         token = xf[torch.arange(x.shape[0], device=x.device), idx]
         t["token"] = torch.where(take[:, None], token, t["token"])
-    elif isinstance(self, AdaPool):  # one query per head: scores (B, H, n), values (B, H, n, hd)
+    elif isinstance(self, (AdaPool, AttentionPooling)):  # scores (B, M, H, n), values (B, n, H, hd)
         b, n, d = x.shape
         h = self.num_heads
         keys = self.k_proj(x).float().view(b, n, h, d // h)
         values = self.v_proj(x).float().view(b, n, h, d // h)
-        scores = torch.einsum("bhe,bnhe->bhn", t["qh"], keys) * self.scaling
-        _online_softmax(t, scores.masked_fill(~keep[:, None, :], -torch.inf), values.transpose(1, 2), axis=2)
+        scores = torch.einsum("bmhe,bnhe->bmhn", t["qh"], keys) * self.scaling
+        _online_softmax(t, scores.masked_fill(~keep[:, None, None, :], -torch.inf), values, axis=3)
     else:  # softmax: per feature, the scores are the temperature-scaled inputs
         scores = (xf * self.temperature.float()).masked_fill(~k, -torch.inf)
         _online_softmax(t, scores, xf, axis=1)
@@ -211,17 +214,27 @@ def update(self: Pooler, state: PoolState, x: Tensor, mask: Tensor | None = None
     return state
 
 
+def _attention_state(q: Tensor, num_heads: int) -> dict[str, Tensor]:
+    """Running online-softmax state for projected queries ``q`` ``(B, M, D)``."""
+    b, m, d = q.shape
+    zeros = torch.zeros(b, m, num_heads, device=q.device)
+    return {"qh": q.float().reshape(b, m, num_heads, d // num_heads), "m": torch.full_like(zeros, -torch.inf),
+            "l": zeros.clone(), "acc": torch.zeros(b, m, num_heads, d // num_heads, device=q.device)}
+
+
 def _online_softmax(t: dict[str, Tensor], scores: Tensor, values: Tensor, axis: int) -> None:
     """Fold a chunk into the running ``m`` (max score), ``l`` (sum of weights) and ``acc``
-    (weighted sum of values), rescaled to the new maximum; -inf scores weigh nothing."""
+    (weighted sum of values), rescaled to the new maximum; -inf scores weigh nothing.
+    Features: ``scores`` and ``values`` ``(B, n, D)``; attention: ``(B, M, H, n)`` scores and
+    ``(B, n, H, hd)`` values."""
     m_new = torch.maximum(t["m"], scores.amax(axis))
     finite = torch.isfinite(m_new)
     safe = torch.where(finite, m_new, 0.0)
     scale = torch.where(finite, torch.exp(t["m"] - safe), 0.0)
     w = torch.exp(scores - safe.unsqueeze(axis))
     t["l"] = t["l"] * scale + w.sum(axis)
-    if values.ndim > w.ndim:  # heads: (B, H, n) weights, (B, H, n, hd) values
-        t["acc"] = t["acc"] * scale[..., None] + torch.einsum("bhn,bhne->bhe", w, values)
+    if w.ndim == 4:  # attention
+        t["acc"] = t["acc"] * scale[..., None] + torch.einsum("bmhn,bnhe->bmhe", w, values)
     else:
         t["acc"] = t["acc"] * scale + (w * values).sum(axis)
     t["m"] = m_new
@@ -245,10 +258,16 @@ def finalize(self: Pooler, state: PoolState) -> Tensor:
         out = torch.where(empty[:, None], 0.0, t["ext"])
     elif isinstance(self, (FirstPooling, LastPooling)):
         out = t["token"]
-    elif isinstance(self, AdaPool):
+    elif isinstance(self, (AdaPool, AttentionPooling)):
         z = t["acc"] / t["l"].clamp_min(torch.finfo(torch.float32).tiny)[..., None]
-        out = self.out_proj(z.reshape(state.batch, state.dim).to(self.out_proj.weight.dtype)).float()
-        out = out + t["query"].float() if self.residual else out
+        z = z.reshape(state.batch, -1, state.dim).to(self.out_proj.weight.dtype)  # (B, M, D)
+        out = self.out_proj(z)
+        if isinstance(self, AdaPool):
+            out = out[:, 0].float() + t["query"].float() if self.residual else out[:, 0].float()
+        else:
+            if self.mlp is not None:
+                out = out + self.mlp(out)
+            out = out[:, 0] if self.num_queries == 1 else (out.flatten(1) if self.flatten else out)
     else:
         out = t["acc"] / t["l"].clamp_min(torch.finfo(torch.float32).tiny)
     return self._apply_empty(out.to(state.dtype or torch.float32), empty)
