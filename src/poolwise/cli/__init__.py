@@ -7,6 +7,7 @@
     poolwise pretrain NAME|all [--seed 0] [--steps N]
     poolwise probe --model minilm --texts FILE --out DIR [--poolers ...] [--probe ...]
     poolwise report --db PATH --out DIR
+    poolwise verify MODEL_DIR [--texts FILE] [--declared mean] [--json OUT]
     poolwise poolers
 
 Each command module has ``register(commands, experiments)``, which adds its sub-commands (with
@@ -20,10 +21,10 @@ import argparse
 import os
 import sys
 
-from . import frozen, knn, probe, report, vision
+from . import frozen, knn, probe, report, verify, vision
 from ._common import Parser, UsageError
 
-MODULES = (knn, vision, frozen, probe, report)
+MODULES = (knn, vision, frozen, probe, report, verify)
 
 
 def _poolers(args: argparse.Namespace) -> int:

@@ -1,0 +1,61 @@
+"""``poolwise verify MODEL``: a report card for an embedding pipeline's pooling."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._common import UsageError, check_writable_file, first_line
+
+
+def register(commands: Any, experiments: Any) -> None:
+    p = commands.add_parser(
+        "verify", help="check a sentence-transformers model's pooling (padding, batch, fp16, declared)",
+        description="Run a sentence-transformers model directory's pooling in ways that must agree "
+        "(padding side, batch neighbours, fp16, empty and over-long input), find which pooling it "
+        "really applies and compare it with what it declares. Exit 0 all pass, 1 a check fails, "
+        "2 bad input.")
+    p.add_argument("model", type=Path, help="a local sentence-transformers model directory")
+    p.add_argument("--texts", type=Path, help="texts to check with, one per line (default: built-in)")
+    p.add_argument("--declared", help="the pooling the model should apply (poolwise name; default: "
+                   "what its pooling config says)")
+    p.add_argument("--json", type=Path, help="also write the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pooling import get_pooler
+
+    if not (args.model / "modules.json").is_file():
+        raise UsageError(f"{args.model} is not a sentence-transformers model directory (no modules.json)")
+    texts = None
+    if args.texts is not None:
+        try:
+            texts = [line for line in args.texts.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as err:
+            raise UsageError(f"--texts {args.texts}: {first_line(err)}") from None
+        if len(texts) < 2:
+            raise UsageError(f"--texts {args.texts} needs at least 2 non-empty lines")
+    declared = None
+    if args.declared:
+        try:
+            declared = get_pooler(args.declared).name
+        except ValueError as err:
+            raise UsageError(first_line(err)) from None
+    if args.json is not None:
+        check_writable_file(args.json, "--json")
+    from ..integrations.sentence_transformers import load_model
+    from ..integrations.verify import verify
+
+    try:
+        model = load_model(str(args.model), device="cpu")
+    except (ValueError, OSError) as err:
+        raise UsageError(f"{args.model}: {first_line(err)}") from None
+    report = verify(model, texts, declared, name=str(args.model))
+    print(report.table())
+    if args.json is not None:
+        args.json.write_text(report.to_json() + "\n")
+        print(f"json: {args.json}", file=sys.stderr)
+    return 0 if report.passed else 1

@@ -1,0 +1,195 @@
+"""A report card for a sentence-transformers embedding pipeline's pooling.
+
+    from poolwise.integrations.verify import verify
+    report = verify(model)            # a SentenceTransformer (or `poolwise verify MODEL_DIR`)
+    print(report.table()); report.passed
+
+Each check runs the pipeline's own pooling module (or the whole model) twice in ways that must
+agree, and reports the deviation against a tolerance:
+
+* **padding side**: the same token vectors laid out right- and left-padded;
+* **batch neighbours**: a row pooled alone and among longer and shorter rows; the whole model
+  encoding each text alone and in one batch;
+* **fp16**: the pooling of fp16 token vectors (and of an all-padding row) is finite and
+  close to fp32;
+* **empty input** and **truncation**: ``""`` and a text twice the model's maximum length
+  encode to finite vectors;
+* **declared vs actual pooling**: which of first, last, mean, max, weighted mean and
+  mean/sqrt(n) reproduces the model's embeddings from its token vectors, against what its
+  pooling config (or ``declared=``) says;
+* **normalisation**: unit norms when the pipeline has a ``Normalize`` module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..pooling import get_pooler
+
+TEXTS = (
+    "a", "The cat sat on the mat.", "Pooling turns token vectors into one vector per text.",
+    "Left padding moves the first real token away from position zero, and a CLS pooler that "
+    "reads position zero then returns a padding vector instead of the text's embedding.",
+    "short", "Embeddings should not depend on which other texts share the batch.",
+)
+#: the poolings a pipeline may really apply, by poolwise name
+CANDIDATES = ("first", "last", "mean", "max", "weighted_mean", "mean_sqrt_len")
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    deviation: float | None
+    tolerance: float | None
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    model: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def table(self) -> str:
+        """A plain-text table: check, result, deviation, tolerance, detail."""
+        rows = [("check", "result", "deviation", "tolerance", "detail")]
+        for c in self.checks:
+            rows.append((c.name, "pass" if c.passed else "FAIL",
+                         "-" if c.deviation is None else f"{c.deviation:.2e}",
+                         "-" if c.tolerance is None else f"{c.tolerance:.0e}", c.detail))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
+        failed = sum(not c.passed for c in self.checks)
+        verdict = "all checks pass" if self.passed else f"{failed} check(s) FAIL"
+        return "\n".join([f"poolwise verify: {self.model}", *lines, verdict])
+
+    def to_json(self) -> str:
+        return json.dumps({"model": self.model, "passed": self.passed,
+                           "checks": [asdict(c) for c in self.checks]}, indent=1)
+
+
+def _pooling_module(model: Any) -> tuple[int, Any]:
+    for i, module in enumerate(model):
+        if "pool" in type(module).__name__.lower():
+            return i, module
+    raise ValueError("the pipeline has no pooling module (a module whose class name contains 'Pool')")
+
+
+def declared_pooling(module: Any) -> str | None:
+    """The poolwise name of what a pooling module says it does, when it says."""
+    pool = getattr(module, "pool", None)
+    if pool is not None and hasattr(pool, "name"):
+        return pool.name
+    if hasattr(module, "get_config_dict"):
+        from .sentence_transformers import pooler_from_st_config
+
+        try:
+            spec, _, _ = pooler_from_st_config(module.get_config_dict())
+        except (ValueError, KeyError):
+            return None
+        return get_pooler(spec).name if isinstance(spec, str) else None
+    return None
+
+
+def _layouts(tokens: list[Tensor], left: bool) -> tuple[Tensor, Tensor]:
+    n = max(len(t) for t in tokens)
+    x = torch.zeros(len(tokens), n, tokens[0].shape[-1])
+    mask = torch.zeros(len(tokens), n, dtype=torch.long)
+    for i, t in enumerate(tokens):
+        span = slice(n - len(t), n) if left else slice(0, len(t))
+        x[i, span], mask[i, span] = t, 1
+        if left:  # padding holds garbage, as a model's outputs at padded positions do
+            x[i, : n - len(t)] = 3.0
+        else:
+            x[i, len(t):] = 3.0
+    return x, mask
+
+
+def _pool(module: Any, x: Tensor, mask: Tensor) -> Tensor:
+    with torch.no_grad():
+        return module({"token_embeddings": x, "attention_mask": mask})["sentence_embedding"].float()
+
+
+def _dev(a: Tensor, b: Tensor) -> float:
+    """Largest difference relative to the larger vector's size, per row."""
+    scale = torch.maximum(a.norm(dim=-1), b.norm(dim=-1)).clamp_min(1e-12)
+    return float(((a - b).norm(dim=-1) / scale).max())
+
+
+def verify(model: Any, texts: Sequence[str] | None = None, declared: str | None = None,
+           name: str = "model") -> Report:
+    """Check a ``SentenceTransformer``'s pooling; see the module docstring for each check."""
+    texts = list(texts or TEXTS)
+    if len(texts) < 2:
+        raise ValueError("verify needs at least 2 texts")
+    report = Report(name)
+    add = report.checks.append
+    idx, module = _pooling_module(model)
+    with torch.no_grad():
+        out = model.encode(texts, output_value="token_embeddings", batch_size=len(texts))
+        tokens = [t.float().cpu() for t in out]
+    right = _pool(module, *_layouts(tokens, left=False))
+    left = _pool(module, *_layouts(tokens, left=True))
+    dev = _dev(right, left)
+    add(Check("padding side (pooling)", dev <= 1e-5, dev, 1e-5, "right- vs left-padded token vectors"))
+    order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
+    alone = torch.cat([_pool(module, *_layouts([tokens[i]], left=False)) for i in order])
+    dev = _dev(alone, right[order])
+    add(Check("batch neighbours (pooling)", dev <= 1e-5, dev, 1e-5, "a row alone vs among others"))
+    batched = model.encode(texts, batch_size=len(texts), convert_to_tensor=True).float().cpu()
+    single = torch.cat([model.encode([t], convert_to_tensor=True).float().cpu() for t in texts])
+    dev = _dev(single, batched)
+    add(Check("batch neighbours (model)", dev <= 1e-4, dev, 1e-4, "encode alone vs in one batch"))
+    x, mask = _layouts(tokens, left=False)
+    try:  # plus an all-padding row: a clamp(count, 1e-9) is 0 in fp16, and 0 / 0 is NaN
+        x16 = torch.cat([x, torch.zeros_like(x[:1])]).half()
+        half = _pool(module, x16, torch.cat([mask, torch.zeros_like(mask[:1])]))
+        finite = bool(torch.isfinite(half).all())
+        dev = _dev(half[:-1], right) if finite else float("inf")
+        add(Check("fp16 pooling", finite and dev <= 1e-2, dev, 1e-2,
+                  "finite (an empty row included) and close to fp32" if finite else "NaN or inf in fp16"))
+    except RuntimeError as err:  # e.g. a module that cannot run in fp16 on this device
+        add(Check("fp16 pooling", True, None, None, f"not run: {str(err).splitlines()[0][:60]}"))
+    long_text = " ".join(["word"] * (2 * int(getattr(model, "max_seq_length", 512) or 512)))
+    for label, text in (("empty input", ""), ("truncation", long_text)):
+        try:
+            emb = model.encode([text], convert_to_tensor=True).float()
+            ok = bool(torch.isfinite(emb).all())
+            add(Check(label, ok, None, None, "finite" if ok else "NaN or inf"))
+        except Exception as err:
+            add(Check(label, False, None, None, f"{type(err).__name__}: {str(err).splitlines()[0][:60]}"))
+    after = [type(m).__name__ for m in list(model)[idx + 1:]]
+    said = declared or declared_pooling(module)
+    if any(a not in ("Normalize",) for a in after):
+        add(Check("declared vs actual pooling", True, None, None,
+                  f"not comparable: {', '.join(after)} after pooling"))
+    else:
+        target = F.normalize(batched, dim=-1)
+        scores = {}
+        for cand in CANDIDATES:
+            emb = get_pooler(cand)(x, mask.bool())
+            scores[cand] = float(F.cosine_similarity(F.normalize(emb, dim=-1), target, dim=-1).min())
+        best = max(scores, key=scores.get)
+        detail = f"best match {best} (min cosine {scores[best]:.6f})"
+        if said is None:
+            add(Check("declared vs actual pooling", True, None, None, detail + "; nothing declared"))
+        else:
+            said_score = scores.get(said, float("nan"))
+            ok = said in scores and said_score >= 1 - 1e-4
+            add(Check("declared vs actual pooling", ok, 1 - said_score if said in scores else None, 1e-4,
+                      f"declared {said}; " + detail))
+    if "Normalize" in after:
+        dev = float((batched.norm(dim=-1) - 1).abs().max())
+        add(Check("normalisation", dev <= 1e-4, dev, 1e-4, "unit norms (a Normalize module follows pooling)"))
+    return report
