@@ -8,6 +8,7 @@
     poolwise probe --model minilm --texts FILE --out DIR [--poolers ...] [--probe ...]
     poolwise report --db PATH --out DIR
     poolwise verify MODEL_DIR [--texts FILE] [--declared mean] [--json OUT]
+    poolwise export MODEL_DIR --onnx OUT.onnx [--pooler NAME|DIR] [--normalize]
     poolwise poolers
 
 Each command module has ``register(commands, experiments)``, which adds its sub-commands (with
@@ -21,10 +22,10 @@ import argparse
 import os
 import sys
 
-from . import frozen, knn, probe, report, verify, vision
+from . import export, frozen, knn, probe, report, verify, vision
 from ._common import Parser, UsageError
 
-MODULES = (knn, vision, frozen, probe, report, verify)
+MODULES = (knn, vision, frozen, probe, report, verify, export)
 
 
 def _poolers(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from ..models.hf import load_local_model
 from ..pooling import EmbeddingHead, Pooler, get_pooler
 from ._common import exclude_prompt
 
+ONNX_OPSET = 17
 CONFIG_NAME = "poolwise_pooler.json"
 WEIGHTS_NAME = "poolwise_pooler.safetensors"
 HEAD_CONFIG_NAME = "poolwise_head.json"
@@ -222,6 +223,31 @@ class PooledEncoder(nn.Module):
                 return self.head(emb)
         return torch.nn.functional.normalize(emb, dim=-1) if normalize else emb
 
+    def export_onnx(self, path: str | Path, normalize: bool = False, opset: int = ONNX_OPSET) -> Path:
+        """Write backbone + pooler (+ head) as one ONNX graph: inputs ``input_ids`` and
+        ``attention_mask`` (int64, ``(batch, sequence)``, both axes dynamic), output
+        ``embedding`` (``normalize=True`` L2-normalises when there is no head). Traced with
+        PyTorch's TorchScript-based exporter in eval mode; poolwise takes its dense, shape-free
+        paths while tracing, so the graph runs for any batch size, length and padding side."""
+        if normalize and self.head is not None:
+            raise ValueError("this encoder has a head: its normalize setting applies, not normalize=")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        graph = _OnnxGraph(self, normalize).eval()
+        batch = self.tokenizer(["a b c", "a"], padding=True, return_tensors="pt")
+        device = next(self.model.parameters()).device
+        args = (batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        import warnings
+
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
+            torch.onnx.export(graph, args, str(path), input_names=["input_ids", "attention_mask"],
+                              output_names=["embedding"], opset_version=opset, dynamo=False,
+                              dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
+                                            "attention_mask": {0: "batch", 1: "sequence"},
+                                            "embedding": {0: "batch"}})
+        return path
+
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
         self.model.save_pretrained(str(path))
@@ -238,3 +264,17 @@ class PooledEncoder(nn.Module):
             (path / HEAD_CONFIG_NAME).write_text(json.dumps(self.head.config(), indent=2))
             save_file({k: v.contiguous() for k, v in self.head.state_dict().items()},
                       str(path / HEAD_WEIGHTS_NAME))
+
+
+class _OnnxGraph(nn.Module):
+    """What :meth:`PooledEncoder.export_onnx` traces: token ids and mask in, embeddings out."""
+
+    def __init__(self, encoder: PooledEncoder, normalize: bool) -> None:
+        super().__init__()
+        self.encoder, self.normalize = encoder, normalize
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        emb = self.encoder(input_ids, attention_mask)
+        if self.encoder.head is not None:
+            return self.encoder.head(emb)
+        return torch.nn.functional.normalize(emb, dim=-1) if self.normalize else emb

@@ -41,8 +41,9 @@ def use_dense(enabled: bool = True) -> Iterator[None]:
 
 
 def is_compiling() -> bool:
-    """True while ``torch.compile`` traces: no data-dependent shapes or checks then."""
-    return torch.compiler.is_compiling()
+    """True while ``torch.compile``, ``torch.jit.trace`` or the ONNX exporter traces: no
+    data-dependent shapes or checks then (a traced shape would be frozen into the graph)."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 @dataclass(frozen=True)
