@@ -32,6 +32,7 @@ from .pooling import (
 
 __version__ = "0.1.0"
 
+
 __all__ = [
     "AdaPool", "AttentionPooling", "EmbeddingHead", "FirstPooling", "GatedAttentionPooling", "GeMPooling",
     "LastPooling", "LatentAttentionPooling", "MaxPooling", "MeanPooling", "MeanSqrtLenPooling",

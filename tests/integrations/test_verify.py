@@ -82,6 +82,18 @@ def test_cli_exit_codes_and_json(tmp_path):
     r = poolwise_main("verify", str(path), "--declared", "max")
     assert r.returncode == 1 and "declared max" in r.stdout
     r = poolwise_main("verify", str(tmp_path))
-    assert r.returncode == 2 and "no modules.json" in r.stderr
+    assert r.returncode == 2 and "no modules.json" in r.stderr and "no config.json" in r.stderr
     r = poolwise_main("verify", str(path), "--declared", "median")
     assert r.returncode == 2 and "median" in r.stderr
+
+
+def test_a_pooled_encoder_over_any_hf_model_is_verified(tiny_bert_dir):
+    from poolwise.integrations.transformers import PooledEncoder
+
+    report = verify(PooledEncoder.from_pretrained(tiny_bert_dir, "last"))
+    assert report.passed, report.table()
+    names = {c.name: c for c in report.checks}
+    assert "declared last" in names["declared vs actual pooling"].detail
+    assert names["packed vs padded (poolwise)"].passed
+    r = poolwise_main("verify", str(tiny_bert_dir), "--declared", "max")  # a plain Hugging Face directory
+    assert r.returncode == 0 and "declared max; best match max" in r.stdout, r.stdout + r.stderr

@@ -17,7 +17,8 @@ def register(commands: Any, experiments: Any) -> None:
         "(padding side, batch neighbours, fp16, empty and over-long input), find which pooling it "
         "really applies and compare it with what it declares. Exit 0 all pass, 1 a check fails, "
         "2 bad input.")
-    p.add_argument("model", type=Path, help="a local sentence-transformers model directory")
+    p.add_argument("model", type=Path, help="a local sentence-transformers model directory, or a Hugging "
+                   "Face model directory (pooled with --declared, its saved poolwise pooler, or mean)")
     p.add_argument("--texts", type=Path, help="texts to check with, one per line (default: built-in)")
     p.add_argument("--declared", help="the pooling the model should apply (poolwise name; default: "
                    "what its pooling config says)")
@@ -28,8 +29,10 @@ def register(commands: Any, experiments: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..pooling import get_pooler
 
-    if not (args.model / "modules.json").is_file():
-        raise UsageError(f"{args.model} is not a sentence-transformers model directory (no modules.json)")
+    st_dir = (args.model / "modules.json").is_file()
+    if not st_dir and not (args.model / "config.json").is_file():
+        raise UsageError(f"{args.model} is neither a sentence-transformers model directory (no modules.json) "
+                         "nor a Hugging Face one (no config.json)")
     texts = None
     if args.texts is not None:
         try:
@@ -47,10 +50,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_writable_file(args.json, "--json")
     from ..integrations.sentence_transformers import load_model
+    from ..integrations.transformers import PooledEncoder
     from ..integrations.verify import verify
 
     try:
-        model = load_model(str(args.model), device="cpu")
+        if st_dir:
+            model = load_model(str(args.model), device="cpu")
+        else:
+            model = PooledEncoder.from_pretrained(args.model, declared)
     except (ValueError, OSError) as err:
         raise UsageError(f"{args.model}: {first_line(err)}") from None
     report = verify(model, texts, declared, name=str(args.model))

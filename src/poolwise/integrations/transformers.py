@@ -95,6 +95,10 @@ class PooledEncoder(nn.Module):
     def __init__(self, model: nn.Module, tokenizer: Any, pooler: Pooler, max_length: int = 512,
                  head: EmbeddingHead | None = None) -> None:
         super().__init__()
+        # inputs are cut to what the model's position table holds (a longer input would index past it)
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and positions > 0:
+            max_length = min(max_length, positions)
         self.model, self.tokenizer, self.pooler, self.max_length = model, tokenizer, pooler, max_length
         self.head = head
         self.dim = int(model.config.hidden_size)

@@ -17,7 +17,12 @@ agree, and reports the deviation against a tolerance:
 * **declared vs actual pooling**: which of first, last, mean, max, weighted mean and
   mean/sqrt(n) reproduces the model's embeddings from its token vectors, against what its
   pooling config (or ``declared=``) says;
+* **packed vs padded**: poolwise's operator for the declared pooling gives the same vectors
+  from packed and padded token vectors;
 * **normalisation**: unit norms when the pipeline has a ``Normalize`` module.
+
+It accepts a ``SentenceTransformer`` or a :class:`~poolwise.integrations.transformers.PooledEncoder`
+(any local Hugging Face model with a poolwise pooler).
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ CANDIDATES = ("first", "last", "mean", "max", "weighted_mean", "mean_sqrt_len")
 
 @dataclass
 class Check:
+    """One check: whether it passed, the measured deviation and the tolerance it was held to
+    (None where the check is a yes/no), and what was compared."""
+
     name: str
     passed: bool
     deviation: float | None
@@ -54,6 +62,8 @@ class Check:
 
 @dataclass
 class Report:
+    """Every check of one model; :attr:`passed` when all pass."""
+
     model: str
     checks: list[Check] = field(default_factory=list)
 
@@ -84,6 +94,40 @@ def _pooling_module(model: Any) -> tuple[int, Any]:
         if "pool" in type(module).__name__.lower():
             return i, module
     raise ValueError("the pipeline has no pooling module (a module whose class name contains 'Pool')")
+
+
+class _Pipeline:
+    """What the checks need from a model: token vectors, its pooling, its encode."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        if hasattr(model, "pooler") and hasattr(model, "token_outputs"):  # a PooledEncoder
+            self.after, self.declared, self.max_length = [], model.pooler.name, model.max_length
+            self.module = lambda f: {"sentence_embedding": model.pooler(f["token_embeddings"],
+                                                                        f["attention_mask"])}
+            if model.head is not None:
+                self.after = ["EmbeddingHead"]
+        else:
+            idx, self.module = _pooling_module(model)
+            self.after = [type(m).__name__ for m in list(model)[idx + 1:]]
+            self.declared = declared_pooling(self.module)
+            self.max_length = int(getattr(model, "max_seq_length", 512) or 512)
+
+    def tokens(self, texts: list[str]) -> list[Tensor]:
+        if hasattr(self.model, "token_outputs"):
+            out = []
+            for text in texts:
+                batch = self.model.tokenizer([text], truncation=True, max_length=self.max_length,
+                                             return_tensors="pt")
+                out.append(self.model.token_outputs(batch["input_ids"], batch["attention_mask"])[0])
+            return [t.float().cpu() for t in out]
+        out = self.model.encode(texts, output_value="token_embeddings", batch_size=len(texts))
+        return [t.float().cpu() for t in out]
+
+    def encode(self, texts: list[str], batch_size: int) -> Tensor:
+        if hasattr(self.model, "token_outputs"):
+            return self.model.encode(texts, batch_size=batch_size).float().cpu()
+        return self.model.encode(texts, batch_size=batch_size, convert_to_tensor=True).float().cpu()
 
 
 def declared_pooling(module: Any) -> str | None:
@@ -129,16 +173,17 @@ def _dev(a: Tensor, b: Tensor) -> float:
 
 def verify(model: Any, texts: Sequence[str] | None = None, declared: str | None = None,
            name: str = "model") -> Report:
-    """Check a ``SentenceTransformer``'s pooling; see the module docstring for each check."""
+    """Check the pooling of a ``SentenceTransformer`` or a
+    :class:`~poolwise.integrations.transformers.PooledEncoder`; see the module docstring."""
     texts = list(texts or TEXTS)
     if len(texts) < 2:
         raise ValueError("verify needs at least 2 texts")
     report = Report(name)
     add = report.checks.append
-    idx, module = _pooling_module(model)
+    pipe = _Pipeline(model)
+    module = pipe.module
     with torch.no_grad():
-        out = model.encode(texts, output_value="token_embeddings", batch_size=len(texts))
-        tokens = [t.float().cpu() for t in out]
+        tokens = pipe.tokens(texts)
     right = _pool(module, *_layouts(tokens, left=False))
     left = _pool(module, *_layouts(tokens, left=True))
     dev = _dev(right, left)
@@ -147,8 +192,9 @@ def verify(model: Any, texts: Sequence[str] | None = None, declared: str | None 
     alone = torch.cat([_pool(module, *_layouts([tokens[i]], left=False)) for i in order])
     dev = _dev(alone, right[order])
     add(Check("batch neighbours (pooling)", dev <= 1e-5, dev, 1e-5, "a row alone vs among others"))
-    batched = model.encode(texts, batch_size=len(texts), convert_to_tensor=True).float().cpu()
-    single = torch.cat([model.encode([t], convert_to_tensor=True).float().cpu() for t in texts])
+    with torch.no_grad():
+        batched = pipe.encode(texts, len(texts))
+        single = torch.cat([pipe.encode([t], 1) for t in texts])
     dev = _dev(single, batched)
     add(Check("batch neighbours (model)", dev <= 1e-4, dev, 1e-4, "encode alone vs in one batch"))
     x, mask = _layouts(tokens, left=False)
@@ -161,19 +207,19 @@ def verify(model: Any, texts: Sequence[str] | None = None, declared: str | None 
                   "finite (an empty row included) and close to fp32" if finite else "NaN or inf in fp16"))
     except RuntimeError as err:  # e.g. a module that cannot run in fp16 on this device
         add(Check("fp16 pooling", True, None, None, f"not run: {str(err).splitlines()[0][:60]}"))
-    long_text = " ".join(["word"] * (2 * int(getattr(model, "max_seq_length", 512) or 512)))
+    long_text = " ".join(["word"] * (2 * pipe.max_length))
     for label, text in (("empty input", ""), ("truncation", long_text)):
         try:
-            emb = model.encode([text], convert_to_tensor=True).float()
+            with torch.no_grad():
+                emb = pipe.encode([text], 1)
             ok = bool(torch.isfinite(emb).all())
             add(Check(label, ok, None, None, "finite" if ok else "NaN or inf"))
-        except Exception as err:
+        except Exception as err:  # any failure to encode is what this check reports
             add(Check(label, False, None, None, f"{type(err).__name__}: {str(err).splitlines()[0][:60]}"))
-    after = [type(m).__name__ for m in list(model)[idx + 1:]]
-    said = declared or declared_pooling(module)
-    if any(a not in ("Normalize",) for a in after):
+    said = declared or pipe.declared
+    if any(a != "Normalize" for a in pipe.after):
         add(Check("declared vs actual pooling", True, None, None,
-                  f"not comparable: {', '.join(after)} after pooling"))
+                  f"not comparable: {', '.join(pipe.after)} after pooling"))
     else:
         target = F.normalize(batched, dim=-1)
         scores = {}
@@ -189,7 +235,14 @@ def verify(model: Any, texts: Sequence[str] | None = None, declared: str | None 
             ok = said in scores and said_score >= 1 - 1e-4
             add(Check("declared vs actual pooling", ok, 1 - said_score if said in scores else None, 1e-4,
                       f"declared {said}; " + detail))
-    if "Normalize" in after:
+    if said in CANDIDATES:  # poolwise's own operator for it: packed and padded agree
+        ours = get_pooler(said)
+        lengths = torch.tensor([0] + [len(t) for t in tokens])
+        packed = ours.packed(torch.cat(tokens), lengths.cumsum(0))
+        dev = _dev(packed, ours(x, mask.bool()))
+        add(Check("packed vs padded (poolwise)", dev <= 1e-6, dev, 1e-6,
+                  f"poolwise {said} on the token vectors"))
+    if "Normalize" in pipe.after:
         dev = float((batched.norm(dim=-1) - 1).abs().max())
         add(Check("normalisation", dev <= 1e-4, dev, 1e-4, "unit norms (a Normalize module follows pooling)"))
     return report
