@@ -39,3 +39,11 @@ def test_causal_lm_last_token_example(tiny_bert_dir, tmp_path):
     transformers.GPT2Model(cfg).save_pretrained(str(tmp_path))
     gap = _load("causal_lm_last_token").main(["--model", str(tmp_path)])
     assert gap < 1e-5
+
+
+def test_embedding_pipeline_example(tiny_bert_dir, tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = _load("embedding_pipeline").main(["--model", str(tiny_bert_dir), "--out", str(tmp_path)])
+    assert out["verify_passed"] and out["int8_dims"] == 4
+    assert out["onnx_max_difference"] < 1e-5 and (tmp_path / "model.onnx").exists()
+    assert 0.5 < out["window_cosine_to_one_pass"] <= 1.0 + 1e-6
