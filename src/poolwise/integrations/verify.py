@@ -10,8 +10,8 @@ agree, and reports the deviation against a tolerance:
 * **padding side**: the same token vectors laid out right- and left-padded;
 * **batch neighbours**: a row pooled alone and among longer and shorter rows; the whole model
   encoding each text alone and in one batch;
-* **fp16**: the pooling of fp16 token vectors (and of an all-padding row) is finite and
-  close to fp32;
+* **fp16, bf16**: the pooling of half-precision token vectors (and of an all-padding row) is
+  finite and close to fp32;
 * **empty input** and **truncation**: ``""`` and a text twice the model's maximum length
   encode to finite vectors;
 * **declared vs actual pooling**: which of first, last, mean, max, weighted mean and
@@ -198,15 +198,16 @@ def verify(model: Any, texts: Sequence[str] | None = None, declared: str | None 
     dev = _dev(single, batched)
     add(Check("batch neighbours (model)", dev <= 1e-4, dev, 1e-4, "encode alone vs in one batch"))
     x, mask = _layouts(tokens, left=False)
-    try:  # plus an all-padding row: a clamp(count, 1e-9) is 0 in fp16, and 0 / 0 is NaN
-        x16 = torch.cat([x, torch.zeros_like(x[:1])]).half()
-        half = _pool(module, x16, torch.cat([mask, torch.zeros_like(mask[:1])]))
-        finite = bool(torch.isfinite(half).all())
-        dev = _dev(half[:-1], right) if finite else float("inf")
-        add(Check("fp16 pooling", finite and dev <= 1e-2, dev, 1e-2,
-                  "finite (an empty row included) and close to fp32" if finite else "NaN or inf in fp16"))
-    except RuntimeError as err:  # e.g. a module that cannot run in fp16 on this device
-        add(Check("fp16 pooling", True, None, None, f"not run: {str(err).splitlines()[0][:60]}"))
+    for label, dtype, tol in (("fp16", torch.float16, 1e-2), ("bf16", torch.bfloat16, 3e-2)):
+        try:  # plus an all-padding row: a clamp(count, 1e-9) is 0 in fp16, and 0 / 0 is NaN
+            low = torch.cat([x, torch.zeros_like(x[:1])]).to(dtype)
+            pooled = _pool(module, low, torch.cat([mask, torch.zeros_like(mask[:1])]))
+            finite = bool(torch.isfinite(pooled).all())
+            dev = _dev(pooled[:-1], right) if finite else float("inf")
+            detail = "finite (an empty row included), close to fp32" if finite else f"NaN or inf in {label}"
+            add(Check(f"{label} pooling", finite and dev <= tol, dev, tol, detail))
+        except RuntimeError as err:  # e.g. a module that cannot run in this dtype on this device
+            add(Check(f"{label} pooling", True, None, None, f"not run: {str(err).splitlines()[0][:60]}"))
     long_text = " ".join(["word"] * (2 * pipe.max_length))
     for label, text in (("empty input", ""), ("truncation", long_text)):
         try:
