@@ -1,0 +1,47 @@
+"""The measured tables in the README and the docs come from committed result files.
+
+A table preceded by ``<!-- results: PATH -->`` must have each of its numbers (every cell
+after the first column that holds a digit, bold marks removed) in the file ``PATH``, written
+by the reproduction command the page names; so a table cannot drift from its artefact."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKER = re.compile(r"^\s*<!-- results: (\S+) -->\s*$")  # a line of its own (not prose quoting it)
+
+
+def _marked_tables() -> list[tuple[Path, Path, list[list[str]]]]:
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        lines = page.read_text().splitlines()
+        for i, line in enumerate(lines):
+            m = MARKER.search(line)
+            if not m:
+                continue
+            rows = []
+            for row in lines[i + 1:]:
+                row = row.strip()
+                if not row and not rows:
+                    continue
+                if not row.startswith("|"):
+                    break
+                cells = [c.strip().replace("**", "") for c in row.strip("|").split("|")]
+                if not set("".join(cells)) <= set("-: "):  # skip the |---| line
+                    rows.append(cells)
+            found.append((page, ROOT / m.group(1), rows[1:]))  # rows[0] is the header
+    return found
+
+
+def test_every_marked_table_is_backed_by_its_result_file():
+    tables = _marked_tables()
+    assert len(tables) >= 2, "expected the vision tables (README and docs) to be marked"
+    for page, source, rows in tables:
+        assert source.is_file(), f"{page.name}: {source} is missing"
+        text = source.read_text()
+        cells = [c for row in rows for c in row[1:] if any(ch.isdigit() for ch in c)]
+        assert cells, f"{page.name}: the table marked with {source.name} has no numbers"
+        missing = [c for c in cells if c not in text]
+        assert not missing, f"{page.name}: numbers not in {source}: {missing[:5]}"
