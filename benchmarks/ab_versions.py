@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import platform
 import shutil
 import statistics
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 import poolwise as new
+from _machine import cpu_name  # benchmarks/ is on sys.path when run as a script
 
 CASES = {
     "mean": ("mean", {}), "first": ("first", {}), "max": ("max", {}), "weighted_mean": ("weighted_mean", {}),
@@ -39,17 +39,6 @@ def _load_old(src: Path):
     shutil.copytree(src / "poolwise", tmp / "poolwise_old")
     sys.path.insert(0, str(tmp))
     return importlib.import_module("poolwise_old")
-
-
-def _cpu() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        model = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-        flags = next(line for line in lines if line.startswith("flags")).split()
-        ext = [f for f in ("avx512f", "avx2") if f in flags]
-        return f"{model} ({', '.join(ext) or 'no AVX2'})"
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -84,13 +73,13 @@ def main() -> None:
                     times[label][i].append((time.perf_counter() - start) * 1e3)
     rows = [{"pooler": k, "old_ms": statistics.median(o), "new_ms": statistics.median(c),
              "new_over_old": statistics.median(c) / statistics.median(o)} for k, (o, c) in times.items()]
-    print(f"poolwise A/B at (B={b}, N={n}, D={d}) fp32, {torch.get_num_threads()} threads, {_cpu()}; "
+    print(f"poolwise A/B at (B={b}, N={n}, D={d}) fp32, {torch.get_num_threads()} threads, {cpu_name()}; "
           f"outputs equal to 1e-4")
     print(f"{'pooler':20} {'old ms':>8} {'new ms':>8} {'new/old':>8}")
     for r in rows:
         print(f"{r['pooler']:20} {r['old_ms']:8.2f} {r['new_ms']:8.2f} {r['new_over_old']:8.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"cpu": _cpu(), "shape": [b, n, d], "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"cpu": cpu_name(), "shape": [b, n, d], "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _machine import cpu_name  # benchmarks/ is on sys.path when run as a script
 from poolwise.models.encoder import PreLNLayer
 from poolwise.models.vit import VisionTransformer
 
@@ -52,17 +52,6 @@ def reference_of(model: VisionTransformer) -> VisionTransformer:
     ref = copy.deepcopy(model)
     ref.encoder.layers = nn.ModuleList(MHALayer(layer) for layer in ref.encoder.layers)
     return ref
-
-
-def cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        model = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-        flags = next(line for line in lines if line.startswith("flags")).split()
-        ext = [f for f in ("avx512f", "avx2") if f in flags]
-        return f"{model} ({', '.join(ext) or 'no AVX2'})"
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
