@@ -2,6 +2,8 @@
 
     poolwise reproduce adapool-knn [--preset demo|quick|paper] [--executor local|ray] [--out DIR]
     poolwise reproduce adapool-vision [--preset demo|quick|paper] [--data-dir DIR] [--device cuda]
+    poolwise reproduce adapool-rl [--env tag|centroid|boxworld|all] [--preset demo|quick|paper]
+    poolwise rl-play CHECKPOINT.safetensors --out episode.gif
     poolwise reproduce pool-me-wisely [--modalities text,vision,timeseries] [--seeds 5]
     poolwise compare --list | --task TASK [--poolers ...] | --data FILE.csv [--model DIR]
     poolwise pretrain NAME|all [--seed 0] [--steps N]
@@ -22,10 +24,10 @@ import argparse
 import os
 import sys
 
-from . import export, frozen, knn, probe, report, verify, vision
+from . import export, frozen, knn, probe, report, rl, verify, vision
 from ._common import Parser, UsageError
 
-MODULES = (knn, vision, frozen, probe, report, verify, export)
+MODULES = (knn, vision, rl, frozen, probe, report, verify, export)
 
 
 def _poolers(args: argparse.Namespace) -> int:

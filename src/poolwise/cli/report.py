@@ -12,7 +12,7 @@ from ._common import UsageError, check_writable_dir, open_store, print_paths
 def register(commands: Any, experiments: Any) -> None:
     rp = commands.add_parser(
         "report", help="rebuild plot, table and CSV from a results database",
-        description="Rebuild every report file from a results database (kNN sweep, vision sweep, "
+        description="Rebuild every report file from a results database (kNN sweep, vision sweep, RL sweep, "
         "comparison or the pool-me-wisely study, whichever it holds).")
     rp.add_argument("--db", type=Path, required=True, help="the results database (runs.sqlite)")
     rp.add_argument("--out", type=Path, required=True, help="output directory")
@@ -28,7 +28,11 @@ def run(args: argparse.Namespace) -> int:
     with open_store(args.db, create=False, read_only=True) as store:
         try:  # a kNN sweep, a vision sweep or a frozen-backbone comparison, whichever it holds
             frame = compare_frame(store)
-            if store.rows("adapool-vision", "done") and not store.rows("adapool-knn", "done"):
+            if store.rows("adapool-rl", "done") and not store.rows("adapool-knn", "done"):
+                from ..report.rl import write_rl_report
+
+                paths = write_rl_report(store, args.out)
+            elif store.rows("adapool-vision", "done") and not store.rows("adapool-knn", "done"):
                 from ..report.vision import write_vision_report
 
                 paths = write_vision_report(store, args.out)

@@ -42,7 +42,7 @@ class RunSpec:
 
     def label(self) -> str:
         p = self.params
-        parts = [f"{k}={p[k]}" for k in ("task", "pooler", "k", "canvas", "placement", "seed") if k in p]
+        parts = [f"{k}={p[k]}" for k in ("task", "env", "config", "pooler", "k", "canvas", "placement", "seed") if k in p]
         return " ".join(parts) or self.key
 
 
