@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from .base import VecTokenEnv
-from .mpe import DISCRETE_DIRECTIONS, contact_forces, integrate, tokens
+from .mpe import DISCRETE_DIRECTIONS, contact_forces, integrate
 
 #: token roles of the paper's Simple Tag tokenizer
 SELF, OBSTACLE, PREDATOR, PREY = 0, 1, 2, 3
@@ -85,6 +85,14 @@ class SimpleTag(VecTokenEnv):
         return pos, self._roles.astype(np.int64)
 
     def observe(self) -> np.ndarray:
-        pos = np.concatenate([self.pos[:, :1], self.obstacles, self.pos[:, 1:]], axis=1)
-        vel = np.concatenate([self.vel[:, :1], np.zeros_like(self.obstacles), self.vel[:, 1:]], axis=1)
-        return tokens(pos, vel, self._roles)
+        # written slice by slice: the same values as tokens(*entity arrays), without the copies
+        o = self.num_obstacles
+        out = np.empty((self.num_envs, self.num_tokens, 5), dtype=np.float32)
+        me_p, me_v = self.pos[:, :1], self.vel[:, :1]
+        out[:, :1, :4] = 0.0
+        out[:, 1:1 + o, 0:2] = self.obstacles - me_p
+        out[:, 1:1 + o, 2:4] = -me_v
+        out[:, 1 + o:, 0:2] = self.pos[:, 1:] - me_p
+        out[:, 1 + o:, 2:4] = self.vel[:, 1:] - me_v
+        out[:, :, 4] = self._roles
+        return out

@@ -74,7 +74,7 @@ class RLConfig:
     init_std: float | None = None
     dropout: float = 0.1
     pooler_kwargs: dict[str, Any] = field(default_factory=dict)
-    eval_episodes: int = 64
+    eval_episodes: int = 256
     threads: int = 0  # torch threads for this run; 0 leaves torch's setting
     key_optional: ClassVar[tuple[str, ...]] = ("threads",)
 

@@ -32,7 +32,8 @@ class RLPreset:
         return self.env_seeds.get(env, self.seeds)
 
 
-_LAPTOP = {"batch_size": 2048, "epochs": 4, "eval_episodes": 64, "threads": 1}
+#: 32 copies x 128 steps per iteration, 4 epochs over minibatches of 1024, one torch thread per run
+_LAPTOP = {"num_envs": 32, "n_steps": 128, "batch_size": 1024, "epochs": 4, "threads": 1}
 
 PRESETS: dict[str, RLPreset] = {
     "paper": RLPreset(
@@ -44,13 +45,13 @@ PRESETS: dict[str, RLPreset] = {
         seeds=tuple(range(1, 11)), env_seeds={"tag": tuple(range(1, 21))}),
     "quick": RLPreset(
         "Simple Tag at 0 and 28 obstacles and Simple Centroid at 1v31v0 and 1v1v30, 4 poolers, "
-        "3 seeds, 160k (tag) / 120k (centroid) steps: about 50 minutes on 2 cores",
+        "3 seeds, 131k (tag) / 82k (centroid) steps: about 50 minutes on 2 cores",
         {"tag": ("1v3v0", "1v3v28"), "centroid": ("1v31v0", "1v1v30")},
-        {"tag": {**_LAPTOP, "steps": 160_000}, "centroid": {**_LAPTOP, "batch_size": 1024, "steps": 120_000}}),
+        {"tag": {**_LAPTOP, "steps": 32 * 4096}, "centroid": {**_LAPTOP, "steps": 20 * 4096}}),
     "demo": RLPreset(
-        "Simple Tag at 0 and 28 obstacles, AdaPool and AvgPool, 1 seed, 64k steps: about 3 minutes "
+        "Simple Centroid at 1v31v0 and 1v1v30, AdaPool and AvgPool, 1 seed, 49k steps: about 3 minutes "
         "on 2 cores",
-        {"tag": ("1v3v0", "1v3v28")},
-        {"tag": {**_LAPTOP, "steps": 64_000}},
+        {"centroid": ("1v31v0", "1v1v30")},
+        {"centroid": {**_LAPTOP, "steps": 12 * 4096}},
         poolers=("adapool", "mean"), seeds=(0,)),
 }

@@ -55,7 +55,7 @@ class TokenEncoder(nn.Module):
         kwargs = dict(pooler_kwargs or {})
         if pooler == CLS_TOKEN:
             self.cls = nn.Parameter(torch.rand(1, 1, dim))  # U[0, 1) as in the paper
-            self.pool: Pooler = variant_pooler("first", dim, num_heads)
+            self.pool: Pooler = variant_pooler("first", dim, num_heads, grid=1)
         else:
             if pooler == "adapool":
                 kwargs = {"query": query_index, "scale": "head_dim", **kwargs}

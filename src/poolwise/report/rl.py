@@ -135,7 +135,7 @@ def claim_lines(df: pd.DataFrame) -> list[str]:
     summ, dr = summary(df), drops(df)
     learned = df.final_return > df.random_return
     out.append(f"* Policies beat the random policy in {int(learned.sum())} of {len(df)} runs "
-               f"(final return over 64 fresh episodes vs random actions on the same episodes).")
+               f"(final return on fresh evaluation episodes vs uniform random actions on the same episodes).")
     for env, part in dr.groupby("env"):
         if env == "boxworld":
             continue
@@ -223,7 +223,7 @@ def write_rl_report(store: ResultsStore, out_dir: str | Path) -> dict[str, Path]
     dr = drops(df)
     md = ["# PPO with each pooler: final returns", "",
           f"{len(df)} finished runs" + (f", {len(failed)} failed" if failed else "") +
-          f"; database `{store.path}`. Final return = mean over 64 fresh episodes of the final policy "
+          f"; database `{store.path}`. Final return = mean over the evaluation episodes of the final policy "
           "(sampled actions); best per column in bold.", "", _table(df)]
     if not dr.empty:
         md += ["## Relative drop from the noiseless to the noisiest configuration", "", _drop_table(dr), ""]
