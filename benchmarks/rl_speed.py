@@ -46,8 +46,13 @@ class MPE2Tag(gym.Env):
     def __init__(self, num_obstacles: int, seed: int = 0) -> None:
         from mpe2 import simple_tag_v3
 
-        self.env = simple_tag_v3.env(num_good=3, num_adversaries=1, num_obstacles=num_obstacles,
-                                     max_cycles=128, continuous_actions=False)
+        self.env = simple_tag_v3.env(
+            num_good=3,
+            num_adversaries=1,
+            num_obstacles=num_obstacles,
+            max_cycles=128,
+            continuous_actions=False,
+        )
         self.num_obstacles = num_obstacles
         n = 1 + num_obstacles + 3
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n, 5), np.float32)
@@ -115,8 +120,11 @@ def ppo(obstacles: int, settings: dict[str, int], iterations: int) -> dict[str, 
     from poolwise.experiments.rl_sb3 import TokenFeatures, TokenPolicy, TokenVecEnv
 
     cfg = RLConfig(env="tag", config=f"1v3v{obstacles}", **settings)
-    kwargs = {"features_extractor_class": TokenFeatures, "init_std": cfg.init_std,
-              "features_extractor_kwargs": cfg.encoder_kwargs(0, True)}
+    kwargs = {
+        "features_extractor_class": TokenFeatures,
+        "init_std": cfg.init_std,
+        "features_extractor_kwargs": cfg.encoder_kwargs(0, True),
+    }
     batch = cfg.num_envs * cfg.n_steps
     out = {}
     for name in ("ours", "mpe2"):
@@ -125,14 +133,25 @@ def ppo(obstacles: int, settings: dict[str, int], iterations: int) -> dict[str, 
         else:
             venv = DummyVecEnv([lambda i=i: MPE2Tag(obstacles, seed=i) for i in range(cfg.num_envs)])
         torch.manual_seed(0)
-        model = PPO(TokenPolicy, venv, learning_rate=cfg.lr, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
-                    n_epochs=cfg.epochs, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=10.0,
-                    policy_kwargs=kwargs, seed=0, device="cpu")
+        model = PPO(
+            TokenPolicy,
+            venv,
+            learning_rate=cfg.lr,
+            n_steps=cfg.n_steps,
+            batch_size=cfg.batch_size,
+            n_epochs=cfg.epochs,
+            ent_coef=cfg.ent_coef,
+            vf_coef=cfg.vf_coef,
+            max_grad_norm=10.0,
+            policy_kwargs=kwargs,
+            seed=0,
+            device="cpu",
+        )
         model.learn(batch)  # warm-up iteration (kernel build, allocator)
         env_s = [0.0]
         step_wait = venv.step_wait
 
-        def timed_step_wait():
+        def timed_step_wait(step_wait=step_wait, env_s=env_s):
             t = time.perf_counter()
             res = step_wait()
             env_s[0] += time.perf_counter() - t
@@ -142,8 +161,11 @@ def ppo(obstacles: int, settings: dict[str, int], iterations: int) -> dict[str, 
         t = time.perf_counter()
         model.learn(batch * iterations, reset_num_timesteps=False)
         wall = time.perf_counter() - t
-        out[name] = {"env_steps_per_s": batch * iterations / wall, "env_share": env_s[0] / wall,
-                     "wall_s": wall}
+        out[name] = {
+            "env_steps_per_s": batch * iterations / wall,
+            "env_share": env_s[0] / wall,
+            "wall_s": wall,
+        }
     return out
 
 
@@ -152,8 +174,12 @@ def main() -> None:
     ap.add_argument("--obstacles", type=int, default=28)
     ap.add_argument("--envs", type=int, default=256, help="parallel copies for the stepping test")
     ap.add_argument("--iterations", type=int, default=3, help="timed PPO iterations per side")
-    ap.add_argument("--ppo", choices=sorted(PPO_SETTINGS), action="append",
-                    help="PPO settings (repeatable; default quick)")
+    ap.add_argument(
+        "--ppo",
+        choices=sorted(PPO_SETTINGS),
+        action="append",
+        help="PPO settings (repeatable; default quick)",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--md", type=Path)
@@ -164,30 +190,46 @@ def main() -> None:
     cpu = f"{cpu_name()}, {torch.get_num_threads()} torch threads"
     print(f"# RL speed: Simple Tag 1v3v{args.obstacles} ({cpu})")
     step = stepping(args.obstacles, args.envs)
-    print(f"stepping, random actions: ours {args.envs} copies {step['ours']:,.0f} env steps/s; mpe2 "
-          f"{step['mpe2']:,.0f} env steps/s; ratio {step['ours'] / step['mpe2']:.0f}x", flush=True)
+    print(
+        f"stepping, random actions: ours {args.envs} copies {step['ours']:,.0f} env steps/s; mpe2 "
+        f"{step['mpe2']:,.0f} env steps/s; ratio {step['ours'] / step['mpe2']:.0f}x",
+        flush=True,
+    )
     rows = []
     for mode in modes:
         res = ppo(args.obstacles, PPO_SETTINGS[mode], args.iterations)
         ratio = res["ours"]["env_steps_per_s"] / res["mpe2"]["env_steps_per_s"]
-        rows.append({"ppo": mode, **PPO_SETTINGS[mode], "ours": res["ours"], "mpe2": res["mpe2"], "ratio": ratio})
-        print(f"PPO {mode} {PPO_SETTINGS[mode]}: ours {res['ours']['env_steps_per_s']:,.0f} env steps/s "
-              f"(env {100 * res['ours']['env_share']:.0f}% of the time); mpe2 {res['mpe2']['env_steps_per_s']:,.0f} "
-              f"(env {100 * res['mpe2']['env_share']:.0f}%); ratio {ratio:.2f}x", flush=True)
+        rows.append(
+            {"ppo": mode, **PPO_SETTINGS[mode], "ours": res["ours"], "mpe2": res["mpe2"], "ratio": ratio}
+        )
+        print(
+            f"PPO {mode} {PPO_SETTINGS[mode]}: ours {res['ours']['env_steps_per_s']:,.0f} env steps/s "
+            f"(env {100 * res['ours']['env_share']:.0f}% of the time); "
+            f"mpe2 {res['mpe2']['env_steps_per_s']:,.0f} "
+            f"(env {100 * res['mpe2']['env_share']:.0f}%); ratio {ratio:.2f}x",
+            flush=True,
+        )
     result = {"cpu": cpu, "obstacles": args.obstacles, "envs": args.envs, "stepping": step, "ppo": rows}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     if args.md:
-        md = [f"Simple Tag 1v3v{args.obstacles}, {cpu}; measured side by side in one process.", "",
-              "| measurement | ours | mpe2 (+ SB3) | ratio |", "|---|---|---|---|",
-              f"| stepping, random actions ({args.envs} copies vs 1 env), env steps/s | {step['ours']:,.0f} | "
-              f"{step['mpe2']:,.0f} | {step['ours'] / step['mpe2']:.0f}x |"]
+        md = [
+            f"Simple Tag 1v3v{args.obstacles}, {cpu}; measured side by side in one process.",
+            "",
+            "| measurement | ours | mpe2 (+ SB3) | ratio |",
+            "|---|---|---|---|",
+            f"| stepping, random actions ({args.envs} copies vs 1 env), env steps/s | {step['ours']:,.0f} | "
+            f"{step['mpe2']:,.0f} | {step['ours'] / step['mpe2']:.0f}x |",
+        ]
         for r in rows:
             s = PPO_SETTINGS[r["ppo"]]
-            md.append(f"| PPO end to end, {r['ppo']} ({s['num_envs']} envs x {s['n_steps']}, minibatch "
-                      f"{s['batch_size']}, {s['epochs']} epochs), env steps/s (env share) | "
-                      f"{r['ours']['env_steps_per_s']:,.0f} ({100 * r['ours']['env_share']:.0f}%) | "
-                      f"{r['mpe2']['env_steps_per_s']:,.0f} ({100 * r['mpe2']['env_share']:.0f}%) | {r['ratio']:.2f}x |")
+            md.append(
+                f"| PPO end to end, {r['ppo']} ({s['num_envs']} envs x {s['n_steps']}, minibatch "
+                f"{s['batch_size']}, {s['epochs']} epochs), env steps/s (env share) | "
+                f"{r['ours']['env_steps_per_s']:,.0f} ({100 * r['ours']['env_share']:.0f}%) | "
+                f"{r['mpe2']['env_steps_per_s']:,.0f} ({100 * r['mpe2']['env_share']:.0f}%) | "
+                f"{r['ratio']:.2f}x |"
+            )
         args.md.write_text("\n".join(md) + "\n")
 
 

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "poolwise"
 #: rank of each top-level package or module; an import must go to a strictly lower rank
 RANKS = {
     "_ext": 0, "pooling": 1, "poolwise": 2,  # the root package re-exports pooling only
-    "theory": 3, "data": 3, "models": 3,
+    "theory": 3, "data": 3, "models": 3, "envs": 3,
     "probes": 4, "experiments": 4, "integrations": 4,
     "runner": 5, "report": 6, "cli": 7, "__main__": 8,
 }

@@ -30,27 +30,39 @@ ENV_CHOICES = ("tag", "centroid", "boxworld", "all")
 
 def register(commands: Any, experiments: Any) -> None:
     p = experiments.add_parser(
-        "adapool-rl", help="PPO with each pooler on MPE Simple Tag / Centroid and BoxWorld (AdaPool paper, RL)",
+        "adapool-rl",
+        help="PPO with each pooler on MPE Simple Tag / Centroid and BoxWorld (AdaPool paper, RL)",
         description="Train a token-transformer policy with PPO (stable-baselines3) for each pooler and noise "
         "configuration on vectorised environments; return curves with seed bands, final-return table, "
         "relative drop under noise, findings.md, runs.csv and a safetensors checkpoint per run. Resumable: "
-        "rerun the same command.")
+        "rerun the same command.",
+    )
     p.add_argument("--env", default=None, help="tag, centroid, boxworld or all (default: the preset's)")
     p.add_argument("--preset", default="quick", help="demo, quick or paper (default: quick)")
-    p.add_argument("--configs", help="comma-separated noise configurations, e.g. 1v3v0,1v3v28 (tag), "
-                   "1v31v0,1v1v30 (centroid), entities,pixels (boxworld); default: the preset's")
-    p.add_argument("--poolers", help="comma-separated: adapool, mean, max, cls_token or any registered "
-                   "pooler (default: the preset's)")
+    p.add_argument(
+        "--configs",
+        help="comma-separated noise configurations, e.g. 1v3v0,1v3v28 (tag), "
+        "1v31v0,1v1v30 (centroid), entities,pixels (boxworld); default: the preset's",
+    )
+    p.add_argument(
+        "--poolers",
+        help="comma-separated: adapool, mean, max, cls_token or any registered "
+        "pooler (default: the preset's)",
+    )
     p.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
     p.add_argument("--steps", type=int, help="environment steps per run (default: the preset's)")
-    add_sweep_options(p, workers=CORE_WORKERS, workers_note=": one per core, at most 2",
-                      out="results/adapool-rl-PRESET")
+    add_sweep_options(
+        p, workers=CORE_WORKERS, workers_note=": one per core, at most 2", out="results/adapool-rl-PRESET"
+    )
     p.set_defaults(func=run)
 
     play = commands.add_parser(
-        "rl-play", help="render one episode of a trained RL policy as a GIF or MP4",
-        description="Load a checkpoint written by `poolwise reproduce adapool-rl` (OUT/checkpoints/*.safetensors) "
-        "and render one episode: agent, signal and noise entities coloured (MPE), or the room (BoxWorld).")
+        "rl-play",
+        help="render one episode of a trained RL policy as a GIF or MP4",
+        description="Load a checkpoint written by `poolwise reproduce adapool-rl` "
+        "(OUT/checkpoints/*.safetensors) "
+        "and render one episode: agent, signal and noise entities coloured (MPE), or the room (BoxWorld).",
+    )
     play.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint of the RL report")
     play.add_argument("--out", type=Path, required=True, help="output file, .gif (Pillow) or .mp4 (ffmpeg)")
     play.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
@@ -99,16 +111,24 @@ def run(args: argparse.Namespace) -> int:
             if args.steps:
                 base["steps"] = args.steps
             seeds = int_list(args.seeds, "--seeds") if args.seeds else preset.seeds_for(env)
-            specs += [RunSpec("adapool-rl", {**base, "env": env, "config": config, "pooler": pooler, "seed": seed})
-                      for config in _configs(args, preset, env) for pooler in poolers for seed in seeds]
+            specs += [
+                RunSpec("adapool-rl", {**base, "env": env, "config": config, "pooler": pooler, "seed": seed})
+                for config in _configs(args, preset, env)
+                for pooler in poolers
+                for seed in seeds
+            ]
     except (ValueError, TypeError) as err:
         raise UsageError(first_line(err)) from None
     out = check_writable_dir(args.out or Path("results") / f"adapool-rl-{args.preset}")
     db = check_writable_file(args.db or out / "runs.sqlite")
     runner = executor(args)
     with open_store(db, create=True) as store:
-        print(f"adapool-rl, preset {args.preset!r}: {len(specs)} runs ({', '.join(envs)}; {len(poolers)} poolers), "
-              f"results in {db}", file=sys.stderr)
+        print(
+            f"adapool-rl, preset {args.preset!r}: {len(specs)} runs ({', '.join(envs)}; "
+            f"{len(poolers)} poolers), "
+            f"results in {db}",
+            file=sys.stderr,
+        )
         note_other_settings(store, specs, AXES)
         summary = run_sweep(specs, store, runner, args.retry_failed, Progress(quiet=args.quiet))
         paths = write_rl_report(store, out) if store.rows("adapool-rl", "done") else {}

@@ -13,6 +13,8 @@ from .tag import SimpleTag
 
 @dataclass(frozen=True)
 class EnvSpec:
+    """An environment's name, its configurations and a one-line description."""
+
     name: str
     #: the paper's configurations, from noiseless to noisiest
     configs: tuple[str, ...]
@@ -27,9 +29,11 @@ ENVS: dict[str, EnvSpec] = {
     "boxworld": EnvSpec("boxworld", ("entities", "pixels"),
                         "BoxWorld 7x7, goal length 2, up to 2 distractors; entity or pixel tokens"),
 }
+"""Every environment by name, with the paper's noise configurations from noiseless to noisiest."""
 
 
 def env_spec(name: str) -> EnvSpec:
+    """The :class:`EnvSpec` of ``name``; ``ValueError`` lists the known environments."""
     if name not in ENVS:
         raise ValueError(f"unknown environment {name!r}; choose from {', '.join(ENVS)}")
     return ENVS[name]

@@ -37,8 +37,8 @@ class TokenVecEnv(VecEnv):
 
     def __init__(self, env: VecTokenEnv, seed: int) -> None:
         obs_space, act_space = spaces(env)
+        self.env = env  # before VecEnv.__init__, which reads render_mode through get_attr
         super().__init__(env.num_envs, obs_space, act_space)
-        self.env = env
         self._seed = seed
         self._actions: np.ndarray | None = None
         self._ret = np.zeros(env.num_envs)

@@ -2,8 +2,10 @@
 
 from .encoder import PreLNEncoder, PreLNLayer
 from .knn import CLS_TOKEN, KNNCentroidModel
+from .token_policy import TokenEncoder
 from .vit import VisionTransformer, focal_indices
 
 __all__ = [
-    "CLS_TOKEN", "KNNCentroidModel", "PreLNEncoder", "PreLNLayer", "VisionTransformer", "focal_indices",
+    "CLS_TOKEN", "KNNCentroidModel", "PreLNEncoder", "PreLNLayer", "TokenEncoder", "VisionTransformer",
+    "focal_indices",
 ]

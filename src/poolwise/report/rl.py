@@ -28,7 +28,7 @@ NOISELESS = {"tag": "1v3v0", "centroid": "1v31v0", "boxworld": "entities"}
 
 def _label(label: str) -> str:
     name = base_name(label)
-    return LABELS.get(name, name) + label[len(name):]
+    return LABELS.get(name, name) + label[len(name) :]
 
 
 def _rank(label: str) -> tuple[int, str]:
@@ -44,17 +44,39 @@ def rl_frame(store: ResultsStore) -> tuple[pd.DataFrame, pd.DataFrame]:
     for row in rows:
         cfg, m = row["config"], row["metrics"]
         pooler = labelled(cfg["pooler"], setting_label(cfg, varying))
-        runs.append({
-            "env": cfg["env"], "config": cfg["config"], "snr": m["snr"], "pooler": pooler, "seed": cfg["seed"],
-            "final_return": m["final_return"], "final_return_std": m["final_return_std"],
-            "random_return": m["random_return"], "last10pct_return": m["last10pct_return"],
-            "env_steps": m["env_steps"], "iterations": m["iterations"], "tokens": m["tokens"],
-            "env_steps_per_s": m["env_steps_per_s"], "env_share": m["env_share"],
-            "parameters": m["parameters"], "wall_s": row["wall_s"], "host": row["host"], "key": row["key"],
-        })
+        runs.append(
+            {
+                "env": cfg["env"],
+                "config": cfg["config"],
+                "snr": m["snr"],
+                "pooler": pooler,
+                "seed": cfg["seed"],
+                "final_return": m["final_return"],
+                "final_return_std": m["final_return_std"],
+                "random_return": m["random_return"],
+                "last10pct_return": m["last10pct_return"],
+                "env_steps": m["env_steps"],
+                "iterations": m["iterations"],
+                "tokens": m["tokens"],
+                "env_steps_per_s": m["env_steps_per_s"],
+                "env_share": m["env_share"],
+                "parameters": m["parameters"],
+                "wall_s": row["wall_s"],
+                "host": row["host"],
+                "key": row["key"],
+            }
+        )
         for h in row["history"] or []:
-            curves.append({"env": cfg["env"], "config": cfg["config"], "pooler": pooler, "seed": cfg["seed"],
-                           "env_steps": h["env_steps"], "return_mean": h["return_mean"]})
+            curves.append(
+                {
+                    "env": cfg["env"],
+                    "config": cfg["config"],
+                    "pooler": pooler,
+                    "seed": cfg["seed"],
+                    "env_steps": h["env_steps"],
+                    "return_mean": h["return_mean"],
+                }
+            )
     df = pd.DataFrame.from_records(runs)
     if not df.empty:
         df = df.sort_values(["env", "snr", "pooler", "seed"], ascending=[True, False, True, True])
@@ -66,8 +88,14 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and count of the final return per environment, configuration and pooler,
     with the random policy's mean return."""
     g = df.groupby(["env", "config", "snr", "pooler"])
-    out = pd.DataFrame({"mean": g.final_return.mean(), "std": g.final_return.std(ddof=0), "n": g.size(),
-                        "random": g.random_return.mean()}).reset_index()
+    out = pd.DataFrame(
+        {
+            "mean": g.final_return.mean(),
+            "std": g.final_return.std(ddof=0),
+            "n": g.size(),
+            "random": g.random_return.mean(),
+        }
+    ).reset_index()
     return out.sort_values(["env", "snr"], ascending=[True, False]).reset_index(drop=True)
 
 
@@ -84,9 +112,18 @@ def drops(df: pd.DataFrame) -> pd.DataFrame:
         clean, noisy = g.loc[g.snr.idxmax()], g.loc[g.snr.idxmin()]
         rel = (clean["mean"] - noisy["mean"]) / abs(clean["mean"]) if clean["mean"] else float("nan")
         margin = clean["mean"] - clean["random"]
-        out.append({"env": env, "pooler": pooler, "clean": clean["config"], "noisy": noisy["config"],
-                    "return_clean": clean["mean"], "return_noisy": noisy["mean"], "drop": rel,
-                    "drop_vs_random": (clean["mean"] - noisy["mean"]) / margin if margin > 0 else float("nan")})
+        out.append(
+            {
+                "env": env,
+                "pooler": pooler,
+                "clean": clean["config"],
+                "noisy": noisy["config"],
+                "return_clean": clean["mean"],
+                "return_noisy": noisy["mean"],
+                "drop": rel,
+                "drop_vs_random": (clean["mean"] - noisy["mean"]) / margin if margin > 0 else float("nan"),
+            }
+        )
     return pd.DataFrame.from_records(out)
 
 
@@ -96,9 +133,12 @@ def _table(df: pd.DataFrame) -> str:
     for env, part in summ.groupby("env", sort=True):
         configs = list(dict.fromkeys(part.sort_values("snr", ascending=False).config))
         snr = dict(zip(part.config, part.snr))
-        lines += [f"**{env}** (final return, mean ± std over seeds; random policy in the last row)", "",
-                  "| pooler | " + " | ".join(f"{c} (SNR {snr[c]:.2g})" for c in configs) + " |",
-                  "|---" * (len(configs) + 1) + "|"]
+        lines += [
+            f"**{env}** (final return, mean ± std over seeds; random policy in the last row)",
+            "",
+            "| pooler | " + " | ".join(f"{c} (SNR {snr[c]:.2g})" for c in configs) + " |",
+            "|---" * (len(configs) + 1) + "|",
+        ]
         keyed = part.set_index(["config", "pooler"])
         best = {c: part[part.config == c].set_index("pooler")["mean"].idxmax() for c in configs}
         for pooler in sorted(part.pooler.unique(), key=_rank):
@@ -119,13 +159,17 @@ def _table(df: pd.DataFrame) -> str:
 def _drop_table(dr: pd.DataFrame) -> str:
     if dr.empty:
         return ""
-    lines = ["| env | pooler | return clean → noisy | relative drop | drop / margin over random | paper (tag) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| env | pooler | return clean → noisy | relative drop | drop / margin over random | paper (tag) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in dr.sort_values(["env", "drop"]).itertuples(index=False):
         paper = PAPER_TAG_DROP.get(base_name(r.pooler)) if r.env == "tag" else None
-        lines.append(f"| {r.env} ({r.clean} → {r.noisy}) | {_label(r.pooler)} | {r.return_clean:.2f} → "
-                     f"{r.return_noisy:.2f} | {100 * r.drop:.1f}% | {100 * r.drop_vs_random:.1f}% | "
-                     f"{f'{paper:.1f}%' if paper is not None else '-'} |")
+        lines.append(
+            f"| {r.env} ({r.clean} → {r.noisy}) | {_label(r.pooler)} | {r.return_clean:.2f} → "
+            f"{r.return_noisy:.2f} | {100 * r.drop:.1f}% | {100 * r.drop_vs_random:.1f}% | "
+            f"{f'{paper:.1f}%' if paper is not None else '-'} |"
+        )
     return "\n".join(lines)
 
 
@@ -134,8 +178,10 @@ def claim_lines(df: pd.DataFrame) -> list[str]:
     out = []
     summ, dr = summary(df), drops(df)
     learned = df.final_return > df.random_return
-    out.append(f"* Policies beat the random policy in {int(learned.sum())} of {len(df)} runs "
-               f"(final return on fresh evaluation episodes vs uniform random actions on the same episodes).")
+    out.append(
+        f"* Policies beat the random policy in {int(learned.sum())} of {len(df)} runs "
+        f"(final return on fresh evaluation episodes vs uniform random actions on the same episodes)."
+    )
     for env, part in dr.groupby("env"):
         if env == "boxworld":
             continue
@@ -143,22 +189,28 @@ def claim_lines(df: pd.DataFrame) -> list[str]:
         least = base_name(ranked.iloc[0].pooler)
         order = ", ".join(f"{_label(r.pooler)} {100 * r.drop:.1f}%" for r in ranked.itertuples())
         verdict = "agrees" if least == "adapool" else "disagrees"
-        out.append(f"* {env}: AdaPool degrades least from {ranked.iloc[0].clean} to {ranked.iloc[0].noisy}: "
-                   f"**{verdict}** (relative drop, least first: {order})")
+        out.append(
+            f"* {env}: AdaPool degrades least from {ranked.iloc[0].clean} to {ranked.iloc[0].noisy}: "
+            f"**{verdict}** (relative drop, least first: {order})"
+        )
         noisy = summ[(summ.env == env) & (summ.config == ranked.iloc[0].noisy)].set_index("pooler")["mean"]
         if "adapool" in noisy.index and len(noisy) > 1:
             top = base_name(noisy.idxmax())
-            out.append(f"* {env}: AdaPool has the highest final return at {ranked.iloc[0].noisy}: "
-                       f"**{'agrees' if top == 'adapool' else 'disagrees'}** (best: {_label(noisy.idxmax())} "
-                       f"{noisy.max():.2f}; AdaPool {noisy['adapool']:.2f})")
+            out.append(
+                f"* {env}: AdaPool has the highest final return at {ranked.iloc[0].noisy}: "
+                f"**{'agrees' if top == 'adapool' else 'disagrees'}** (best: {_label(noisy.idxmax())} "
+                f"{noisy.max():.2f}; AdaPool {noisy['adapool']:.2f})"
+            )
     box = summ[summ.env == "boxworld"]
     for config, claim in (("entities", "max"), ("pixels", "adapool")):
         part = box[box.config == config].set_index("pooler")["mean"]
         if len(part) > 1:
             top = base_name(part.idxmax())
             what = "MaxPool best on entity tokens" if claim == "max" else "AdaPool best on pixel tokens"
-            out.append(f"* boxworld: {what}: **{'agrees' if top == claim else 'disagrees'}** "
-                       f"(best: {_label(part.idxmax())} {part.max():.2f})")
+            out.append(
+                f"* boxworld: {what}: **{'agrees' if top == claim else 'disagrees'}** "
+                f"(best: {_label(part.idxmax())} {part.max():.2f})"
+            )
     return out
 
 
@@ -201,7 +253,9 @@ def export_checkpoints(store: ResultsStore, out: Path) -> list[Path]:
         cfg, blob = row["config"], row["metrics"].get("checkpoint")
         if not blob:
             continue
-        path = out / "checkpoints" / f"{cfg['env']}-{cfg['config']}-{cfg['pooler']}-s{cfg['seed']}.safetensors"
+        path = (
+            out / "checkpoints" / f"{cfg['env']}-{cfg['config']}-{cfg['pooler']}-s{cfg['seed']}.safetensors"
+        )
         meta = {"poolwise_task": TASK, "config": json.dumps(cfg, sort_keys=True)}
         atomic_write_bytes(path, save(load(base64.b64decode(blob)), metadata=meta))
         paths.append(path)
@@ -215,29 +269,47 @@ def write_rl_report(store: ResultsStore, out_dir: str | Path) -> dict[str, Path]
     df, curves = rl_frame(store)
     if df.empty:
         raise ValueError(f"no finished {TASK} runs in {store.path}")
-    paths = {"csv": out / "runs.csv", "curves": out / "curves.csv", "table": out / "table.md",
-             "findings": out / "findings.md"}
+    paths = {
+        "csv": out / "runs.csv",
+        "curves": out / "curves.csv",
+        "table": out / "table.md",
+        "findings": out / "findings.md",
+    }
     atomic_write_text(paths["csv"], df.to_csv(index=False))
     atomic_write_text(paths["curves"], curves.to_csv(index=False))
     failed = store.rows(task=TASK, status="failed")
     dr = drops(df)
-    md = ["# PPO with each pooler: final returns", "",
-          f"{len(df)} finished runs" + (f", {len(failed)} failed" if failed else "") +
-          f"; database `{store.path}`. Final return = mean over the evaluation episodes of the final policy "
-          "(sampled actions); best per column in bold.", "", _table(df)]
+    md = [
+        "# PPO with each pooler: final returns",
+        "",
+        f"{len(df)} finished runs"
+        + (f", {len(failed)} failed" if failed else "")
+        + f"; database `{store.path}`. Final return = mean over the evaluation episodes of the final policy "
+        "(sampled actions); best per column in bold.",
+        "",
+        _table(df),
+    ]
     if not dr.empty:
         md += ["## Relative drop from the noiseless to the noisiest configuration", "", _drop_table(dr), ""]
     steps = df.groupby(["env", "config"]).env_steps.max()
-    md += ["Environment steps per run: " + ", ".join(f"{e} {c} {int(s):,}" for (e, c), s in steps.items()) +
-           f". Training wall time {df.wall_s.sum() / 60:.1f} min in all; median "
-           f"{df.env_steps_per_s.median():.0f} env steps/s per run (environment share "
-           f"{100 * df.env_share.median():.1f}%)."]
+    md += [
+        "Environment steps per run: "
+        + ", ".join(f"{e} {c} {int(s):,}" for (e, c), s in steps.items())
+        + f". Training wall time {df.wall_s.sum() / 60:.1f} min in all; median "
+        f"{df.env_steps_per_s.median():.0f} env steps/s per run (environment share "
+        f"{100 * df.env_share.median():.1f}%)."
+    ]
     atomic_write_text(paths["table"], "\n".join(md) + "\n")
-    findings = ["# Findings: the AdaPool paper's RL claims on these runs", "",
-                "The paper: under added noise entities AdaPool degrades least (Simple Tag + noise: AvgPool "
-                "77.4%, ClsToken 70.4%, MaxPool 60.7%, AdaPool 50.9%); in BoxWorld MaxPool is most sample-"
-                "efficient on entity tokens and collapses on pixel tokens, where AdaPool is best.", "",
-                *claim_lines(df), ""]
+    findings = [
+        "# Findings: the AdaPool paper's RL claims on these runs",
+        "",
+        "The paper: under added noise entities AdaPool degrades least (Simple Tag + noise: AvgPool "
+        "77.4%, ClsToken 70.4%, MaxPool 60.7%, AdaPool 50.9%); in BoxWorld MaxPool is most sample-"
+        "efficient on entity tokens and collapses on pixel tokens, where AdaPool is best.",
+        "",
+        *claim_lines(df),
+        "",
+    ]
     atomic_write_text(paths["findings"], "\n".join(findings))
     for env in sorted(curves.env.unique()) if not curves.empty else []:
         paths[f"plot_{env}"] = atomic_write_bytes(out / f"returns_{env}.png", _plot_env(curves, env))

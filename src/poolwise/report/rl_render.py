@@ -12,13 +12,18 @@ from .figures import new_figure
 
 #: (colour, label) per role of each environment's tokens
 ROLE_STYLE = {
-    "tag": {0: ("#d62728", "predator (agent)"), 1: ("#7f7f7f", "obstacle (noise)"), 3: ("#2ca02c", "prey (signal)")},
+    "tag": {
+        0: ("#d62728", "predator (agent)"),
+        1: ("#7f7f7f", "obstacle (noise)"),
+        3: ("#2ca02c", "prey (signal)"),
+    },
     "centroid": {0: ("#d62728", "agent"), 2: ("#2ca02c", "signal"), 3: ("#7f7f7f", "noise")},
 }
 
 
-def render_episode(frames: list[dict[str, Any]], env: str, path: str | Path, title: str = "",
-                   fps: int = 10) -> Path:
+def render_episode(
+    frames: list[dict[str, Any]], env: str, path: str | Path, title: str = "", fps: int = 10
+) -> Path:
     """Write the frames of :func:`~poolwise.experiments.rl.play_episode` to ``path``
     (``.gif`` with Pillow, ``.mp4`` with ffmpeg)."""
     from matplotlib.animation import FFMpegWriter, FuncAnimation, PillowWriter

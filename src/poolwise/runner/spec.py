@@ -42,7 +42,8 @@ class RunSpec:
 
     def label(self) -> str:
         p = self.params
-        parts = [f"{k}={p[k]}" for k in ("task", "env", "config", "pooler", "k", "canvas", "placement", "seed") if k in p]
+        keys = ("task", "env", "config", "pooler", "k", "canvas", "placement", "seed")
+        parts = [f"{k}={p[k]}" for k in keys if k in p]
         return " ".join(parts) or self.key
 
 
