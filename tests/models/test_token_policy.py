@@ -8,6 +8,7 @@ from poolwise.models.token_policy import TokenEncoder
 def test_adapool_queries_the_agents_own_token():
     torch.manual_seed(0)
     enc = TokenEncoder(dim=6, depth=1, num_heads=6, ffn_dim=12, pooler="adapool", query_index=-1, roles=False)
+    enc.eval()  # no feed-forward dropout
     x = torch.rand(3, 8, 5)
     base = enc(x)
     y = x.clone()
@@ -21,9 +22,9 @@ def test_adapool_queries_the_agents_own_token():
 
 def test_roles_are_embedded_and_init_is_the_papers_weight_scale():
     torch.manual_seed(0)
-    enc = TokenEncoder(dim=3, depth=2, num_heads=3, ffn_dim=12, init_std=0.2)
+    enc = TokenEncoder(dim=3, depth=2, num_heads=3, ffn_dim=12, init_std=0.2).eval()
     assert enc.input.in_features == 4 + 4                    # x, y, vx, vy + a 4-d role embedding
-    w = torch.cat([m.weight.flatten() for m in enc.modules() if isinstance(m, torch.nn.Linear)])
+    w = torch.cat([m.weight.detach().flatten() for m in enc.modules() if isinstance(m, torch.nn.Linear)])
     assert 0.15 < float(w.std()) < 0.25
     x = torch.zeros(1, 3, 5)
     y = x.clone()
