@@ -1,8 +1,11 @@
 """Sweep presets of the RL reproduction (AdaPool paper, section 3 of our notes).
 
+Environments a preset does not list run with ``--env``, on the preset's settings for them
+(``--env boxworld --preset quick``: entities and pixels, 262k steps per run).
+
 ``paper`` is the paper's protocol (PPO settings, model sizes, steps and seeds per environment;
 cluster scale). ``quick`` and ``demo`` keep the paper's models and PPO loss settings but
-train for far fewer steps with 4 PPO epochs over minibatches of 2048 instead of 16-32 epochs
+train for far fewer steps with 4 PPO epochs over minibatches of 1024 instead of 16-32 epochs
 over the whole batch, so that a 2-core machine can run them.
 """
 
@@ -47,11 +50,13 @@ PRESETS: dict[str, RLPreset] = {
         "Simple Tag at 0 and 28 obstacles and Simple Centroid at 1v31v0 and 1v1v30, 4 poolers, "
         "3 seeds, 131k (tag) / 82k (centroid) steps: about 50 minutes on 2 cores",
         {"tag": ("1v3v0", "1v3v28"), "centroid": ("1v31v0", "1v1v30")},
-        {"tag": {**_LAPTOP, "steps": 32 * 4096}, "centroid": {**_LAPTOP, "steps": 20 * 4096}}),
+        {"tag": {**_LAPTOP, "steps": 32 * 4096}, "centroid": {**_LAPTOP, "steps": 20 * 4096},
+         "boxworld": {**_LAPTOP, "steps": 64 * 4096}}),
     "demo": RLPreset(
         "Simple Centroid at 1v31v0 and 1v1v30, AdaPool and AvgPool, 1 seed, 49k steps: about 3 minutes "
         "on 2 cores",
         {"centroid": ("1v31v0", "1v1v30")},
-        {"centroid": {**_LAPTOP, "steps": 12 * 4096}},
+        {"centroid": {**_LAPTOP, "steps": 12 * 4096}, "tag": {**_LAPTOP, "steps": 12 * 4096},
+         "boxworld": {**_LAPTOP, "steps": 12 * 4096}},
         poolers=("adapool", "mean"), seeds=(0,)),
 }

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import attention
+from .tiny_layer import can_fuse, fused_layer
 
 
 class PreLNLayer(nn.Module):
@@ -20,7 +21,11 @@ class PreLNLayer(nn.Module):
 
     ``dropout`` applies to the feed-forward output (the kNN model's only dropout);
     ``attn_dropout`` to the attention weights and the attention output, and ``ffn_dropout`` to
-    the feed-forward hidden layer (the ViT's recipe drops all three)."""
+    the feed-forward hidden layer (the ViT's recipe drops all three).
+
+    Widths up to 8 (the RL policies) run the whole layer in one compiled kernel
+    (:mod:`poolwise.models.tiny_layer`) on CPU float32; ``use_fused=False`` forces the op-by-op
+    path."""
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.0,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
@@ -40,8 +45,11 @@ class PreLNLayer(nn.Module):
         self.attn_dropout = attn_dropout
         self.ffn_dropout = ffn_dropout
         self.use_small_kernel = True
+        self.use_fused = True
 
     def forward(self, x: Tensor) -> Tensor:
+        if can_fuse(self, x):
+            return fused_layer(self, x)
         b, n, d = x.shape
         h = self.num_heads
         q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
