@@ -39,24 +39,42 @@ def test_fused_layer_matches_the_op_by_op_path(d, h, ff, n):
         torch.testing.assert_close(a, b, atol=5e-5, rtol=1e-4)
 
 
-def test_fused_dropout_applies_its_mask_to_the_feed_forward_output():
+def test_fused_dropout_applies_its_mask_forward_and_backward():
     torch.manual_seed(0)
     layer = PreLNLayer(3, 3, 12, dropout=0.5).train()
-    x = torch.randn(4, 6, 3)
+    x = torch.randn(4, 6, 3, requires_grad=True)
+    torch.manual_seed(1)
+    seed = int(torch.randint(0, 2**31 - 1, (1,)).item())   # what fused_layer draws
     torch.manual_seed(1)
     y = layer(x)
-    torch.manual_seed(1)
-    mask = torch.empty_like(x).bernoulli_(0.5).div_(0.5)   # the mask fused_layer draws
-    layer.eval()
-    layer.use_fused = False
-    h = layer.norm1(x)
-    b, n, d = x.shape
+    g = torch.randn_like(y)
+    y.backward(g)
+    mask = tiny_layer.dropout_mask(tuple(x.shape), 0.5, seed)
+    assert set(mask.unique().tolist()) == {0.0, 2.0}
+    # the reference: the op-by-op layer with that mask on the feed-forward output
+    xr = x.detach().clone().requires_grad_(True)
+    h = layer.norm1(xr)
+    b, n, d = xr.shape
     q, k, v = layer.qkv(h).view(b, n, 3, 3, 1).permute(2, 0, 3, 1, 4)
     att = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-    x1 = x + layer.proj(att.transpose(1, 2).reshape(b, n, d))
-    ffn = layer.fc2(torch.nn.functional.gelu(layer.fc1(layer.norm2(x1))))
-    torch.testing.assert_close(y, x1 + ffn * mask, atol=1e-5, rtol=1e-5)
-    assert (mask == 0).any()
+    x1 = xr + layer.proj(att.transpose(1, 2).reshape(b, n, d))
+    ref = x1 + layer.fc2(torch.nn.functional.gelu(layer.fc1(layer.norm2(x1)))) * mask
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    ref.backward(g)
+    torch.testing.assert_close(x.grad, xr.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_fused_dropout_rate_and_seeding():
+    m = tiny_layer.dropout_mask((64, 32, 8), 0.1, 12345)
+    assert abs(float((m == 0).float().mean()) - 0.1) < 0.01
+    assert torch.equal(m, tiny_layer.dropout_mask((64, 32, 8), 0.1, 12345))
+    assert not torch.equal(m, tiny_layer.dropout_mask((64, 32, 8), 0.1, 12346))
+    layer = PreLNLayer(3, 3, 12, dropout=0.1).train()
+    x = torch.randn(8, 5, 3)
+    torch.manual_seed(3)
+    a = layer(x)
+    torch.manual_seed(3)
+    assert torch.equal(a, layer(x))
 
 
 def test_fused_path_is_used_only_where_it_applies():

@@ -1,6 +1,6 @@
 // One whole pre-LN transformer layer for tiny widths on CPU (fp32, no attention mask):
 // LN -> QKV -> softmax attention -> output projection -> residual -> LN -> Linear -> GELU ->
-// Linear (-> dropout mask) -> residual, forward and backward.
+// Linear (-> dropout) -> residual, forward and backward.
 //
 // The AdaPool paper's RL policies are 3-8 wide with head dimension 1. At those widths every
 // PyTorch op (a LayerNorm over 3 numbers, a GEMM with an inner dimension of 3, a permute copy)
@@ -46,6 +46,16 @@ inline float erf_fast(float x) {
                      t * (-1.453152027f + t * 1.061405429f))));
   const float r = 1.f - poly * exp_nonpositive(-a * a);
   return x < 0.f ? -r : r;
+}
+
+// Dropout keep-factor of element idx: a 32-bit integer hash of (seed, idx) -> [0, 1), kept with
+// probability 1 - p and scaled by 1 / (1 - p). Counter-based, so the backward pass recomputes
+// the forward's mask instead of storing it; the seed comes from torch's generator per call.
+inline float keep_factor(uint32_t seed, uint32_t idx, float p, float inv_keep) {
+  uint32_t h = idx * 0x9E3779B1u ^ seed;
+  h ^= h >> 16; h *= 0x85EBCA6Bu; h ^= h >> 13; h *= 0xC2B2AE35u; h ^= h >> 16;
+  const float u = static_cast<float>(h >> 8) * (1.0f / 16777216.0f);
+  return u < p ? 0.f : inv_keep;
 }
 
 constexpr float kInvSqrt2 = 0.70710678118654752f;
@@ -200,14 +210,14 @@ Dims dims_of(const torch::Tensor& x, const std::vector<torch::Tensor>& p, int64_
 // Returns y (B, N, D) and, feature-major, what the backward pass needs: qkv (B, 3D, N),
 // att (B, D, N), x1 (B, D, N), stats (B, 4, N: mean and 1/std of both norms), u (B, F, N:
 // before GELU), lse (B, H, N).
-std::vector<torch::Tensor> tiny_forward(torch::Tensor x, torch::Tensor mask, std::vector<torch::Tensor> p,
+std::vector<torch::Tensor> tiny_forward(torch::Tensor x, double drop, int64_t seed, std::vector<torch::Tensor> p,
                                         int64_t heads, double eps) {
   x = x.contiguous();
   for (auto& t : p) t = t.contiguous();
   const Dims s = dims_of(x, p, heads, eps);
   const Params w = params_of(p);
-  const bool use_mask = mask.numel() > 0;
-  if (use_mask) mask = mask.contiguous();
+  const float pd = static_cast<float>(drop), inv_keep = drop > 0 ? static_cast<float>(1.0 / (1.0 - drop)) : 1.f;
+  const uint32_t sd = static_cast<uint32_t>(seed);
   const int64_t b = x.size(0), n = s.n, d = s.d, f = s.f, h = s.h, e = s.e;
   auto y = torch::empty_like(x);
   auto qkv = torch::empty({b, 3 * d, n}, x.options());
@@ -217,7 +227,6 @@ std::vector<torch::Tensor> tiny_forward(torch::Tensor x, torch::Tensor mask, std
   auto u = torch::empty({b, f, n}, x.options());
   auto lse = torch::empty({b, h, n}, x.options());
   const F32* X = x.data_ptr<float>();
-  const F32* M = use_mask ? mask.data_ptr<float>() : nullptr;
   F32 *Y = y.data_ptr<float>(), *QKV = qkv.data_ptr<float>(), *A = att.data_ptr<float>(),
       *X1 = x1.data_ptr<float>(), *S = stats.data_ptr<float>(), *U = u.data_ptr<float>(),
       *L = lse.data_ptr<float>();
@@ -294,17 +303,18 @@ std::vector<torch::Tensor> tiny_forward(torch::Tensor x, torch::Tensor mask, std
       for (int64_t c = 0; c < f * n; ++c) g[c] = 0.5f * ub[c] * (1.f + erf_fast(ub[c] * kInvSqrt2));
       linear(w.w2, g.data(), w.fb2, ff.data(), d, f, n);
       F32* yb = Y + bi * n * d;
-      const F32* mb = M ? M + bi * n * d : nullptr;
       for (int64_t i = 0; i < n; ++i)
-        for (int64_t c = 0; c < d; ++c)
-          yb[i * d + c] = x1b[c * n + i] + (mb ? ff[c * n + i] * mb[i * d + c] : ff[c * n + i]);
+        for (int64_t c = 0; c < d; ++c) {
+          const float keep = pd > 0 ? keep_factor(sd, static_cast<uint32_t>((bi * n + i) * d + c), pd, inv_keep) : 1.f;
+          yb[i * d + c] = x1b[c * n + i] + ff[c * n + i] * keep;
+        }
     }
   });
   return {y, qkv, att, x1, stats, u, lse};
 }
 
 // Returns dx (B, N, D) and the 10 parameter gradients (same order and shapes as the parameters).
-std::vector<torch::Tensor> tiny_backward(torch::Tensor dy, torch::Tensor x, torch::Tensor mask,
+std::vector<torch::Tensor> tiny_backward(torch::Tensor dy, torch::Tensor x, double drop, int64_t seed,
                                          torch::Tensor qkv, torch::Tensor att, torch::Tensor x1,
                                          torch::Tensor stats, torch::Tensor u, torch::Tensor lse,
                                          std::vector<torch::Tensor> p, int64_t heads, double eps) {
@@ -314,7 +324,8 @@ std::vector<torch::Tensor> tiny_backward(torch::Tensor dy, torch::Tensor x, torc
   const Dims s = dims_of(x, p, heads, eps);
   const Params w = params_of(p);
   const Offsets off(s);
-  const bool use_mask = mask.numel() > 0;
+  const float pd = static_cast<float>(drop), inv_keep = drop > 0 ? static_cast<float>(1.0 / (1.0 - drop)) : 1.f;
+  const uint32_t sd = static_cast<uint32_t>(seed);
   const int64_t b = x.size(0), n = s.n, d = s.d, f = s.f, h = s.h, e = s.e;
   auto dx = torch::empty_like(x);
   std::vector<F32> grads(off.total, 0.f);
@@ -322,7 +333,6 @@ std::vector<torch::Tensor> tiny_backward(torch::Tensor dy, torch::Tensor x, torc
   const F32 *DY = dy.data_ptr<float>(), *X = x.data_ptr<float>(), *QKV = qkv.data_ptr<float>(),
             *A = att.data_ptr<float>(), *X1 = x1.data_ptr<float>(), *S = stats.data_ptr<float>(),
             *U = u.data_ptr<float>(), *L = lse.data_ptr<float>();
-  const F32* M = use_mask ? mask.data_ptr<float>() : nullptr;
   F32* DX = dx.data_ptr<float>();
   at::parallel_for(0, b, 1, [&](int64_t b0, int64_t b1) {
     std::vector<F32> gl(off.total, 0.f);
@@ -336,13 +346,13 @@ std::vector<torch::Tensor> tiny_backward(torch::Tensor dy, torch::Tensor x, torc
       const F32* ub = U + bi * f * n;
       const F32* lb = L + bi * h * n;
       const F32* dyb = DY + bi * n * d;
-      const F32* mb = M ? M + bi * n * d : nullptr;
       const F32* xb = X + bi * n * d;
       for (int64_t i = 0; i < n; ++i)
         for (int64_t c = 0; c < d; ++c) {
           const float v = dyb[i * d + c];
+          const float keep = pd > 0 ? keep_factor(sd, static_cast<uint32_t>((bi * n + i) * d + c), pd, inv_keep) : 1.f;
           dx1[c * n + i] = v;
-          df[c * n + i] = mb ? v * mb[i * d + c] : v;
+          df[c * n + i] = v * keep;
           xt[c * n + i] = xb[i * d + c];
         }
       // feed-forward half
@@ -442,7 +452,18 @@ std::vector<torch::Tensor> tiny_backward(torch::Tensor dy, torch::Tensor x, torc
   return out;
 }
 
+// the dropout keep-factors of a (B, N, D) output for a seed (for tests)
+torch::Tensor tiny_dropout_mask(int64_t b, int64_t n, int64_t d, double drop, int64_t seed) {
+  auto out = torch::empty({b, n, d}, torch::kFloat32);
+  F32* o = out.data_ptr<float>();
+  const float inv_keep = static_cast<float>(1.0 / (1.0 - drop));
+  for (int64_t idx = 0; idx < b * n * d; ++idx)
+    o[idx] = keep_factor(static_cast<uint32_t>(seed), static_cast<uint32_t>(idx), static_cast<float>(drop), inv_keep);
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("dropout_mask", &tiny_dropout_mask, "dropout keep-factors for a seed");
   m.def("forward", &tiny_forward, "fused tiny pre-LN layer forward");
   m.def("backward", &tiny_backward, "fused tiny pre-LN layer backward");
 }

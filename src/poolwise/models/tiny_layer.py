@@ -34,17 +34,18 @@ def kernel_error() -> str | None:
 
 class _TinyLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, mask: Tensor, heads: int, eps: float, *params: Tensor) -> Tensor:
-        y, *saved = kernel().forward(x, mask, list(params), heads, eps)
-        ctx.save_for_backward(x, mask, *saved, *params)
-        ctx.heads, ctx.eps = heads, eps
+    def forward(ctx: Any, x: Tensor, drop: float, seed: int, heads: int, eps: float, *params: Tensor) -> Tensor:
+        y, *saved = kernel().forward(x, drop, seed, list(params), heads, eps)
+        ctx.save_for_backward(x, *saved, *params)
+        ctx.drop, ctx.seed, ctx.heads, ctx.eps = drop, seed, heads, eps
         return y
 
     @staticmethod
     def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
-        x, mask, qkv, att, x1, stats, u, lse, *params = ctx.saved_tensors
-        dx, *dparams = kernel().backward(dy, x, mask, qkv, att, x1, stats, u, lse, params, ctx.heads, ctx.eps)
-        return (dx, None, None, None, *dparams)
+        x, qkv, att, x1, stats, u, lse, *params = ctx.saved_tensors
+        dx, *dparams = kernel().backward(dy, x, ctx.drop, ctx.seed, qkv, att, x1, stats, u, lse, params,
+                                         ctx.heads, ctx.eps)
+        return (dx, None, None, None, None, *dparams)
 
 
 def can_fuse(layer: Any, x: Tensor) -> bool:
@@ -62,10 +63,16 @@ def can_fuse(layer: Any, x: Tensor) -> bool:
 
 
 def fused_layer(layer: Any, x: Tensor) -> Tensor:
-    """``layer(x)`` through the fused kernel (check :func:`can_fuse` first); the feed-forward
-    output dropout draws its mask with torch's generator."""
-    p = layer.dropout if layer.training else 0.0
-    mask = x.new_empty(0) if p == 0 else torch.empty_like(x).bernoulli_(1 - p).div_(1 - p)
+    """``layer(x)`` through the fused kernel (check :func:`can_fuse` first). The feed-forward
+    output dropout hashes (seed, element index) in the kernel, with the seed drawn from torch's
+    generator, so ``torch.manual_seed`` fixes it and the backward pass recomputes the mask."""
+    p = float(layer.dropout) if layer.training else 0.0
+    seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if p > 0 else 0
     params = (layer.norm1.weight, layer.norm1.bias, layer.qkv.weight, layer.proj.weight, layer.norm2.weight,
               layer.norm2.bias, layer.fc1.weight, layer.fc1.bias, layer.fc2.weight, layer.fc2.bias)
-    return _TinyLayer.apply(x.contiguous(), mask, layer.num_heads, float(layer.norm1.eps), *params)
+    return _TinyLayer.apply(x.contiguous(), p, seed, layer.num_heads, float(layer.norm1.eps), *params)
+
+
+def dropout_mask(shape: tuple[int, int, int], p: float, seed: int) -> Tensor:
+    """The keep-factors (0 or 1/(1-p)) the fused kernel applies for ``seed`` (for tests)."""
+    return kernel().dropout_mask(*shape, p, seed)

@@ -229,7 +229,14 @@ def mean_weight(count: Tensor, rank: Tensor) -> Tensor:
 def weighted_reduce(x: Tensor, mask: Tensor | None, weight: WeightFn, seg: Segments | None = None) -> Tensor:
     r""":math:`y_b = \sum_i w(n_b, i)\, x_{b,i}` over the real tokens of each row, ``(B, N, D) -> (B, D)``,
     accumulated in fp32. The segment kernel reads only real tokens (``seg`` reuses a view the
-    caller already built); otherwise one ``bmm`` with a ``(B, N)`` weight matrix."""
+    caller already built); otherwise one ``bmm`` with a ``(B, N)`` weight matrix. Without a
+    mask every token is real: one weight row serves the batch (no segment view to build, which
+    costs more than the sum itself on small inputs such as an RL policy's per-step batch)."""
+    if mask is None and seg is None:
+        n = x.shape[1]
+        count = torch.full((1, 1), float(max(n, 1)), device=x.device)
+        rank = torch.arange(1, n + 1, device=x.device, dtype=torch.float32)[None]
+        return dense_weighted_sum(x, weight(count, rank).expand(x.shape[0], n))
     if seg is None and route(x).segments:
         seg = Segments.from_mask(x, keep_mask(x, mask))
     if seg is not None:
