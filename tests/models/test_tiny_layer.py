@@ -24,7 +24,8 @@ def _pair(layer, x, g):
     return out
 
 
-@pytest.mark.parametrize("d,h,ff,n", [(3, 3, 12, 32), (8, 8, 32, 7), (6, 6, 24, 50), (4, 2, 8, 5), (8, 2, 16, 1)])
+@pytest.mark.parametrize("d,h,ff,n", [(3, 3, 12, 32), (8, 8, 32, 7), (6, 6, 24, 50), (4, 2, 8, 5),
+                                      (8, 2, 16, 1)])
 def test_fused_layer_matches_the_op_by_op_path(d, h, ff, n):
     torch.manual_seed(d * 100 + n)
     layer = PreLNLayer(d, h, ff).eval()

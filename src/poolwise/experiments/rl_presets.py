@@ -48,9 +48,9 @@ PRESETS: dict[str, RLPreset] = {
         seeds=tuple(range(1, 11)), env_seeds={"tag": tuple(range(1, 21))}),
     "quick": RLPreset(
         "Simple Tag at 0 and 28 obstacles and Simple Centroid at 1v31v0 and 1v1v30, 4 poolers, "
-        "3 seeds, 131k (tag) / 82k (centroid) steps: about 50 minutes on 2 cores",
+        "3 seeds, 307k (tag) / 102k (centroid) steps: about 45 minutes on 2 cores",
         {"tag": ("1v3v0", "1v3v28"), "centroid": ("1v31v0", "1v1v30")},
-        {"tag": {**_LAPTOP, "steps": 32 * 4096}, "centroid": {**_LAPTOP, "steps": 20 * 4096},
+        {"tag": {**_LAPTOP, "steps": 75 * 4096}, "centroid": {**_LAPTOP, "steps": 25 * 4096},
          "boxworld": {**_LAPTOP, "steps": 64 * 4096}}),
     "demo": RLPreset(
         "Simple Centroid at 1v31v0 and 1v1v30, AdaPool and AvgPool, 1 seed, 49k steps: about 3 minutes "

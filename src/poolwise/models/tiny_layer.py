@@ -34,7 +34,8 @@ def kernel_error() -> str | None:
 
 class _TinyLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, drop: float, seed: int, heads: int, eps: float, *params: Tensor) -> Tensor:
+    def forward(ctx: Any, x: Tensor, drop: float, seed: int, heads: int, eps: float,
+                *params: Tensor) -> Tensor:
         y, *saved = kernel().forward(x, drop, seed, list(params), heads, eps)
         ctx.save_for_backward(x, *saved, *params)
         ctx.drop, ctx.seed, ctx.heads, ctx.eps = drop, seed, heads, eps
