@@ -28,9 +28,9 @@ TINY = [
     "--set",
     "ffn_dim=8",
     "--set",
-    "num_envs=8",
+    "num_envs=4",
     "--set",
-    "n_steps=32",
+    "n_steps=128",
     "--set",
     "batch_size=128",
     "--set",
@@ -56,7 +56,7 @@ def test_a_killed_rl_sweep_resumes_and_the_report_rebuilds(tmp_path):
         "--configs",
         "1v3v0,1v3v4",
         "--poolers",
-        "adapool,mean,max",
+        "adapool,max",
         "--seeds",
         "0,1",
         "--out",
@@ -81,7 +81,7 @@ def test_a_killed_rl_sweep_resumes_and_the_report_rebuilds(tmp_path):
             "SELECT key, finished_at, metrics FROM runs WHERE status='done'"
         )
     }
-    assert 2 <= len(before) < 12
+    assert 2 <= len(before) < 8
 
     r = poolwise(*args)
     assert r.returncode == 0, r.stderr
@@ -89,23 +89,23 @@ def test_a_killed_rl_sweep_resumes_and_the_report_rebuilds(tmp_path):
     rows = (
         sqlite3.connect(db).execute("SELECT key, status, attempts, finished_at, metrics FROM runs").fetchall()
     )
-    assert len(rows) == 12 and all(status == "done" for _, status, *_ in rows)
+    assert len(rows) == 8 and all(status == "done" for _, status, *_ in rows)
     for key, _, attempts, finished, metrics in rows:
         if key in before:
             assert (finished, metrics) == before[key] and attempts == 1
 
     df = pd.read_csv(out / "runs.csv")
-    assert len(df) == 12 and set(df.config) == {"1v3v0", "1v3v4"} and set(df.snr.round(3)) == {1.0, 0.429}
+    assert len(df) == 8 and set(df.config) == {"1v3v0", "1v3v4"} and set(df.snr.round(3)) == {1.0, 0.429}
     table = (out / "table.md").read_text()
     assert "| AdaPool |" in table and "| random policy |" in table and "relative drop" in table
-    assert "77.4%" in table  # the paper's drop beside ours
+    assert "50.9%" in table and "60.7%" in table  # the paper's drops beside ours
     findings = (out / "findings.md").read_text()
     assert "AdaPool degrades least from 1v3v0 to 1v3v4: **" in findings
     assert (out / "returns_tag.png").stat().st_size > 10_000
     curves = pd.read_csv(out / "curves.csv")
-    assert len(curves) == 12 * 2 and set(curves.env_steps) == {256, 512}
+    assert len(curves) == 8 and set(curves.env_steps) == {512}
     ckpts = sorted((out / "checkpoints").glob("*.safetensors"))
-    assert len(ckpts) == 12 and ckpts[0].name == "tag-1v3v0-adapool-s0.safetensors"
+    assert len(ckpts) == 8 and ckpts[0].name == "tag-1v3v0-adapool-s0.safetensors"
 
     again = tmp_path / "again"
     r = poolwise("report", "--db", str(db), "--out", str(again))

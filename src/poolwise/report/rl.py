@@ -192,7 +192,7 @@ def claim_lines(df: pd.DataFrame) -> list[str]:
     learned = df.final_return > df.random_return
     out.append(f"* Policies beat the random policy in {int(learned.sum())} of {len(df)} runs "
                "(final return on fresh evaluation episodes vs uniform random actions on the same episodes).")
-    for env, part in dr.groupby("env"):
+    for env, part in dr.groupby("env") if not dr.empty else ():
         if env == "boxworld":
             continue
         col, what = _statistic(part)
@@ -236,8 +236,9 @@ def claim_lines(df: pd.DataFrame) -> list[str]:
 def _plot_env(curves: pd.DataFrame, runs: pd.DataFrame, env: str) -> bytes:
     from matplotlib.ticker import FuncFormatter
 
-    part = curves[curves.env == env].dropna(subset=["return_mean"])
-    configs = sorted(part.config.unique(), key=lambda c: list(part.config).index(c))
+    every = curves[curves.env == env]
+    configs = list(dict.fromkeys(every.config))  # a config whose rollouts ended no episode stays, empty
+    part = every.dropna(subset=["return_mean"])
     plt, fig, _ = new_figure()
     plt.close(fig)
     fig, axes = plt.subplots(1, len(configs), figsize=(4.2 * len(configs), 3.6), dpi=120, squeeze=False)
