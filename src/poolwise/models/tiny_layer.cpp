@@ -82,27 +82,6 @@ struct Offsets {
 
 // ---- feature-major building blocks: x is (features, n) ------------------------------------
 
-// LayerNorm over the d features of each of the n tokens; xhat and h are (d, n)
-void ln_forward(const F32* __restrict x, F32* __restrict xhat, F32* __restrict h, const F32* g, const F32* b,
-                int64_t d, int64_t n, float eps, F32* __restrict mu, F32* __restrict rs) {
-  const float inv_d = 1.f / static_cast<float>(d);
-  for (int64_t i = 0; i < n; ++i) mu[i] = 0.f;
-  for (int64_t c = 0; c < d; ++c)
-    for (int64_t i = 0; i < n; ++i) mu[i] += x[c * n + i];
-  for (int64_t i = 0; i < n; ++i) { mu[i] *= inv_d; rs[i] = 0.f; }
-  for (int64_t c = 0; c < d; ++c)
-    for (int64_t i = 0; i < n; ++i) { const float t = x[c * n + i] - mu[i]; rs[i] += t * t; }
-  for (int64_t i = 0; i < n; ++i) rs[i] = 1.f / std::sqrt(rs[i] * inv_d + eps);
-  for (int64_t c = 0; c < d; ++c) {
-    const float gc = g[c], bc = b[c];
-    for (int64_t i = 0; i < n; ++i) {
-      const float xh = (x[c * n + i] - mu[i]) * rs[i];
-      xhat[c * n + i] = xh;
-      h[c * n + i] = xh * gc + bc;
-    }
-  }
-}
-
 void ln_recompute(const F32* __restrict x, const F32* __restrict mu, const F32* __restrict rs, const F32* g,
                   const F32* b, int64_t d, int64_t n, F32* __restrict xhat, F32* __restrict h) {
   for (int64_t c = 0; c < d; ++c) {
@@ -113,6 +92,20 @@ void ln_recompute(const F32* __restrict x, const F32* __restrict mu, const F32* 
       h[c * n + i] = xh * gc + bc;
     }
   }
+}
+
+// LayerNorm over the d features of each of the n tokens: the statistics, then xhat and h (d, n)
+void ln_forward(const F32* __restrict x, F32* __restrict xhat, F32* __restrict h, const F32* g, const F32* b,
+                int64_t d, int64_t n, float eps, F32* __restrict mu, F32* __restrict rs) {
+  const float inv_d = 1.f / static_cast<float>(d);
+  for (int64_t i = 0; i < n; ++i) mu[i] = 0.f;
+  for (int64_t c = 0; c < d; ++c)
+    for (int64_t i = 0; i < n; ++i) mu[i] += x[c * n + i];
+  for (int64_t i = 0; i < n; ++i) { mu[i] *= inv_d; rs[i] = 0.f; }
+  for (int64_t c = 0; c < d; ++c)
+    for (int64_t i = 0; i < n; ++i) { const float t = x[c * n + i] - mu[i]; rs[i] += t * t; }
+  for (int64_t i = 0; i < n; ++i) rs[i] = 1.f / std::sqrt(rs[i] * inv_d + eps);
+  ln_recompute(x, mu, rs, g, b, d, n, xhat, h);
 }
 
 // dx += dLN/dx . dh; dg, db accumulate; t (d, n), m1 and m2 (n) are scratch
