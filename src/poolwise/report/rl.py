@@ -239,9 +239,8 @@ def _plot_env(curves: pd.DataFrame, runs: pd.DataFrame, env: str) -> bytes:
     every = curves[curves.env == env]
     configs = list(dict.fromkeys(every.config))  # a config whose rollouts ended no episode stays, empty
     part = every.dropna(subset=["return_mean"])
-    plt, fig, _ = new_figure()
-    plt.close(fig)
-    fig, axes = plt.subplots(1, len(configs), figsize=(4.2 * len(configs), 3.6), dpi=120, squeeze=False)
+    plt, fig, axes = new_figure(4.2 * len(configs), 3.6, ncols=len(configs))
+    axes = np.atleast_1d(axes)[None, :]
     colours: dict[str, str] = {}
     for ax, config in zip(axes[0], configs):
         for pooler in sorted(part.pooler.unique(), key=_rank):
