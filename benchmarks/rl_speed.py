@@ -114,12 +114,26 @@ def stepping(obstacles: int, envs: int, rounds: int = 5, seconds: float = 1.0) -
     return {k: statistics.median(v) for k, v in rate.items()}
 
 
-def ppo(obstacles: int, settings: dict[str, int], iterations: int) -> dict[str, dict[str, float]]:
+#: the sides of the PPO comparison: (environment, policy layers)
+SIDES = {
+    "ours": ("ours", "fused"),
+    "mpe2": ("mpe2", "pytorch"),
+    "mpe2-fused": ("mpe2", "fused"),
+}
+
+
+def ppo(obstacles: int, settings: dict[str, int], iterations: int,
+        sides: tuple[str, ...] = tuple(SIDES)) -> dict[str, dict[str, float]]:
+    """Env steps/s of one PPO iteration per side, interleaved rounds. ``mpe2`` is the stock
+    stack a user has without poolwise (mpe2 environments, the token policy in PyTorch ops);
+    ``mpe2-fused`` gives it poolwise's fused layer as well, so ours can only gain on the
+    environment and rollout side there."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from poolwise.experiments.rl import RLConfig
     from poolwise.experiments.rl_sb3 import TokenFeatures, TokenPolicy, TokenVecEnv
+    from poolwise.models.encoder import PreLNLayer
 
     cfg = RLConfig(env="tag", config=f"1v3v{obstacles}", **settings)
     kwargs = {
@@ -129,8 +143,9 @@ def ppo(obstacles: int, settings: dict[str, int], iterations: int) -> dict[str, 
     }
     batch = cfg.num_envs * cfg.n_steps
     models, timers = {}, {}
-    for name in ("ours", "mpe2"):
-        if name == "ours":
+    for name in sides:
+        env_kind, layers = SIDES[name]
+        if env_kind == "ours":
             venv = TokenVecEnv(SimpleTag(cfg.num_envs, obstacles, seed=0), seed=0)
         else:
             venv = DummyVecEnv([lambda i=i: MPE2Tag(obstacles, seed=i) for i in range(cfg.num_envs)])
@@ -149,6 +164,9 @@ def ppo(obstacles: int, settings: dict[str, int], iterations: int) -> dict[str, 
             seed=0,
             device="cpu",
         )
+        for m in model.policy.modules():
+            if isinstance(m, PreLNLayer):
+                m.use_fused = layers == "fused"
         model.learn(batch)  # warm-up iteration (kernel build, allocator)
         timer = {"env": 0.0, "update": 0.0}
         step_wait, train = venv.step_wait, model.train
@@ -166,8 +184,8 @@ def ppo(obstacles: int, settings: dict[str, int], iterations: int) -> dict[str, 
 
         venv.step_wait, model.train = timed_step_wait, timed_train
         models[name], timers[name] = model, timer
-    # one PPO iteration of each side per round, interleaved, so that load on the machine hits both
-    rounds: dict[str, list[tuple[float, float, float]]] = {"ours": [], "mpe2": []}
+    # one PPO iteration of each side per round, interleaved, so that load on the machine hits all
+    rounds: dict[str, list[tuple[float, float, float]]] = {name: [] for name in sides}
     for _ in range(iterations):
         for name, model in models.items():
             before = dict(timers[name])
@@ -185,11 +203,12 @@ def ppo(obstacles: int, settings: dict[str, int], iterations: int) -> dict[str, 
             "env_share": statistics.median(r[1] / r[0] for r in rs),
             "update_share": statistics.median(r[2] / r[0] for r in rs),
             "wall_s": wall,
+            # per-round ratio to ours (same round, so machine load hits both alike)
+            "ratio": statistics.median(r[0] / o[0] for o, r in zip(rounds["ours"], rs)),
+            # Amdahl: with ours' policy updates this side cannot be more than 1 / its update
+            # share slower, whatever the environment and rollout loop do
+            "bound": 1.0 / statistics.median(r[2] / r[0] for r in rs),
         }
-    out["ratio_rounds"] = [m[0] / o[0] for o, m in zip(rounds["ours"], rounds["mpe2"])]
-    # Amdahl: with the same policy and PPO settings both sides pay the same updates, so no
-    # environment or rollout loop can make ours faster than the baseline's wall / its updates
-    out["bound"] = 1.0 / out["mpe2"]["update_share"]
     return out
 
 
@@ -222,46 +241,39 @@ def main() -> None:
     rows = []
     for mode in modes:
         res = ppo(args.obstacles, PPO_SETTINGS[mode], args.iterations)
-        ratio = statistics.median(res["ratio_rounds"])
-        rows.append(
-            {
-                "ppo": mode,
-                **PPO_SETTINGS[mode],
-                "ours": res["ours"],
-                "mpe2": res["mpe2"],
-                "ratio": ratio,
-                "bound": res["bound"],
-            }
-        )
-        print(
-            f"PPO {mode} {PPO_SETTINGS[mode]}: ours {res['ours']['env_steps_per_s']:,.0f} env steps/s "
-            f"(env {100 * res['ours']['env_share']:.0f}% of the time); "
-            f"mpe2 {res['mpe2']['env_steps_per_s']:,.0f} "
-            f"(env {100 * res['mpe2']['env_share']:.0f}%, "
-            f"PPO updates {100 * res['mpe2']['update_share']:.0f}%); "
-            f"ratio {ratio:.2f}x (bound with the same updates: {res['bound']:.2f}x)",
-            flush=True,
-        )
+        rows.append({"ppo": mode, **PPO_SETTINGS[mode], **res})
+        parts = [f"ours {res['ours']['env_steps_per_s']:,.0f} env steps/s (env {100 * res['ours']['env_share']:.0f}%)"]
+        for name in ("mpe2", "mpe2-fused"):
+            r = res[name]
+            parts.append(
+                f"{name} {r['env_steps_per_s']:,.0f} (env {100 * r['env_share']:.0f}%, updates "
+                f"{100 * r['update_share']:.0f}%): ours {r['ratio']:.2f}x"
+                + (f" (bound {r['bound']:.2f}x)" if name == "mpe2-fused" else "")
+            )
+        print(f"PPO {mode} {PPO_SETTINGS[mode]}: " + "; ".join(parts), flush=True)
     result = {"cpu": cpu, "obstacles": args.obstacles, "envs": args.envs, "stepping": step, "ppo": rows}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     if args.md:
         md = [
-            f"Simple Tag 1v3v{args.obstacles}, {cpu}; measured side by side in one process.",
+            f"Simple Tag 1v3v{args.obstacles}, {cpu}; measured side by side in one process "
+            f"(median of {args.iterations} interleaved rounds).",
             "",
-            "| measurement | ours | mpe2 (+ SB3) | ratio (Amdahl bound) |",
-            "|---|---|---|---|",
+            "| measurement | ours | mpe2 + SB3 (PyTorch layers) | ratio | mpe2 + SB3 (fused layer) | ratio (Amdahl bound) |",
+            "|---|---|---|---|---|---|",
             f"| stepping, random actions ({args.envs} copies vs 1 env), env steps/s | {step['ours']:,.0f} | "
-            f"{step['mpe2']:,.0f} | {step['ours'] / step['mpe2']:.0f}x |",
+            f"{step['mpe2']:,.0f} | {step['ours'] / step['mpe2']:.0f}x | | |",
         ]
         for r in rows:
             s = PPO_SETTINGS[r["ppo"]]
+            cells = [f"{r['ours']['env_steps_per_s']:,.0f} ({100 * r['ours']['env_share']:.0f}%)"]
+            for name in ("mpe2", "mpe2-fused"):
+                o = r[name]
+                cells.append(f"{o['env_steps_per_s']:,.0f} ({100 * o['env_share']:.0f}%)")
+                cells.append(f"{o['ratio']:.2f}x" + (f" (bound {o['bound']:.2f}x)" if name == "mpe2-fused" else ""))
             md.append(
                 f"| PPO end to end, {r['ppo']} ({s['num_envs']} envs x {s['n_steps']}, minibatch "
-                f"{s['batch_size']}, {s['epochs']} epochs), env steps/s (env share) | "
-                f"{r['ours']['env_steps_per_s']:,.0f} ({100 * r['ours']['env_share']:.0f}%) | "
-                f"{r['mpe2']['env_steps_per_s']:,.0f} ({100 * r['mpe2']['env_share']:.0f}%) | "
-                f"{r['ratio']:.2f}x (bound {r['bound']:.2f}x) |"
+                f"{s['batch_size']}, {s['epochs']} epochs), env steps/s (env share) | " + " | ".join(cells) + " |"
             )
         args.md.write_text("\n".join(md) + "\n")
 

@@ -92,3 +92,19 @@ def test_adapool_with_zero_query_and_identity_maps_is_mean():
     token.load_state_dict(pool.state_dict())
     want = torch.tensor(EXPECTED["mean"]) + torch.tensor(EXPECTED["last"], dtype=torch.float32)
     torch.testing.assert_close(token(X, MASK), want)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 2), (1, 1, 3), (2, 0, 2), (0, 3, 2)])
+def test_segments_without_mask_equal_an_all_real_mask(shape):
+    """``Segments.of(x, None)`` (built by arithmetic) addresses the same tokens as the view of
+    an all-true mask, field by field; spans are contiguous whole rows."""
+    from poolwise.pooling.functional import Segments
+
+    x = torch.randn(*shape)
+    fast = Segments.of(x, None)
+    ref = Segments.from_mask(x, torch.ones(shape[:2], dtype=torch.bool))
+    for field in ("table", "index", "offsets", "counts", "row", "rank"):
+        assert torch.equal(getattr(fast, field), getattr(ref, field)), field
+    assert fast.keep is None
+    b, n = shape[:2]
+    assert fast.spans() == [(i * n, (i + 1) * n, True) for i in range(b)]

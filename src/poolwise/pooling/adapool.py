@@ -167,7 +167,7 @@ class AdaPool(Pooler):
             dropout_on = self.training and self.dropout > 0
             path = route(x, self.q_proj.weight, self.k_proj.weight, kernel=not dropout_on)
             if path.segments:
-                seg, kernel = Segments.from_mask(x, keep_mask(x, mask)), path.kernel
+                seg, kernel = Segments.of(x, mask), path.kernel
         q = self.compute_query(x, mask, seg)
         if kernel is not None and self.num_heads == 1:  # two projections instead of four
             a, a_bias, w_out, b_out = self._folded_weights()

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from .attention_core import check_heads, folded_attention, mlp_block, standard_attention
 from .base import Pooler
 from .dispatch import route
-from .functional import Segments, keep_mask
+from .functional import Segments
 from .registry import register
 from .validation import check_dim, check_flag, check_float, check_int, check_weight_dtype
 
@@ -98,7 +98,7 @@ class AttentionPooling(Pooler):
         q = self.q_proj(self.queries)[None]  # (1, M, D)
         if self.folded:
             path = route(x, self.queries, self.k_proj.weight, kernel=True)
-            seg = Segments.from_mask(x, keep_mask(x, mask)) if path.segments else None
+            seg = Segments.of(x, mask) if path.segments else None
             heads, _ = folded_attention(x, mask, q, self.k_proj, self.v_proj, self.num_heads,
                                         self.scaling, seg=seg, kernel=path.kernel)
         else:

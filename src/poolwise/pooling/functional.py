@@ -90,7 +90,7 @@ class Segments:
     ``index`` holds the flat positions of the real tokens, grouped by row in order;
     ``offsets[b]`` is where row ``b`` starts in ``index``; ``row``/``rank`` give each real
     token's row and 1-based rank. ``keep`` is the flat keep-mask of a padded table (None
-    for packed input, where every entry is real).
+    when every entry is real: packed input, or padded input without a mask).
     """
 
     table: Tensor
@@ -115,6 +115,21 @@ class Segments:
         row = torch.repeat_interleave(torch.arange(b, device=x.device), cnt)
         rank = ranks(mask).reshape(-1)[index]
         return cls(x.reshape(b * n, d).contiguous(), index, start, cnt, row, rank, flat)
+
+    @classmethod
+    def of(cls, x: Tensor, mask: Tensor | None) -> Segments:
+        """The view of padded ``x``; without a mask every token is real and the view is
+        built by arithmetic (no ``nonzero``/``cumsum`` pass: small policy batches pay for
+        ops, not bytes)."""
+        if mask is not None:
+            return cls.from_mask(x, mask)
+        b, n, d = x.shape
+        index = torch.arange(b * n, device=x.device)
+        start = torch.arange(0, b * n, n, device=x.device) if n else torch.zeros(b, dtype=torch.long,
+                                                                                device=x.device)
+        cnt = torch.full((b,), n, dtype=torch.long, device=x.device)
+        row, rank = (index // n, index % n + 1) if n else (index, index)
+        return cls(x.reshape(b * n, d).contiguous(), index, start, cnt, row, rank, None)
 
     @classmethod
     def from_packed(cls, x: Tensor, cu_seqlens: Tensor) -> Segments:
@@ -238,7 +253,7 @@ def weighted_reduce(x: Tensor, mask: Tensor | None, weight: WeightFn, seg: Segme
         rank = torch.arange(1, n + 1, device=x.device, dtype=torch.float32)[None]
         return dense_weighted_sum(x, weight(count, rank).expand(x.shape[0], n))
     if seg is None and route(x).segments:
-        seg = Segments.from_mask(x, keep_mask(x, mask))
+        seg = Segments.of(x, mask)
     if seg is not None:
         return reduce_segments(seg, weight)
     mask = keep_mask(x, mask)
