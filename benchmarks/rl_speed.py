@@ -242,7 +242,8 @@ def main() -> None:
     for mode in modes:
         res = ppo(args.obstacles, PPO_SETTINGS[mode], args.iterations)
         rows.append({"ppo": mode, **PPO_SETTINGS[mode], **res})
-        parts = [f"ours {res['ours']['env_steps_per_s']:,.0f} env steps/s (env {100 * res['ours']['env_share']:.0f}%)"]
+        ours = res["ours"]
+        parts = [f"ours {ours['env_steps_per_s']:,.0f} env steps/s (env {100 * ours['env_share']:.0f}%)"]
         for name in ("mpe2", "mpe2-fused"):
             r = res[name]
             parts.append(
@@ -259,7 +260,8 @@ def main() -> None:
             f"Simple Tag 1v3v{args.obstacles}, {cpu}; measured side by side in one process "
             f"(median of {args.iterations} interleaved rounds).",
             "",
-            "| measurement | ours | mpe2 + SB3 (PyTorch layers) | ratio | mpe2 + SB3 (fused layer) | ratio (Amdahl bound) |",
+            "| measurement | ours | mpe2 + SB3 (PyTorch layers) | ratio | mpe2 + SB3 (fused layer) "
+            "| ratio (Amdahl bound) |",
             "|---|---|---|---|---|---|",
             f"| stepping, random actions ({args.envs} copies vs 1 env), env steps/s | {step['ours']:,.0f} | "
             f"{step['mpe2']:,.0f} | {step['ours'] / step['mpe2']:.0f}x | | |",
@@ -270,10 +272,12 @@ def main() -> None:
             for name in ("mpe2", "mpe2-fused"):
                 o = r[name]
                 cells.append(f"{o['env_steps_per_s']:,.0f} ({100 * o['env_share']:.0f}%)")
-                cells.append(f"{o['ratio']:.2f}x" + (f" (bound {o['bound']:.2f}x)" if name == "mpe2-fused" else ""))
+                bound = f" (bound {o['bound']:.2f}x)" if name == "mpe2-fused" else ""
+                cells.append(f"{o['ratio']:.2f}x{bound}")
             md.append(
                 f"| PPO end to end, {r['ppo']} ({s['num_envs']} envs x {s['n_steps']}, minibatch "
-                f"{s['batch_size']}, {s['epochs']} epochs), env steps/s (env share) | " + " | ".join(cells) + " |"
+                f"{s['batch_size']}, {s['epochs']} epochs), env steps/s (env share) | "
+                + " | ".join(cells) + " |"
             )
         args.md.write_text("\n".join(md) + "\n")
 
