@@ -8,12 +8,14 @@ and end to end under stable-baselines3 PPO with the same token policy.
    advances all of them) against mpe2's AEC ``simple_tag`` (1 predator, 3 prey, O obstacles made
    non-colliding, the paper's token observation), one world step per loop, interleaved rounds.
 2. PPO end to end (rollouts and updates): SB3 ``PPO`` on our ``TokenVecEnv`` against SB3 ``PPO``
-   on a ``DummyVecEnv`` of mpe2 environments, same ``TokenPolicy`` (the paper's Simple Tag
-   body: d=3, 6 layers, 3 heads, AdaPool), same PPO settings (``--ppo``), timed over
-   ``--iterations`` rounds of one PPO iteration per side, interleaved (after one warm-up
-   iteration each). Prints median env steps/s, the shares of time in the environment and in
-   PPO updates, the median per-round ratio ours / mpe2, and its Amdahl bound: with the same
-   policy updates on both sides, ours cannot beat 1 / (the baseline's update share).
+   on a ``DummyVecEnv`` of mpe2 environments with the same ``TokenPolicy`` (the paper's Simple
+   Tag body: d=3, 6 layers, 3 heads, AdaPool) built two ways: op-by-op PyTorch layers
+   (``mpe2``, the stack without poolwise) and poolwise's fused layer (``mpe2-fused``). Same PPO
+   settings (``--ppo``), timed over ``--iterations`` rounds of one PPO iteration per side,
+   interleaved (after one warm-up iteration each). Prints median env steps/s, the shares of
+   time in the environment and in PPO updates, the median per-round ratio to ours, and for
+   ``mpe2-fused`` its Amdahl bound: with the same policy updates on both sides, ours cannot
+   beat 1 / (the baseline's update share).
 """
 
 from __future__ import annotations
