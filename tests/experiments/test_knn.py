@@ -1,3 +1,5 @@
+import hashlib
+import json
 import math
 
 import pytest
@@ -6,6 +8,7 @@ import torch
 from poolwise.experiments import KNNConfig, run_knn
 from poolwise.models import KNNCentroidModel
 from poolwise.pooling import AdaPool
+from poolwise.runner import RunSpec
 
 TINY = {"num_samples": 60, "num_vectors": 16, "dim": 4, "depth": 1, "num_heads": 2, "ffn_dim": 8,
         "epochs": 2, "batch_size": 16, "lr": 1e-3}
@@ -59,6 +62,36 @@ def test_query_marker_lands_on_the_query_vector_with_cls():
     assert h.shape == (2, 6, 4)
     assert torch.equal(h[:, 1], torch.full((2, 4), 100.0))  # the query vector, after CLS
     assert (h[:, 0] < 1).all() and (h[:, 2:] == 0).all()
+
+
+def test_paper_cls_marker_lands_on_the_cls_token():
+    """``cls_marker="paper"`` reproduces the paper's code: CLS first, then the markers, so
+    marker 0 lands on the CLS token and the query vector gets marker 1 like every other."""
+    model = KNNCentroidModel(dim=4, depth=1, num_heads=2, ffn_dim=8, pooler="cls_token", cls_marker="paper")
+    with torch.no_grad():
+        model.marker.weight.copy_(torch.tensor([[100.0] * 4, [7.0] * 4]))
+    seen = {}
+    model.encoder.register_forward_pre_hook(lambda m, args: seen.setdefault("h", args[0]))
+    model(torch.zeros(2, 5, 4))
+    h = seen["h"]
+    assert h.shape == (2, 6, 4)
+    assert torch.allclose(h[:, 0], model.cls[0, 0] + 100.0)
+    assert (h[:, 1:] == 7.0).all()  # the query vector is indistinguishable from the others
+
+
+def test_cls_marker_is_checked_and_keeps_old_run_keys():
+    with pytest.raises(ValueError, match="cls_marker must be one of query, paper; got 'cls'"):
+        KNNConfig(k=2, cls_marker="cls", **TINY)
+    with pytest.raises(ValueError, match="cls_marker"):
+        KNNCentroidModel(dim=4, depth=1, num_heads=2, ffn_dim=8, pooler="cls_token", cls_marker="x")
+    default = RunSpec("adapool-knn", {"k": 2, "pooler": "cls_token", **TINY})
+    explicit = RunSpec("adapool-knn", {"k": 2, "pooler": "cls_token", "cls_marker": "query", **TINY})
+    paper = RunSpec("adapool-knn", {"k": 2, "pooler": "cls_token", "cls_marker": "paper", **TINY})
+    assert default.key == explicit.key != paper.key
+    # the key of a default run is the hash without the field, as before it existed
+    params = {k: v for k, v in default.params.items() if k != "cls_marker"}
+    blob = json.dumps({"task": "adapool-knn", "params": params}, sort_keys=True, default=str)
+    assert default.key == hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def test_adapool_defaults_follow_the_paper():

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ..data import knn_baselines, knn_centroid
 from ..models import CLS_TOKEN, KNNCentroidModel
+from ..models.knn import CLS_MARKERS
 from ..pooling import list_poolers
 from .fit import Progress, fit, iter_rows, pick_device
 from .registry import register_task
@@ -41,6 +42,10 @@ class KNNConfig:
     folds: int = 1  # >1: contiguous k-fold validation over the non-test part, fold = seed % folds
     pooler_kwargs: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"  # "auto": the first CUDA device when there is one, else the CPU
+    #: where ClsToken's query marker goes: "query" (on the query vector, ours) or "paper" (the
+    #: paper's code: CLS prepended before the markers, so marker 0 lands on the CLS token)
+    cls_marker: str = "query"
+    key_optional: ClassVar[tuple[str, ...]] = ("cls_marker",)
 
     def __post_init__(self) -> None:
         ints = ("k", "num_samples", "num_vectors", "dim", "depth", "num_heads", "ffn_dim", "epochs",
@@ -71,6 +76,8 @@ class KNNConfig:
                              f"or one of: {', '.join(list_poolers())}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}")
+        if self.cls_marker not in CLS_MARKERS:
+            raise ValueError(f"cls_marker must be one of {', '.join(CLS_MARKERS)}; got {self.cls_marker!r}")
         if self.num_samples < 10:
             raise ValueError(f"num_samples must be >= 10 to split train/val/test; got {self.num_samples}")
 
@@ -121,7 +128,7 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
     dev = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = KNNCentroidModel(cfg.dim, cfg.depth, cfg.num_heads, cfg.ffn_dim, cfg.pooler,
-                             cfg.pooler_kwargs, cfg.dropout, cfg.init_std).to(dev)
+                             cfg.pooler_kwargs, cfg.dropout, cfg.init_std, cls_marker=cfg.cls_marker).to(dev)
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def loss_of(idx: torch.Tensor) -> tuple[torch.Tensor, int]:

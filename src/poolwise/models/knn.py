@@ -14,6 +14,10 @@ from .encoder import PreLNEncoder
 CLS_TOKEN = "cls_token"
 """Pooler name of the kNN model's learned, prepended CLS token (the paper's ClsToken)."""
 
+CLS_MARKERS = ("query", "paper")
+"""Where the learned CLS token's query marker goes: on the query vector, or (``"paper"``)
+on the CLS token itself, as the paper's code did."""
+
 
 class KNNCentroidModel(nn.Module):
     """Predict the centroid of the k nearest neighbours of token 0 from the set of tokens.
@@ -22,7 +26,8 @@ class KNNCentroidModel(nn.Module):
     1, so the encoder can tell the query apart (AdaPool paper, section 2.3 of our notes).
     ``pooler="cls_token"`` prepends a learned CLS token *after* the markers are added, so the
     marker lands on the query vector; the paper's code prepended first, which put the query
-    marker on the CLS token and left the model unable to find the query.
+    marker on the CLS token and left the model unable to tell which vector is the query
+    (``cls_marker="paper"`` reproduces that, to measure the difference).
 
     Args:
         pooler: a registered pooler name or a :class:`Pooler`; ``"cls_token"`` (:data:`CLS_TOKEN`)
@@ -30,13 +35,18 @@ class KNNCentroidModel(nn.Module):
             an alias of ``first``: the first input token, no extra token).
         pooler_kwargs: constructor arguments; ``dim`` is filled in. ``adapool`` defaults to
             the paper's setting: query = token 0 (with residual), encoder heads, 1/sqrt(d_head).
+        cls_marker: ``"query"`` (default) or ``"paper"``, see above; only the learned CLS
+            token uses it.
     """
 
     def __init__(self, dim: int = 16, depth: int = 12, num_heads: int = 8, ffn_dim: int = 64,
                  pooler: str | Pooler = "adapool", pooler_kwargs: dict[str, Any] | None = None,
-                 dropout: float = 0.0, init_std: float = 0.02) -> None:
+                 dropout: float = 0.0, init_std: float = 0.02, *, cls_marker: str = "query") -> None:
         super().__init__()
+        if cls_marker not in CLS_MARKERS:
+            raise ValueError(f"cls_marker must be one of {', '.join(CLS_MARKERS)}; got {cls_marker!r}")
         self.dim = dim
+        self.cls_marker = cls_marker
         self.marker = nn.Embedding(2, dim)
         self.encoder = PreLNEncoder(dim, depth, num_heads, ffn_dim, dropout, init_std)
         kwargs = dict(pooler_kwargs or {})
@@ -63,10 +73,13 @@ class KNNCentroidModel(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        marker = torch.ones(x.shape[1], dtype=torch.long, device=x.device)
+        h = x
+        if self.cls is not None and self.cls_marker == "paper":  # markers after the CLS token
+            h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1)
+        marker = torch.ones(h.shape[1], dtype=torch.long, device=x.device)
         marker[0] = 0
-        h = x + self.marker(marker)
-        if self.cls is not None:
+        h = h + self.marker(marker)
+        if self.cls is not None and self.cls_marker == "query":
             h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1)
         return self.pool(self.encoder(h))
 
