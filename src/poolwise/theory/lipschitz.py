@@ -99,3 +99,75 @@ def empirical_lipschitz(f: Callable[[Tensor], Tensor], x: Tensor, epsilon: float
             ratio = (f(x + delta) - base).flatten(1).norm(dim=1) / epsilon
             best = max(best, float(ratio.max()))
     return best
+
+
+def lambert_w0(x: float) -> float:
+    """Principal branch of the Lambert W function for ``x >= 0`` (Newton's method)."""
+    if x < 0:
+        raise ValueError(f"lambert_w0 needs x >= 0; got {x}")
+    w = math.log1p(x)  # a start above the root for x >= 0; Newton then converges monotonically
+    for _ in range(100):
+        step = (w * math.exp(w) - x) / (math.exp(w) * (w + 1))
+        w -= step
+        if abs(step) < 1e-15 * max(1.0, w):
+            break
+    return w
+
+
+def l2_mha_lipschitz_bound(layer: nn.Module, n: int) -> float:
+    """*Pool Me Wisely* Lemma 4.3's attention term: Kim et al.'s (ICML 2021, Theorem 3.2)
+    bound on the 2-norm Lipschitz constant of L2 multi-head attention
+    (:class:`~poolwise.theory.attention_variants.L2MultiheadAttention`) over all of
+    :math:`\\mathbb R^{N\\times D}`,
+
+    .. math::
+        \\frac{\\sqrt N}{\\sqrt{D/H}}\\big(4 W_0(N/e) + 1\\big)
+        \\sqrt{\\textstyle\\sum_h \\lVert W_Q^h\\rVert^2 \\lVert W_V^h\\rVert^2}\\;\\lVert W_O\\rVert,
+
+    with :math:`W_0(N/e) = \\phi^{-1}(N-1)`, :math:`\\phi(x) = x e^{x+1}`. It grows as
+    :math:`\\sqrt N \\log N`: the price of tied query and key maps is that it holds for every
+    input, where dot-product attention needs a bounded domain."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1; got {n}")
+    heads = sum(_spec(wq) ** 2 * _spec(wv) ** 2 for wq, wv in zip(layer.w_q, layer.w_v))
+    return (math.sqrt(n) / math.sqrt(layer.head_dim) * (4 * lambert_w0(n / math.e) + 1)
+            * math.sqrt(heads) * _spec(layer.w_o))
+
+
+def scsa_lipschitz_bound(layer: nn.Module, n: int, radius: float) -> float:
+    """*Pool Me Wisely* Lemma 4.4's attention term, our derivation (LipsFormer's appendix H.2
+    is not in our copy): a bound on the Frobenius-norm Lipschitz constant of scaled cosine
+    attention (:class:`~poolwise.theory.attention_variants.ScaledCosineAttention`) over ``n``
+    tokens (a window) of norm at most ``radius``. Per head,
+
+    .. math::
+        L_h \\le \\nu\\sqrt n\\,\\lVert W_V^h\\rVert\\Big(1 + \\frac{\\tau R\\sqrt n\\,
+        (\\lVert W_Q^h\\rVert + \\lVert W_K^h\\rVert)}{2\\nabla}\\Big):
+
+    :math:`\\lVert P\\rVert_2 \\le \\sqrt n` for the value path; the normalisation
+    :math:`q \\mapsto q/(\\lVert q\\rVert+\\nabla)` is :math:`1/\\nabla`-Lipschitz with
+    outputs of norm below 1, so each score moves by at most
+    :math:`\\tau(\\lVert\\delta\\hat q_i\\rVert + \\lVert\\delta\\hat k_j\\rVert)`; the softmax
+    Jacobian :math:`\\operatorname{diag}(p) - pp^\\top` has norm at most 1/2 (Popoviciu);
+    values have Frobenius norm at most :math:`\\sqrt n\\lVert W_V^h\\rVert R`. Heads combine
+    as :math:`\\lVert W_O\\rVert\\sqrt{\\sum_h L_h^2}`. The scores are bounded whatever the
+    input, so only the value path needs the radius."""
+    if n < 1 or radius < 0:
+        raise ValueError(f"need n >= 1 and radius >= 0; got n={n}, radius={radius}")
+    e = layer.head_dim
+    total = 0.0
+    for h in range(layer.num_heads):
+        rows = slice(h * e, (h + 1) * e)
+        wq, wk, wv = (m.weight[rows] for m in (layer.q, layer.k, layer.v))
+        scores = layer.tau * radius * math.sqrt(n) * (_spec(wq) + _spec(wk)) / (2 * layer.eps)
+        total += (layer.nu * math.sqrt(n) * _spec(wv) * (1 + scores)) ** 2
+    return _spec(layer.o.weight) * math.sqrt(total)
+
+
+def local_lipschitz(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """Spectral norm of the Jacobian of ``f`` at one token matrix ``x`` ``(N, D)`` (``f`` maps
+    ``(1, N, D)`` batches): the Frobenius-norm Lipschitz constant of ``f`` near ``x``, which
+    every valid bound must exceed at every ``x`` in its domain. Differentiable in ``x`` (so
+    tests can search for the worst input by gradient ascent); small shapes only."""
+    jac = torch.autograd.functional.jacobian(lambda t: f(t[None])[0], x, create_graph=True)
+    return torch.linalg.matrix_norm(jac.reshape(jac.shape[0] * jac.shape[1], -1), ord=2)
