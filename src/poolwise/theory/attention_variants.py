@@ -53,7 +53,9 @@ class L2MultiheadAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         scale = math.sqrt(self.head_dim)
         q = torch.einsum("bnd,hde->bhne", x, self.w_q)  # (B, H, N, D/H)
-        scores = -torch.cdist(q, q).pow(2) / scale  # -||x_i W - x_j W||^2 / sqrt(D/H)
+        sq = q.pow(2).sum(-1)
+        # -||x_i W - x_j W||^2 / sqrt(D/H), expanded (cdist has no second derivative)
+        scores = -(sq[..., :, None] + sq[..., None, :] - 2 * q @ q.transpose(-1, -2)) / scale
         p = torch.softmax(scores, dim=-1)
         a = torch.einsum("hde,hfe->hdf", self.w_q, self.w_q) / scale  # A_h = W_Q W_Q^T / sqrt(D/H)
         heads = torch.einsum("bhij,bjd,hdf,hfe->bhie", p, x, a, self.w_v)  # P X A_h W_V

@@ -45,15 +45,55 @@ def pooling_factor(name: str, n: int, d: int) -> float:
     return _FACTORS[key](n, d)
 
 
-def expressivity_bound(name: str, epsilon: float, sigma: float, n: int, d: int,
-                       c1: float = 1.0, c2: float = 1.0) -> float:
-    """Theorem 4.2's :math:`\\gamma` for pooling ``name`` (``d >= 2``, as the LayerNorm factor
-    :math:`(d/(d-1))^2` requires)."""
+NORMS = ("centernorm", "layernorm")
+
+
+def centernorm_lipschitz(d: int, gamma_max: float = 1.0) -> float:
+    """Lipschitz constant of LipsFormer's CenterNorm, :math:`\\frac{d}{d-1}\\max|\\gamma|`
+    (the centring is a projection; the paper takes :math:`\\gamma = 1`)."""
     if d < 2:
-        raise ValueError(f"d must be >= 2 for the (d/(d-1))^2 factor; got {d}")
+        raise ValueError(f"CenterNorm needs d >= 2; got {d}")
+    return d / (d - 1) * gamma_max
+
+
+def layernorm_lipschitz(gamma_max: float, min_std: float, eps: float = 0.0) -> float:
+    """Lipschitz bound of a standard LayerNorm on inputs (and perturbation paths) whose tokens
+    keep a standard deviation of at least ``min_std``: its Jacobian at :math:`x` is
+    :math:`\\frac{\\gamma}{s}(C - \\hat x\\hat x^\\top/d)`, :math:`s = \\sqrt{\\mathrm{var}+
+    \\epsilon}`, with :math:`C - \\hat x\\hat x^\\top/d` between 0 and the identity, so
+    :math:`\\max|\\gamma|/\\sqrt{s_{min}^2+\\epsilon}`. There is no global constant: a token
+    whose features are nearly equal has an arbitrarily steep normalisation."""
+    if min_std < 0 or eps < 0 or (min_std == 0 and eps == 0):
+        raise ValueError(f"need min_std > 0 (or eps > 0); got min_std={min_std}, eps={eps}")
+    return gamma_max / math.sqrt(min_std ** 2 + eps)
+
+
+def expressivity_bound(name: str, epsilon: float, sigma: float, n: int, d: int,
+                       c1: float = 1.0, c2: float = 1.0, *, norm: str = "centernorm",
+                       norm_lipschitz: float | None = None) -> float:
+    """Theorem 4.2's :math:`\\gamma` for pooling ``name``.
+
+    The :math:`(d/(d-1))^2` factor is CenterNorm's constant squared (two norms per block,
+    :math:`\\gamma = 1`), the LayerNorm variant the theorem assumes; ``d >= 2``. For a block
+    with standard LayerNorm (BERT, ``nn.TransformerEncoderLayer``: ``norm="layernorm"``, as
+    :func:`~poolwise.theory.layer_constants` reports) that factor is not a valid bound, and a
+    ``ValueError`` says so unless ``norm_lipschitz`` gives the norm's constant on the inputs
+    at hand (e.g. :func:`layernorm_lipschitz`); it then replaces :math:`d/(d-1)` for both norms."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
     if epsilon < 0 or sigma <= 0:
         raise ValueError(f"need epsilon >= 0 and sigma > 0; got epsilon={epsilon}, sigma={sigma}")
-    return pooling_factor(name, n, d) * epsilon / sigma * (d / (d - 1)) ** 2 * c1 * c2
+    if norm_lipschitz is None:
+        if norm == "layernorm":
+            raise ValueError(
+                "the (d/(d-1))^2 factor is CenterNorm's constant and is not a valid bound for standard "
+                "LayerNorm, which has no global Lipschitz constant (1/std grows without limit as a "
+                "token's features become equal); pass norm_lipschitz=layernorm_lipschitz(gamma_max, "
+                "min_std) for inputs whose tokens keep a standard deviation of at least min_std")
+        norm_lipschitz = centernorm_lipschitz(d)
+    elif not norm_lipschitz > 0:
+        raise ValueError(f"norm_lipschitz must be > 0; got {norm_lipschitz}")
+    return pooling_factor(name, n, d) * epsilon / sigma * norm_lipschitz ** 2 * c1 * c2
 
 
 def pooling_lipschitz_ratio(pooler: str | Pooler, z: Tensor, delta: Tensor) -> Tensor:

@@ -56,7 +56,9 @@ def mha_lipschitz_bound(q_w: Tensor, k_w: Tensor, v_w: Tensor, o_w: Tensor, num_
 
 def layer_constants(layer: nn.Module, n: int, radius: float) -> dict[str, float]:
     """Spectral norms and :math:`C_1, C_2` of a ``torch.nn.TransformerEncoderLayer`` or a
-    Hugging Face BERT layer (``BertLayer``)."""
+    Hugging Face BERT layer (``BertLayer``), and ``norm="layernorm"``: both use standard
+    LayerNorm, for which Theorem 4.2's CenterNorm factor is not a valid bound (pass it to
+    :func:`~poolwise.theory.expressivity_bound` as ``norm=``)."""
     if isinstance(layer, nn.TransformerEncoderLayer):
         attn = layer.self_attn
         d = attn.embed_dim
@@ -81,6 +83,8 @@ def layer_constants(layer: nn.Module, n: int, radius: float) -> dict[str, float]
         "W_Q": _spec(q_w), "W_K": _spec(k_w), "W_V": _spec(v_w), "W_O": _spec(o_w),
         "W_ffn_1": _spec(w1), "W_ffn_2": _spec(w2), "lip_mha": lip_mha,
         "C1": 1 + lip_mha, "C2": 1 + act * _spec(w1) * _spec(w2),
+        # standard LayerNorm: expressivity_bound needs its constant on the inputs (norm_lipschitz)
+        "norm": "layernorm",
     }
 
 
@@ -167,7 +171,9 @@ def scsa_lipschitz_bound(layer: nn.Module, n: int, radius: float) -> float:
 def local_lipschitz(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """Spectral norm of the Jacobian of ``f`` at one token matrix ``x`` ``(N, D)`` (``f`` maps
     ``(1, N, D)`` batches): the Frobenius-norm Lipschitz constant of ``f`` near ``x``, which
-    every valid bound must exceed at every ``x`` in its domain. Differentiable in ``x`` (so
-    tests can search for the worst input by gradient ascent); small shapes only."""
-    jac = torch.autograd.functional.jacobian(lambda t: f(t[None])[0], x, create_graph=True)
+    every valid bound must exceed at every ``x`` in its domain. Differentiable in ``x`` when
+    ``x`` requires grad (so tests can search for the worst input by gradient ascent); small
+    shapes only."""
+    jac = torch.autograd.functional.jacobian(lambda t: f(t[None])[0], x, create_graph=x.requires_grad,
+                                             vectorize=True)
     return torch.linalg.matrix_norm(jac.reshape(jac.shape[0] * jac.shape[1], -1), ord=2)
