@@ -43,6 +43,30 @@ def test_expressivity_curve_grows_with_epsilon_and_orders_mean_below_sum(encoder
     assert at["mean"] < at["sum"]  # the 1/sqrt(n) vs sqrt(n) factors
 
 
+def test_spectral_norm_perturbations_are_larger_in_frobenius_norm(encoder, monkeypatch):
+    """Under the spectral norm the same epsilon is a larger perturbation (its Frobenius norm
+    is up to sqrt(rank) times larger), so every pooler moves more; the norm is recorded."""
+    from poolwise.probes import measures
+
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    for norm, expect in (("frobenius", None), ("spectral", 1.0)):
+        noise = measures._unit_noise(torch.Size([2, 4, 16]), mask, gen, norm)
+        assert (noise[~mask] == 0).all()
+        if norm == "frobenius":
+            assert torch.allclose(noise.flatten(1).norm(dim=1), torch.ones(2, dtype=noise.dtype))
+        else:
+            assert torch.allclose(torch.linalg.matrix_norm(noise, ord=2), torch.full((2,), expect))
+            assert (noise.flatten(1).norm(dim=1) > 1.0).all()
+    kw = {"poolers": ["mean", "max"], "epsilons": [1e-2], "samples": 2, "batch_size": 2}
+    fro = expressivity_curve(encoder, TEXTS, **kw).set_index("pooler")
+    spec = expressivity_curve(encoder, TEXTS, norm="spectral", **kw).set_index("pooler")
+    assert (fro["norm"] == "frobenius").all() and (spec["norm"] == "spectral").all()
+    assert (spec.distance_mean > fro.distance_mean).all()
+    with pytest.raises(ValueError, match="norm must be one of frobenius, spectral"):
+        expressivity_curve(encoder, TEXTS, norm="l1", **kw)
+
+
 def test_zero_perturbation_moves_nothing(encoder):
     df = expressivity_curve(encoder, TEXTS[:2], poolers=["mean"], epsilons=[0.0], samples=1)
     assert df.distance_mean.iloc[0] == pytest.approx(0.0, abs=1e-6)

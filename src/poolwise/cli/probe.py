@@ -26,6 +26,9 @@ def register(commands: Any, experiments: Any) -> None:
                     "all (comma list)")
     pr.add_argument("--max-length", type=int, default=128, help="tokens per input (default 128)")
     pr.add_argument("--samples", type=int, default=3, help="noise draws per epsilon (expressivity)")
+    pr.add_argument("--norm", choices=("frobenius", "spectral"), default="frobenius",
+                    help="size of the expressivity perturbations: Frobenius (default) or spectral, the "
+                         "operator norm of Theorem 4.2 (max pooling's constant: sqrt(min(n, d)))")
     pr.add_argument("--trained", type=Path, action="append", default=[], metavar="DIR",
                     help="directory with a trained poolwise_pooler.json (+ .safetensors), e.g. from "
                          "PooledEncoder.save_pretrained; for the weights probe")
@@ -111,7 +114,8 @@ def _run_probes(encoder: Any, texts: list[str], poolers: list[str], probes: tupl
     from ..report import write_probe_report
 
     calls = {
-        "expressivity": lambda: measures.expressivity_curve(encoder, texts, poolers, samples=args.samples),
+        "expressivity": lambda: measures.expressivity_curve(encoder, texts, poolers, samples=args.samples,
+                                                            norm=args.norm),
         "similarity": lambda: measures.similarity_gap(encoder, poolers=poolers),
         "agreement": lambda: measures.agreement_matrix(encoder, texts, poolers),
         "snr": lambda: measures.distractor_robustness(encoder, texts, poolers),

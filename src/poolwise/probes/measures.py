@@ -50,20 +50,34 @@ def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
         yield items[i:i + size]
 
 
-def _unit_noise(shape: torch.Size, mask: Tensor, gen: torch.Generator) -> Tensor:
-    """Gaussian noise on the real tokens, scaled to Frobenius norm 1 per row."""
+#: how :func:`expressivity_curve` measures the size of a perturbation of the token matrix
+NORMS = ("frobenius", "spectral")
+
+
+def _unit_noise(shape: torch.Size, mask: Tensor, gen: torch.Generator, norm: str = "frobenius") -> Tensor:
+    """Gaussian noise on the real tokens, scaled to norm 1 per row (Frobenius, or spectral:
+    the largest singular value of the row's ``(N, D)`` noise matrix)."""
     noise = torch.randn(shape, generator=gen) * mask[..., None]
-    return noise / noise.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]
+    size = noise.flatten(1).norm(dim=1) if norm == "frobenius" else torch.linalg.matrix_norm(noise, ord=2)
+    return noise / size.clamp_min(1e-12)[:, None, None]
 
 
 @torch.no_grad()
 def expressivity_curve(encoder, texts: Sequence[str], poolers: Iterable[str] = DEFAULT_POOLERS,
                        epsilons: Sequence[float] = DEFAULT_EPSILONS, samples: int = 3,
-                       batch_size: int = 32, seed: int = 0,
-                       progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+                       batch_size: int = 32, seed: int = 0, progress: Callable[[int], None] | None = None,
+                       norm: str = "frobenius") -> pd.DataFrame:
     """Mean and spread of :math:`\\lVert g(f(X+\\delta)) - g(f(X))\\rVert` over texts and noise
-    draws, with :math:`\\lVert\\delta\\rVert_F = \\epsilon` on the input embeddings of the real
-    tokens (*Pool Me Wisely*, Figure 2 left)."""
+    draws, with :math:`\\lVert\\delta\\rVert = \\epsilon` on the input embeddings of the real
+    tokens (*Pool Me Wisely*, Figure 2 left).
+
+    ``norm`` sizes :math:`\\delta`: ``"frobenius"`` (default) or ``"spectral"``, the operator
+    norm Theorem 4.2 uses. The pooling constants differ between them: max pooling's tight
+    constant is :math:`\\sqrt{\\min(n, d)}` from the spectral norm of the token-matrix change
+    but 1 from its Frobenius norm (and mean pooling's is :math:`1/\\sqrt n` under both). The
+    result has a ``norm`` column."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
     pools = _poolers(poolers, encoder.dim)
     gen = torch.Generator().manual_seed(seed)
     rows: dict[tuple[str, float], list[Tensor]] = {}
@@ -74,14 +88,14 @@ def expressivity_curve(encoder, texts: Sequence[str], poolers: Iterable[str] = D
         clean = {n: p(clean_tokens, mask) for n, p in pools.items()}
         for eps in epsilons:
             for _ in range(samples):
-                noisy_tokens = encoder.encode(emb + eps * _unit_noise(emb.shape, mask, gen), mask)
+                noisy_tokens = encoder.encode(emb + eps * _unit_noise(emb.shape, mask, gen, norm), mask)
                 for n, p in pools.items():
                     moved = (p(noisy_tokens, mask) - clean[n]).flatten(1).norm(dim=1)
                     rows.setdefault((n, eps), []).append(moved)
         if progress:
             progress(len(chunk))
     return pd.DataFrame([
-        {"pooler": n, "epsilon": eps, "distance_mean": float(torch.cat(v).mean()),
+        {"pooler": n, "epsilon": eps, "norm": norm, "distance_mean": float(torch.cat(v).mean()),
          "distance_std": float(torch.cat(v).std()) if torch.cat(v).numel() > 1 else 0.0,
          "n": int(torch.cat(v).numel())}
         for (n, eps), v in rows.items()

@@ -38,7 +38,8 @@ def plot_expressivity(df: pd.DataFrame, model: str) -> bytes:
         ax.fill_between(g.epsilon, lo, g.distance_mean + g.distance_std, color=line.get_color(), alpha=0.15)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    return _finish(plt, fig, ax, "input perturbation ε (Frobenius norm on the input embeddings)",
+    norm = str(df["norm"].iloc[0]) if "norm" in df and len(df) else "frobenius"
+    return _finish(plt, fig, ax, f"input perturbation ε ({norm} norm on the input embeddings)",
                    "pooled output change ‖g(f(X+δ)) - g(f(X))‖",
                    f"Expressivity: output change vs input change ({model})")
 
