@@ -186,3 +186,25 @@ def test_runs_are_keyed_by_the_contents_of_their_input_files(tmp_path, tiny_bert
         first.config()  # where a worker rebuilds the planned run
     plain = RunSpec("ts-gunpoint", {"pooler": "mean"})
     assert "inputs" in plain.params and plain.params["inputs"] == ""
+
+
+def test_wavg_is_aligned_at_the_end_on_local_tasks_and_the_alignment_keys_the_run():
+    """On a local task with inputs of different lengths (next token), W-Avg aligned at the
+    start cannot give "the last token" one weight; sweeps plan align="end" there, the
+    paper's start elsewhere, and the alignment is in the run's key."""
+    from poolwise.cli.frozen import _specs
+    from poolwise.experiments.frozen import planned_pooler_kwargs, wavg_align
+
+    assert wavg_align("text-nexttoken") == "end" and wavg_align("ts-forecast") == "end"
+    assert wavg_align("text-bbc") == "start"
+    assert planned_pooler_kwargs("text-nexttoken", ["last", "wavg"], None) == {"wavg": {"align": "end"}}
+    assert planned_pooler_kwargs("text-bbc", ["wavg"], None) == {}
+    mine = {"wavg": {"align": "start"}, "adapool": {"num_heads": 2}}
+    assert planned_pooler_kwargs("text-nexttoken", ["wavg"], mine) == mine  # the user's choice wins
+    assert planned_pooler_kwargs("text-nexttoken", ["wavg"], {"max_len": 9}) == {"max_len": 9}
+    local = {s.params["pooler"]: s for s in _specs("text-nexttoken", "mean,wavg", 1, {})}
+    assert local["wavg"].params["pooler_kwargs"] == {"wavg": {"align": "end"}}
+    glob = {s.params["pooler"]: s for s in _specs("text-bbc", "mean,wavg", 1, {})}
+    assert glob["wavg"].params["pooler_kwargs"] == {}
+    start = _specs("text-nexttoken", "wavg", 1, {"pooler_kwargs": {"wavg": {"align": "start"}}})[0]
+    assert start.key != local["wavg"].key

@@ -92,11 +92,14 @@ def _list_tasks() -> int:
 
 
 def _specs(task: str, poolers: str | None, seeds: int, base: dict[str, Any]) -> list:
-    from ..experiments.frozen import default_poolers
+    from ..experiments.frozen import default_poolers, planned_pooler_kwargs
 
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1; got {seeds}")
     names = pooler_names(poolers) if poolers else default_poolers(task)
+    kwargs = planned_pooler_kwargs(task, names, base.get("pooler_kwargs"))
+    if kwargs:
+        base = {**base, "pooler_kwargs": kwargs}
     return grid_specs(task, base, pooler=names, seed=range(seeds))
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.cache import content_digest
-from ..pooling import Pooler, get_pooler, list_poolers
+from ..pooling import Pooler, get_pooler, list_poolers, pooler_class
 from .features import Features, FeatureSplit, get_features
 from .fit import Progress, fit, iter_rows
 from .frozen_tasks import FROZEN_TASKS, FrozenTask
@@ -34,6 +34,29 @@ POOLER_DEFAULTS: dict[str, dict[str, Any]] = {
     "adapool": {"num_heads": 1, "query": "mean"},
     "multi": {"poolers": ["mean", "max"]},
 }
+
+
+def wavg_align(task: str) -> str:
+    """W-Avg's alignment for ``task``: ``"end"`` on local tasks (next token, forecasting, the
+    noisy canvas), where inputs of different lengths must agree on which weight "the last
+    token" gets; ``"start"`` (the paper's) on global ones."""
+    return "end" if FROZEN_TASKS[task].context == "local" else "start"
+
+
+def planned_pooler_kwargs(task: str, poolers: list[str], given: Any) -> Any:
+    """The ``pooler_kwargs`` a sweep of ``task`` plans: ``given`` (a run's own kwargs, or a
+    dict keyed by pooler name), plus W-Avg's :func:`wavg_align` for every name of W-Avg in
+    ``poolers`` whose alignment ``given`` leaves open. The alignment is then part of each
+    run's key, so results of the other alignment are never reused for it."""
+    given = dict(given or {})
+    known = set(list_poolers(aliases=True))
+    keyed = all(k in known and isinstance(v, dict) for k, v in given.items())
+    if task not in FROZEN_TASKS or not keyed or wavg_align(task) == "start":
+        return given
+    for name in poolers:
+        if name in known and pooler_class(name).name == "wavg" and "align" not in given.get(name, {}):
+            given[name] = {**given.get(name, {}), "align": "end"}
+    return given
 
 
 def default_poolers(task: str) -> list[str]:
