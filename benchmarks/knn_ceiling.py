@@ -115,11 +115,12 @@ def markdown(rows: list[dict[str, float]], samples: int) -> str:
         "oracle_distance": "exact distances, best global temperature",
         "median_temperature": "exact distances, temperature x sample's median distance",
         "power_normalised": "power-normalised distances (p, b chosen on validation)",
-        "per_sample_best_temperature": "exact distances, each sample's best temperature (peeks at the target)",
+        "per_sample_best_temperature":
+            "exact distances, each sample's best temperature (peeks at the target)",
     }
     head = " | ".join(f"{int(r['k'])} ({r['snr']:.3g})" for r in rows)
-    lines = [f"kNN-Centroid closed-form reference points: test signal loss, {samples:,} samples, data seed 0.",
-             "", f"| line | {head} |", "|---" * (len(rows) + 1) + "|"]
+    title = f"kNN-Centroid closed-form reference points: test signal loss, {samples:,} samples, data seed 0."
+    lines = [title, "", f"| line | {head} |", "|---" * (len(rows) + 1) + "|"]
     for key in ("baseline_centroid", "baseline_query", *LINES):
         label = names.get(key, key.replace("baseline_", "baseline: predict the "))
         cells = []
