@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..data import knn_baselines, knn_centroid
 from ..models import CLS_TOKEN, KNNCentroidModel
-from ..models.knn import CLS_MARKERS
+from ..models.knn import check_cls_marker
 from ..pooling import list_poolers
 from .fit import Progress, fit, iter_rows, pick_device
 from .registry import register_task
@@ -76,8 +76,7 @@ class KNNConfig:
                              f"or one of: {', '.join(list_poolers())}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}")
-        if self.cls_marker not in CLS_MARKERS:
-            raise ValueError(f"cls_marker must be one of {', '.join(CLS_MARKERS)}; got {self.cls_marker!r}")
+        check_cls_marker(self.cls_marker)
         if self.num_samples < 10:
             raise ValueError(f"num_samples must be >= 10 to split train/val/test; got {self.num_samples}")
 

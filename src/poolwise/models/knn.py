@@ -19,6 +19,13 @@ CLS_MARKERS = ("query", "paper")
 on the CLS token itself, as the paper's code did."""
 
 
+def check_cls_marker(value: str) -> str:
+    """``value`` if it is one of :data:`CLS_MARKERS`, else a ``ValueError`` naming them."""
+    if value not in CLS_MARKERS:
+        raise ValueError(f"cls_marker must be one of {', '.join(CLS_MARKERS)}; got {value!r}")
+    return value
+
+
 class KNNCentroidModel(nn.Module):
     """Predict the centroid of the k nearest neighbours of token 0 from the set of tokens.
 
@@ -43,10 +50,8 @@ class KNNCentroidModel(nn.Module):
                  pooler: str | Pooler = "adapool", pooler_kwargs: dict[str, Any] | None = None,
                  dropout: float = 0.0, init_std: float = 0.02, *, cls_marker: str = "query") -> None:
         super().__init__()
-        if cls_marker not in CLS_MARKERS:
-            raise ValueError(f"cls_marker must be one of {', '.join(CLS_MARKERS)}; got {cls_marker!r}")
+        self.cls_marker = check_cls_marker(cls_marker)
         self.dim = dim
-        self.cls_marker = cls_marker
         self.marker = nn.Embedding(2, dim)
         self.encoder = PreLNEncoder(dim, depth, num_heads, ffn_dim, dropout, init_std)
         kwargs = dict(pooler_kwargs or {})
@@ -72,14 +77,15 @@ class KNNCentroidModel(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
+    def _prepend_cls(self, h: Tensor) -> Tensor:
+        return h if self.cls is None else torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1)
+
     def forward(self, x: Tensor) -> Tensor:
-        h = x
-        if self.cls is not None and self.cls_marker == "paper":  # markers after the CLS token
-            h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1)
+        h = self._prepend_cls(x) if self.cls_marker == "paper" else x  # markers after the CLS token
         marker = torch.ones(h.shape[1], dtype=torch.long, device=x.device)
         marker[0] = 0
         h = h + self.marker(marker)
-        if self.cls is not None and self.cls_marker == "query":
-            h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1)
+        if self.cls_marker == "query":
+            h = self._prepend_cls(h)
         return self.pool(self.encoder(h))
 
