@@ -65,6 +65,9 @@ def test_compare_on_your_csv_and_model_writes_table_plot_csv_and_recommendation(
     (["pretrain", "vit"], "unknown backbone vit"),
     (["reproduce", "pool-me-wisely", "--modalities", "audio"], "unknown modality audio"),
     (["reproduce", "pool-me-wisely", "--seeds", "0,1"], "--seeds is a count"),
+    (["reproduce", "pool-me-wisely", "--sizes", "m,xl"], "--sizes takes a comma list of s, m, l; got 'm,xl'"),
+    (["compare", "--task", "vision-mnist", "--backbone", "mlm"], "vision-mnist cannot use backbone 'mlm'"),
+    (["reproduce", "pool-me-wisely", "--max-lengths", "16,x"], "--max-lengths takes a comma list"),
     (["reproduce", "adapool-knn", "--modalities", "text"], "--modalities applies to pool-me-wisely"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, env, tmp_path):
@@ -88,3 +91,15 @@ def test_bad_csv_is_refused_before_anything_is_written(tmp_path, env, body, mess
                  env_extra=env)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_the_study_plans_neutral_backbones_by_default_and_the_others_on_request():
+    from poolwise.cli.frozen import study_backbones
+
+    assert study_backbones("vision-mnist", "neutral", ["m"]) == ["vit-mim"]
+    assert study_backbones("vision-mnist", "all", ["m"]) == ["vit-mim", "vit-mnist"]
+    assert study_backbones("vision-mnist", "objective", ["m"]) == ["vit-mnist"]
+    assert study_backbones("text-nexttoken", "all", ["s", "m", "l"]) == ["mlm-s", "mlm", "mlm-l", "lm-bbc"]
+    assert study_backbones("ts-gunpoint", "objective", ["m"]) == []  # neutral already: nothing else
+    assert study_backbones("ts-gunpoint", "neutral", ["s", "l"]) == ["patchts-gunpoint-s",
+                                                                      "patchts-gunpoint-l"]

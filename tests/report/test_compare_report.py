@@ -102,3 +102,99 @@ def test_runs_of_different_settings_are_never_averaged(tmp_path):
     assert other_settings(stored, planned, ("pooler", "k", "seed")) == {"epochs": (["1", "2"], ["2"])}
     assert other_settings(stored[1:], planned, ("pooler", "k", "seed")) == {}
     store.close()
+
+
+def _frozen_run(store, task, pooler, seed, value, backbone, neutral, default, objective="x", max_length=0,
+                default_length=0):
+    from poolwise.runner import RunSpec
+
+    spec = RunSpec(task, {"pooler": pooler, "seed": seed, "backbone": backbone, "max_length": max_length})
+    store.mark_running(spec)
+    store.mark_done(spec, {"metrics": {"metric": "accuracy", "value": value, "val": 0, "best_epoch": 1,
+                                       "train_s": 0, "features_s": 0, "backbone": backbone,
+                                       "objective": objective, "neutral": neutral,
+                                       "default_backbone": default,
+                                       "max_length": max_length or default_length}}, 1.0)
+
+
+def test_other_backbones_are_their_own_task_rows_and_findings_are_judged_apart(tmp_path):
+    """Runs on a task's default (pooling-neutral) backbone keep the task's name; runs on
+    another backbone are ``task@backbone``; findings are judged on the neutral rows, with the
+    objective-trained rows beside; the backbones table names each one's objective."""
+    from poolwise.report import compare_frame
+    from poolwise.report.pool_me_wisely import backbone_groups, write_findings
+    from poolwise.runner import ResultsStore
+
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    for seed in (0, 1):
+        for pooler, neutral_value, cls_value in (("first", 60, 95), ("mean", 90, 80), ("sum", 88, 79)):
+            _frozen_run(store, "vision-mnist", pooler, seed, neutral_value + seed, "vit-mim", True, True,
+                        "masked patches")
+            _frozen_run(store, "vision-mnist", pooler, seed, cls_value + seed, "vit-mnist", False, False,
+                        "digit classes through the CLS token")
+            _frozen_run(store, "vision-mnist", pooler, seed, neutral_value - 10 + seed, "vit-mim-s", True,
+                        False, "masked patches")
+    df = compare_frame(store)
+    assert sorted(df.task.unique()) == ["vision-mnist", "vision-mnist@vit-mim-s", "vision-mnist@vit-mnist"]
+    assert set(df.pooler) == {"first", "mean", "sum"}  # the backbone is not a pooler setting
+    assert backbone_groups(df) == {"neutral": ["vision-mnist"], "objective": ["vision-mnist@vit-mnist"],
+                                   "sizes": ["vision-mnist@vit-mim-s"], "lengths": []}
+    text = write_findings(df, tmp_path).read_text()
+    assert "| vit-mnist | digit classes through the CLS token | no | vision-mnist |" in text
+    assert "| vit-mim | masked patches | yes | vision-mnist |" in text
+    row = next(r for r in text.splitlines() if r.startswith("| vision | ViT classification: CLS best"))
+    assert "**disagrees**" in row and "agrees | vision-mnist@vit-mnist |" in row
+    assert "## Backbone size" in text and (tmp_path / "sizes.png").stat().st_size > 1000
+    assert "| vision-mnist | s->m | - | - | +30 | +30 |" in text  # CLS-Avg gap 30 at both sizes
+    assert "the CLS-Avg gap narrows as models grow | gap smaller on the largest | **disagrees**" in text
+    store.close()
+
+
+def test_runs_stored_before_backbones_were_named_are_labelled_with_theirs(tmp_path):
+    from poolwise.report import compare_frame
+    from poolwise.runner import ResultsStore
+
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    store.mark_running(spec := _legacy_spec())
+    store.mark_done(spec, {"metrics": {"metric": "accuracy", "value": 50, "val": 0, "best_epoch": 1,
+                                       "train_s": 0, "features_s": 0}}, 1.0)
+    df = compare_frame(store)
+    assert df.task.tolist() == ["vision-mnist@vit-mnist"] and not df.neutral.iloc[0]
+    store.close()
+
+
+def _legacy_spec():
+    """A run as stored before configs had a backbone field (no backbone in params or metrics)."""
+    from poolwise.runner import RunSpec
+
+    spec = RunSpec("vision-mnist", {"pooler": "mean"})
+    params = {k: v for k, v in spec.params.items() if k != "backbone"}
+    object.__setattr__(spec, "params", params)
+    return spec
+
+
+def test_a_length_sweep_is_its_own_rows_and_section(tmp_path):
+    """Text runs with a maximum length set are ``task@len=N`` rows; the findings gain a
+    length table per task with the pooler spread at each length and the paper's claim."""
+    from poolwise.report import compare_frame
+    from poolwise.report.pool_me_wisely import backbone_groups, write_findings
+    from poolwise.runner import ResultsStore
+
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    values = {16: {"first": 40, "mean": 70}, 64: {"first": 60, "mean": 72}}  # spread 30 at 16, 12 at 64
+    for seed in (0, 1):
+        for length, by_pooler in values.items():
+            for pooler, value in by_pooler.items():
+                _frozen_run(store, "text-rt", pooler, seed, value, "mlm", True, True, "masked words",
+                            max_length=0 if length == 64 else length, default_length=64)
+    df = compare_frame(store)
+    assert sorted(df.task.unique()) == ["text-rt", "text-rt@len=16"]
+    assert sorted(df.max_length.unique()) == [16, 64]
+    groups = backbone_groups(df)
+    assert groups["lengths"] == ["text-rt@len=16"] and groups["neutral"] == ["text-rt"]
+    text = write_findings(df, tmp_path).read_text()
+    assert "### text-rt on mlm" in text and "| spread (best - worst) | 30 | 12 |" in text
+    assert "| Avg | 70 | 72 |" in text
+    assert "pooler spread larger at the shortest length than at the longest | **agrees** |" in text
+    assert (tmp_path / "lengths.png").stat().st_size > 1000
+    store.close()

