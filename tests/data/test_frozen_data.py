@@ -148,3 +148,23 @@ def test_noisy_canvas_salt_noise_fills_about_density_of_the_cells():
     filled = (cells.sum(axis=2) > 0).mean()
     assert 0.25 < filled < 0.45  # half of the 147 non-digit cells, out of 196
     assert out.min() >= 0 and out.max() <= 1
+
+
+def test_imputation_windows_hide_whole_patches_and_never_leak_them():
+    from poolwise.data.timeseries import imputation_windows
+
+    series = np.arange(64, dtype=np.float32) ** 1.5
+    xs, hide, ys = imputation_windows(series, 16, 8, 4, 0.25, seed=0)
+    assert len(xs) == hide.shape[0] == ys.shape[0] == 7 and xs[0].shape == (1, 16)
+    assert (hide.sum(1) == 1).all()  # a quarter of 4 patches
+    for x, h, y in zip(xs, hide, ys):
+        steps = np.repeat(h, 4)
+        assert (x[0, steps] == 0).all() and np.isnan(y[~steps]).all() and not np.isnan(y[steps]).any()
+        seen = x[0, ~steps]
+        assert abs(seen.mean()) < 1e-5 and abs(seen.std() - 1) < 1e-4  # standardised on observed steps only
+    changed = series.copy()
+    changed[np.repeat(hide[0], 4).nonzero()[0]] = 1e6  # the hidden values of the first window
+    xs2, _, _ = imputation_windows(changed, 16, 8, 4, 0.25, seed=0)
+    assert np.array_equal(xs2[0], xs[0])
+    with pytest.raises(ValueError, match="not a multiple of the patch size 4"):
+        imputation_windows(series, 18, 8, 4, 0.25, seed=0)

@@ -143,6 +143,7 @@ def quick_backbones(monkeypatch):
         ("text-nexttoken", "last", "top10", "lm-bbc"),
         ("text-rt", "first", "accuracy", "mlm-s"),
         ("ts-forecast", "last", "mse", "patchts-forecast"),
+        ("ts-impute", "latent_attention", "mse", "patchts-forecast-s"),
         ("ts-japanesevowels", "wavg", "accuracy", "patchts-japanesevowels-s"),
     ],
 )
@@ -257,3 +258,53 @@ def test_wavg_is_aligned_at_the_end_on_local_tasks_and_the_alignment_keys_the_ru
     assert glob["wavg"].params["pooler_kwargs"] == {}
     start = _specs("text-nexttoken", "wavg", 1, {"pooler_kwargs": {"wavg": {"align": "start"}}})[0]
     assert start.key != local["wavg"].key
+
+
+class _Split:
+    """A FeatureSplit stand-in: two classes at +-0.5 on feature 0, four real tokens each."""
+
+    def __init__(self, n=6):
+        import torch
+
+        self.y = torch.arange(n) % 2
+        self.x = torch.zeros(n, 5, 3)
+        self.x[:, :4, 0] = torch.where(self.y == 0, 0.5, -0.5)[:, None]
+        self.mask = torch.zeros(n, 5, dtype=torch.bool)
+        self.mask[:, :4] = True
+        self.x[:, 4] = 100.0  # padding: never read, never perturbed into a real token
+
+    def __len__(self):
+        return len(self.y)
+
+    def batch(self, rows):
+        return self.x[rows].clone(), self.mask[rows], self.y[rows]
+
+
+def test_fgsm_success_is_exact_on_a_margin_of_half_a_unit():
+    """Mean pooling, head logits (x0, -x0): every input is correct with margin 0.5 per token,
+    so one FGSM step of eps < 0.5 breaks none and eps > 0.5 breaks all."""
+    import torch
+
+    from poolwise.experiments.frozen import attack_success
+
+    head = PooledHead(get_pooler("mean"), 3, 2)
+    with torch.no_grad():
+        head.head.weight.copy_(torch.tensor([[1.0, 0, 0], [-1.0, 0, 0]]))
+        head.head.bias.zero_()
+    split = _Split()
+    assert attack_success(head, split, "accuracy", 0.3) == 0.0
+    assert attack_success(head, split, "accuracy", 0.7) == 100.0
+    assert head.head.weight.grad is None  # no gradient left behind on the trained head
+
+
+def test_runs_report_attack_success_per_budget(csv_file, tiny_bert_dir):
+    m = run_frozen(_cfg(csv_file, tiny_bert_dir, pooler="sum", attack_eps=[0.05, 0.5]))["metrics"]
+    assert set(k for k in m if k.startswith("fgsm_")) == {"fgsm_0.05", "fgsm_0.5"}
+    assert all(0 <= m[k] <= 100 for k in ("fgsm_0.05", "fgsm_0.5"))
+    with pytest.raises(ValueError, match="attack_eps must be a list of budgets in"):
+        FrozenConfig(task="ts-gunpoint", attack_eps=[0])
+    from poolwise.runner import RunSpec
+
+    default = RunSpec("ts-gunpoint", {"pooler": "mean"})
+    assert RunSpec("ts-gunpoint", {"pooler": "mean", "attack_eps": [0.01, 0.03, 0.1]}).key == default.key
+    assert RunSpec("ts-gunpoint", {"pooler": "mean", "attack_eps": [0.2]}).key != default.key

@@ -105,7 +105,7 @@ def test_runs_of_different_settings_are_never_averaged(tmp_path):
 
 
 def _frozen_run(store, task, pooler, seed, value, backbone, neutral, default, objective="x", max_length=0,
-                default_length=0):
+                default_length=0, attacks=None):
     from poolwise.runner import RunSpec
 
     spec = RunSpec(task, {"pooler": pooler, "seed": seed, "backbone": backbone, "max_length": max_length})
@@ -114,7 +114,7 @@ def _frozen_run(store, task, pooler, seed, value, backbone, neutral, default, ob
                                        "train_s": 0, "features_s": 0, "backbone": backbone,
                                        "objective": objective, "neutral": neutral,
                                        "default_backbone": default,
-                                       "max_length": max_length or default_length}}, 1.0)
+                                       "max_length": max_length or default_length, **(attacks or {})}}, 1.0)
 
 
 def test_other_backbones_are_their_own_task_rows_and_findings_are_judged_apart(tmp_path):
@@ -197,4 +197,23 @@ def test_a_length_sweep_is_its_own_rows_and_section(tmp_path):
     assert "| Avg | 70 | 72 |" in text
     assert "pooler spread larger at the shortest length than at the longest | **agrees** |" in text
     assert (tmp_path / "lengths.png").stat().st_size > 1000
+    store.close()
+
+
+def test_attack_success_is_tabled_and_checked(tmp_path):
+    from poolwise.report import compare_frame
+    from poolwise.report.pool_me_wisely import write_findings
+    from poolwise.runner import ResultsStore
+
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    success = {"mean": (5, 20, 40), "sum": (3, 10, 30), "max": (8, 30, 60)}
+    for seed in (0, 1):
+        for pooler, (a, b, c) in success.items():
+            _frozen_run(store, "vision-mnist", pooler, seed, 90, "vit-mim", True, True,
+                        attacks={"fgsm_0.01": a, "fgsm_0.03": b + seed, "fgsm_0.1": c})
+    text = write_findings(compare_frame(store), tmp_path).read_text()
+    assert "| vision-mnist | Sum | 3 | 10.5 | 30 |" in text
+    assert "| vision-mnist | Max | 8 | 30.5 | 60 |" in text
+    assert "Sum lowest success of the fixed poolings | **agrees** |" in text
+    assert "Avg below Max and Sum | **disagrees** |" in text
     store.close()

@@ -99,3 +99,34 @@ def forecast_windows(
         xs.append(((ctx - mu) / sd)[None])
         ys.append((series[end : end + horizon] - mu) / sd)
     return xs, np.stack(ys).astype(np.float32)
+
+
+def imputation_windows(
+    series: np.ndarray, length: int, stride: int, patch: int, hidden: float, seed: int
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Windows of ``length`` steps every ``stride`` steps, with a share ``hidden`` of their
+    ``patch``-step patches hidden (random, seeded, at least one). Each window is standardised
+    by the mean and standard deviation of its *observed* steps, so nothing of the hidden values
+    leaks into the input. Returns the windows ``[(1, length)]``, the hidden patches
+    ``(n, length // patch)`` bool and the targets ``(n, length)``: the hidden steps' values,
+    NaN where a step was observed (scored only where hidden)."""
+    if length % patch:
+        raise ValueError(f"length {length} is not a multiple of the patch size {patch}")
+    if not 0 < hidden < 1:
+        raise ValueError(f"hidden must be in (0, 1); got {hidden}")
+    rng = np.random.default_rng(seed)
+    n_patches = length // patch
+    k = max(1, round(hidden * n_patches))
+    xs, hides, ys = [], [], []
+    for end in range(length, len(series) + 1, stride):
+        window = series[end - length : end].astype(np.float32)
+        hide = np.zeros(n_patches, dtype=bool)
+        hide[rng.choice(n_patches, size=k, replace=False)] = True
+        steps = np.repeat(hide, patch)
+        seen = window[~steps]
+        mu, sd = seen.mean(), max(float(seen.std()), 1e-3)
+        z = (window - mu) / sd
+        xs.append(np.where(steps, 0.0, z)[None].astype(np.float32))  # hidden values never enter
+        hides.append(hide)
+        ys.append(np.where(steps, z, np.nan))
+    return xs, np.stack(hides), np.stack(ys).astype(np.float32)

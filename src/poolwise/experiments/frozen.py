@@ -42,6 +42,11 @@ POOLER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: FGSM budgets on the pooler's input: the backbones end in LayerNorm, so a feature is about
+#: unit scale and eps is a fraction of it
+ATTACK_EPS = (0.01, 0.03, 0.1)
+
+
 def wavg_align(task: str) -> str:
     """W-Avg's alignment for ``task``: ``"end"`` on local tasks (next token, forecasting, the
     noisy canvas), where inputs of different lengths must agree on which weight "the last
@@ -89,6 +94,9 @@ class FrozenConfig:
     #: pooling-neutral one, and is filled in on construction so it is always in the run key
     backbone: str = ""
     model: str = ""  # text: a local Hugging Face model directory (backbone "hf")
+    #: FGSM budgets (L-inf, in feature units) at which the test split's pooler inputs are
+    #: attacked after training (classification and next-token tasks); () for none
+    attack_eps: tuple[float, ...] = ATTACK_EPS
     data: str = ""  # text-csv: the CSV file
     text_column: str = "text"
     label_column: str = "label"
@@ -100,7 +108,7 @@ class FrozenConfig:
 
     #: fields left out of the run key while they hold their default, so keys of runs made
     #: before these fields existed stay valid
-    key_optional: ClassVar[tuple[str, ...]] = ("encoding", "drop_missing", "inputs")
+    key_optional: ClassVar[tuple[str, ...]] = ("encoding", "drop_missing", "inputs", "attack_eps")
 
     def __post_init__(self) -> None:
         if self.task not in FROZEN_TASKS:
@@ -122,6 +130,11 @@ class FrozenConfig:
             raise ValueError(f"lr must be > 0; got {self.lr!r}")
         if not isinstance(self.pooler_kwargs, dict):
             raise TypeError(f"pooler_kwargs must be a dict; got {type(self.pooler_kwargs).__name__}")
+        eps = self.attack_eps
+        if not isinstance(eps, (list, tuple)) or not all(
+                isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e < 10 for e in eps):
+            raise ValueError(f"attack_eps must be a list of budgets in (0, 10); got {eps!r}")
+        object.__setattr__(self, "attack_eps", tuple(float(e) for e in eps))
         if not isinstance(self.backbone, str):
             raise TypeError(f"backbone must be a str; got {type(self.backbone).__name__}")
         object.__setattr__(self, "backbone", self.spec.resolve_backbone(self.backbone, self.model))
@@ -189,7 +202,10 @@ class PooledHead(nn.Module):
 
 
 def _loss(kind: str, out: Tensor, y: Tensor) -> Tensor:
-    return F.mse_loss(out, y.float()) if kind == "regress" else F.cross_entropy(out, y.long())
+    if kind != "regress":
+        return F.cross_entropy(out, y.long())
+    scored = ~torch.isnan(y)  # NaN targets are not scored (imputation: the observed steps)
+    return F.mse_loss(out[scored], y[scored].float())
 
 
 def evaluate(model: PooledHead, split: FeatureSplit, metric: str, batch: int = 256) -> float:
@@ -201,14 +217,41 @@ def evaluate(model: PooledHead, split: FeatureSplit, metric: str, batch: int = 2
             x, mask, y = split.batch(rows.numpy())
             out = model(x, mask)
             if metric == "mse":
-                total += float(F.mse_loss(out, y.float(), reduction="sum"))
-                count += y.numel()
+                scored = ~torch.isnan(y)
+                total += float(F.mse_loss(out[scored], y[scored].float(), reduction="sum"))
+                count += int(scored.sum())
             else:
                 k = 10 if metric == "top10" else 1
                 hit = (out.topk(min(k, out.shape[1]), dim=1).indices == y[:, None]).any(dim=1)
                 total += float(hit.sum()) * 100.0
                 count += len(y)
     return total / count
+
+
+def attack_success(
+    model: PooledHead, split: FeatureSplit, metric: str, eps: float, batch: int = 256
+) -> float:
+    """FGSM (Goodfellow et al. 2015) on the pooler's input: each real token moves by
+    ``eps * sign(grad)`` of the loss; the share (%) of the test inputs scored correct
+    (top-1, or top-10 for next token) that the attack makes wrong. Pool Me Wisely's Table 10
+    attacks the images of a whole ViT; with a frozen backbone the pooler's input is the
+    place where the poolings' Lipschitz constants (Theorem 4.2) decide."""
+    model.eval()
+    k = 10 if metric == "top10" else 1
+    correct = broken = 0
+    for rows in iter_rows(len(split), batch):
+        x, mask, y = split.batch(rows.numpy())
+        x = x.requires_grad_(True)
+        out = model(x, mask)
+        F.cross_entropy(out, y.long(), reduction="sum").backward()
+        with torch.no_grad():
+            adv = model(x + eps * x.grad.sign() * mask[..., None], mask)
+            hit = (out.topk(min(k, out.shape[1]), dim=1).indices == y[:, None]).any(dim=1)
+            still = (adv.topk(min(k, adv.shape[1]), dim=1).indices == y[:, None]).any(dim=1)
+        correct += int(hit.sum())
+        broken += int((hit & ~still).sum())
+    model.zero_grad(set_to_none=True)
+    return 100.0 * broken / max(correct, 1)
 
 
 def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -233,6 +276,9 @@ def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str,
                  loss_of, lambda: evaluate(model, val, task.metric), val_name=f"val_{task.metric}",
                  higher_is_better=task.higher_is_better, progress=progress)
     value = evaluate(model, test, task.metric)  # the one use of the test split
+    attacks = {}
+    if task.kind != "regress":
+        attacks = {f"fgsm_{eps:g}": attack_success(model, test, task.metric, eps) for eps in cfg.attack_eps}
     return {
         "metrics": {
             "metric": task.metric,
@@ -248,6 +294,7 @@ def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str,
             # for reports, which read results without the task registry
             "backbone": cfg.backbone,
             "max_length": cfg.max_length or task.max_length,
+            **attacks,
             "objective": backbone_objective(cfg.backbone),
             "neutral": backbone_is_neutral(cfg.backbone),
             "default_backbone": cfg.backbone == task.backbones[0]

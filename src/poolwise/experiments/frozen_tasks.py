@@ -346,6 +346,31 @@ def _rt_task_part(cfg: Any) -> tuple[list[str], np.ndarray, list[str]]:
     return [texts[i] for i in rest], labels[rest], classes
 
 
+IMPUTE = {"length": 128, "stride": 8, "patch": 8, "hidden": 0.25}
+
+
+def _impute(cfg: Any, log: Log | None):
+    ident = pt.backbone_ident(cfg.backbone, cfg.backbone_seed, log=log)
+    f = IMPUTE
+    parts = {"backbone": ident, "dataset": "ElectricDevices-imputation", **f, "split_seed": SPLIT_SEED}
+
+    def sources() -> dict[str, SplitSource]:
+        model, _ = pt.load_backbone(cfg.backbone, cfg.backbone_seed)
+        if model.cfg.patch != f["patch"]:
+            raise ValueError(
+                f"backbone {cfg.backbone} uses patch {model.cfg.patch}; imputation needs {f['patch']}")
+        out = {}
+        for j, (split, part) in enumerate(pt.forecast_split(ts_data.load_forecast_series()).items()):
+            xs, hide, ys = ts_data.imputation_windows(part, f["length"], f["stride"], f["patch"], f["hidden"],
+                                                      SPLIT_SEED + 20 + j)
+            p, m = ts_data.patchify(xs, f["patch"])
+            p, m, h = torch.from_numpy(p), torch.from_numpy(m), torch.from_numpy(hide)
+            out[split] = SplitSource(len(p), lambda a, b, p=p, m=m, h=h: model(p[a:b], m[a:b], h[a:b]), ys)
+        return out
+
+    return parts, sources, {"num_outputs": f["length"]}
+
+
 def _csv_loader(cfg: Any) -> tuple[list[str], np.ndarray, list[str]]:
     if not cfg.data:
         raise ValueError("task text-csv needs data=PATH (a CSV file)")
@@ -454,6 +479,20 @@ TASK_LIST = [
         prepare=_forecast,
     ),
 ]
+TASK_LIST.append(
+    FrozenTask(
+        name="ts-impute",
+        modality="timeseries",
+        context="local",
+        description="the hidden quarter of a 128-step window of the ElectricDevices recording "
+        "(4 of 16 patches behind the mask token), from the pooled vector; MSE on the hidden steps",
+        kind="regress",
+        metric="mse",
+        token_pooler="last",
+        backbones=("patchts-forecast",),
+        prepare=_impute,
+    )
+)
 for _key, (_aeon, _patch) in ts_data.UCR_SETS.items():
     TASK_LIST.append(
         FrozenTask(

@@ -105,6 +105,7 @@ def compare_frame(store: ResultsStore, tasks: list[str] | None = None) -> pd.Dat
                 "modality": task_modality(row["task"]),
                 "host": row["host"],
                 "key": row["key"],
+                **{k: v for k, v in m.items() if k.startswith("fgsm_")},  # attack success (%) per budget
             }
         )
     df = pd.DataFrame.from_records(records)

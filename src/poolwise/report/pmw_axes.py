@@ -187,3 +187,54 @@ def _plot_lengths(panels: list[tuple[str, pd.DataFrame]]) -> bytes:
         ax.grid(alpha=0.3)
     (axes[0] if len(panels) > 1 else axes).legend(fontsize=7)
     return to_png(plt, fig)
+
+
+def attack_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean FGSM success (%) per task label, pooler and budget, on the tasks' default lengths
+    and the (m-size) backbones (empty when no run measured it)."""
+    cols = sorted((c for c in df.columns if c.startswith("fgsm_")), key=lambda c: float(c[5:]))
+    if not cols:
+        return pd.DataFrame()
+    keep = df[~df["task"].str.contains("len=", regex=False)
+              & ~df["backbone"].str.endswith(("-s", "-l"))].dropna(subset=cols, how="all")
+    if keep.empty:
+        return pd.DataFrame()
+    long = keep.melt(id_vars=["task", "pooler"], value_vars=cols, var_name="eps", value_name="success")
+    long["eps"] = long["eps"].str[5:].astype(float)
+    return long.groupby(["task", "pooler", "eps"], sort=True)["success"].agg(["mean", "std"]).reset_index()
+
+
+def attack_section(df: pd.DataFrame) -> str:
+    """Markdown: FGSM success per pooler on each classification task, and two checks: the
+    paper's Table 10 (Sum the most robust fixed pooling on a ViT) and the ordering of
+    Theorem 4.2's constants (Avg, which contracts, attacked less than Max and Sum)."""
+    att = attack_frame(df)
+    if att.empty:
+        return ""
+    budgets = sorted(att["eps"].unique())
+    mid = budgets[len(budgets) // 2]
+    md = ["## Adversarial robustness (FGSM on the pooler's input)", "",
+          "Share (%) of the correctly scored test inputs that one FGSM step on the frozen features "
+          "makes wrong (lower is more robust), mean over seeds; budgets in feature units (the "
+          "features end in LayerNorm). The paper attacks a whole ViT's pixels (its Table 10); a "
+          "frozen backbone leaves the pooler's input, where Theorem 4.2's constants apply.", "",
+          "| task | pooler | " + " | ".join(f"eps {e:g}" for e in budgets) + " |",
+          "|---|---|" + "---|" * len(budgets)]
+    sum_best, avg_below = [], []
+    for task, frame in att.groupby("task", sort=True):
+        table = frame.pivot_table(index="pooler", columns="eps", values="mean")
+        for pooler in table.index:
+            cells = " | ".join(f"{table.loc[pooler, e]:.3g}" for e in budgets)
+            md.append(f"| {task} | {paper_name(pooler)} | {cells} |")
+        at = table[mid]
+        fixed = [p for p in ("first", "last", "mean", "sum", "max") if p in at.index]
+        if "sum" in fixed and len(fixed) > 1:
+            sum_best.append(at[fixed].idxmin() == "sum")
+        if {"mean", "sum", "max"} <= set(at.index):
+            avg_below.append(bool(at["mean"] < at["sum"] and at["mean"] < at["max"]))
+    md += ["", f"Checks at eps {mid:g}:", "", "| claim | our check | verdict |", "|---|---|---|",
+           f"| paper, Table 10: Sum is the most robust fixed pooling | Sum lowest success of the fixed "
+           f"poolings | **{_verdict(sum_best)}** |",
+           f"| Theorem 4.2's constants: Avg (contracting) resists better than Max and Sum | Avg below Max "
+           f"and Sum | **{_verdict(avg_below)}** |"]
+    return "\n".join(md)

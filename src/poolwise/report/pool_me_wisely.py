@@ -68,6 +68,13 @@ def _attn_best(s: pd.DataFrame, task: str) -> bool | None:
     return None if "latent_attention" not in m else max(m, key=m.get) == "latent_attention"
 
 
+def _attn_best_sum_worst(s: pd.DataFrame, task: str) -> bool | None:
+    m = _means(s)
+    if not {"latent_attention", "sum"} <= set(m):
+        return None
+    return max(m, key=m.get) == "latent_attention" and min(m, key=m.get) == "sum"
+
+
 def _sum_beats_avg(s: pd.DataFrame, task: str) -> bool | None:
     m = _means(s)
     return None if not {"sum", "mean"} <= set(m) else m["sum"] > m["mean"]
@@ -159,7 +166,8 @@ FINDINGS = [
     Finding(
         "timeseries",
         "classification: Sum often beats Avg",
-        lambda ts: [t for t in ts if t.startswith("ts-") and base_task(t) != "ts-forecast"],
+        lambda ts: [t for t in ts if t.startswith("ts-")
+                    and base_task(t) not in ("ts-forecast", "ts-impute")],
         _sum_beats_avg,
         "sum > mean",
     ),
@@ -169,6 +177,13 @@ FINDINGS = [
         _pick("ts-forecast"),
         _token_best_fixed,
         "last best of the fixed poolers",
+    ),
+    Finding(
+        "timeseries",
+        "imputation: Attn is the best pooling and Sum the worst",
+        _pick("ts-impute"),
+        _attn_best_sum_worst,
+        "latent_attention best and sum worst of all",
     ),
     Finding(
         "all",
@@ -341,7 +356,7 @@ def findings_markdown(
 def write_findings(df: pd.DataFrame, out_dir: str | Path) -> Path:
     """``findings.md`` from a :func:`compare_frame`: the backbones, per-modality tables, the
     findings check and, when the runs cover several sizes, the size axis (``sizes.png``)."""
-    from .pmw_axes import length_section, size_section
+    from .pmw_axes import attack_section, length_section, size_section
 
     if df.empty:
         raise ValueError("no finished frozen-backbone runs")
@@ -351,6 +366,6 @@ def write_findings(df: pd.DataFrame, out_dir: str | Path) -> Path:
     run_s = {m: float(df[df["modality"] == m]["wall_s"].sum()) for m in by_modality}
     summary = summarize(df)
     axes = "\n\n".join(x for x in (size_section(df, summary, Path(out_dir)),
-                                    length_section(df, summary, Path(out_dir))) if x)
+                                    length_section(df, summary, Path(out_dir)), attack_section(df)) if x)
     text = findings_markdown(summary, by_modality, run_s, backbone_groups(df), backbone_table(df), axes)
     return atomic_write_text(Path(out_dir) / "findings.md", text)
