@@ -343,3 +343,42 @@ def test_a_read_only_out_is_refused_before_any_work(tmp_path, monkeypatch):
                         lambda p, mode, **kw: False if str(p) == str(tmp_path) else real(p, mode))
     with pytest.raises(UsageError, match=r"is not writable \(read-only file system or permissions\)"):
         check_writable_dir(tmp_path / "new" / "out")
+
+
+def test_probe_reads_the_poolers_a_compare_run_trained(tmp_path, tiny_bert_dir):
+    """`--from-db` takes seed 0's trained poolers of one task label from a results store into
+    the agreement and weights probes (Figure 3 from the study's own poolers)."""
+    import torch
+
+    from poolwise.experiments.frozen import pooler_state
+    from poolwise.pooling import get_pooler
+    from poolwise.runner import ResultsStore, RunSpec
+
+    csv = tmp_path / "d.csv"
+    csv.write_text("text,label\n" + "a,x\nb,y\n" * 3)
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    wavg = get_pooler("wavg", max_len=64)
+    with torch.no_grad():
+        wavg.logits[2] = 5.0  # as if trained to read the third token
+    for name, pooler in (("wavg", wavg), ("mean", get_pooler("mean"))):
+        spec = RunSpec("text-csv", {"pooler": name, "seed": 0, "data": str(csv), "model": str(tiny_bert_dir)})
+        store.mark_running(spec)
+        store.mark_done(spec, {"metrics": {"metric": "accuracy", "value": 50, "val": 0, "best_epoch": 1,
+                                           "train_s": 0, "features_s": 0, "backbone": "hf", "objective": "",
+                                           "neutral": False, "default_backbone": True,
+                                           "trained_pooler": pooler_state(pooler)}}, 1.0)
+    store.close()
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the cat sat on the mat .\na dog ran on the mat\nthe dogs sat\n")
+    r = poolwise("probe", "--model", str(tiny_bert_dir), "--texts", str(texts), "--out", str(tmp_path / "p"),
+                 "--probe", "agreement,weights", "--poolers", "mean,max",
+                 "--from-db", str(tmp_path / "runs.sqlite"), "--task", "text-csv")
+    assert r.returncode == 0, r.stderr
+    w = pd.read_csv(tmp_path / "p" / "weights.csv")
+    assert set(w.pooler) == {"wavg (trained on text-csv)"}
+    assert w.set_index("position").weight.idxmax() == 2
+    agreement = pd.read_csv(tmp_path / "p" / "agreement.csv", index_col=0)
+    assert "wavg (trained on text-csv)" in agreement.index and "max" in agreement.index
+    r = poolwise("probe", "--model", str(tiny_bert_dir), "--texts", str(texts), "--out", str(tmp_path / "q"),
+                 "--probe", "agreement", "--from-db", str(tmp_path / "runs.sqlite"), "--task", "text-bbc")
+    assert r.returncode == 2 and "holds no finished runs of text-bbc; its tasks: text-csv" in r.stderr

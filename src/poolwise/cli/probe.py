@@ -32,6 +32,12 @@ def register(commands: Any, experiments: Any) -> None:
     pr.add_argument("--trained", type=Path, action="append", default=[], metavar="DIR",
                     help="directory with a trained poolwise_pooler.json (+ .safetensors), e.g. from "
                          "PooledEncoder.save_pretrained; for the weights probe")
+    pr.add_argument("--from-db", type=Path, metavar="DB",
+                    help="a compare / pool-me-wisely results store: the poolers trained there (seed 0) "
+                         "join the agreement and weights probes; give --task, and --model the same "
+                         "encoder those runs used")
+    pr.add_argument("--task", help="with --from-db: the task label whose trained poolers to load "
+                    "(e.g. text-bbc@minilm)")
     pr.set_defaults(func=run)
 
 
@@ -80,11 +86,13 @@ def run(args: argparse.Namespace) -> int:
                    else HFTextEncoder(Path(args.model), args.max_length))
     except ValueError as err:
         raise UsageError(str(err)) from None
+    from_db = _trained_from_store(args.from_db, args.task, encoder.dim) if args.from_db else {}
     weighted = _weighted_poolers(poolers, args.trained, encoder.dim) if "weights" in probes else {}
+    weighted.update({k: p for k, p in from_db.items() if p.has_weights})
     if "weights" in probes and not weighted:
         raise UsageError("the weights probe needs a learned pooler with token weights (wavg, adapool, "
                          "attention, gated) in --poolers, or --trained DIR")
-    return _run_probes(encoder, texts, poolers, probes, args, weighted)
+    return _run_probes(encoder, texts, poolers, probes, args, weighted, from_db)
 
 
 def _weighted_poolers(names: list[str], trained: list[Path], dim: int) -> dict:
@@ -106,8 +114,40 @@ def _weighted_poolers(names: list[str], trained: list[Path], dim: int) -> dict:
     return out
 
 
+def _trained_from_store(db: Path, task: str | None, dim: int) -> dict:
+    """The seed-0 poolers trained by the runs of task label ``task`` in store ``db``
+    (labelled ``name (trained on task)``)."""
+    from ..experiments.frozen import pooler_from_state
+    from ..report import compare_frame
+    from ._common import open_store
+
+    if not task:
+        raise UsageError("--from-db needs --task (a task label of that store, e.g. text-bbc@minilm)")
+    with open_store(db, create=False) as store:
+        frame = compare_frame(store)
+        if frame.empty or task not in set(frame["task"]):
+            known = ", ".join(sorted(set(frame["task"]))) if not frame.empty else "none"
+            raise UsageError(f"{db} holds no finished runs of {task}; its tasks: {known}")
+        keys = set(frame[(frame["task"] == task) & (frame["seed"] == 0)]["key"])
+        states = {r["config"]["pooler"]: r["metrics"].get("trained_pooler") for r in store.rows(status="done")
+                  if r["key"] in keys}
+    out = {}
+    for name, state in sorted(states.items()):
+        if not state:
+            continue
+        pooler = pooler_from_state(state)
+        width = pooler.config().get("dim")
+        if width not in (None, dim):
+            raise UsageError(f"the {name} pooler trained on {task} reads {width}-d tokens; the probe's "
+                             f"encoder gives {dim}-d ones: give --model the backbone those runs used")
+        out[f"{name} (trained on {task})"] = pooler
+    if not out:
+        raise UsageError(f"no trained pooler of {task} in {db} (seed 0 of a learned pooler is kept)")
+    return out
+
+
 def _run_probes(encoder: Any, texts: list[str], poolers: list[str], probes: tuple[str, ...],
-                args: argparse.Namespace, weighted: dict) -> int:
+                args: argparse.Namespace, weighted: dict, trained: dict | None = None) -> int:
     from rich.progress import Progress
 
     from ..probes import measures
@@ -117,7 +157,8 @@ def _run_probes(encoder: Any, texts: list[str], poolers: list[str], probes: tupl
         "expressivity": lambda: measures.expressivity_curve(encoder, texts, poolers, samples=args.samples,
                                                             norm=args.norm),
         "similarity": lambda: measures.similarity_gap(encoder, poolers=poolers),
-        "agreement": lambda: measures.agreement_matrix(encoder, texts, poolers),
+        "agreement": lambda: measures.agreement_matrix(encoder, texts, {**{p: p for p in poolers},
+                                                                         **(trained or {})}),
         "snr": lambda: measures.distractor_robustness(encoder, texts, poolers),
         "weights": lambda: measures.weight_profile(encoder, texts, weighted),
     }

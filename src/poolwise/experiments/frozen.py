@@ -5,8 +5,10 @@ that checkpoint on the test split once."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
+import json
 import math
 import time
 from collections.abc import Callable
@@ -228,6 +230,27 @@ def evaluate(model: PooledHead, split: FeatureSplit, metric: str, batch: int = 2
     return total / count
 
 
+def pooler_state(pooler: Pooler) -> dict[str, str] | None:
+    """A trained pooler as JSON-safe data for the results store: its config and its weights
+    as base64 safetensors (never pickled); None for a pooler without parameters.
+    :func:`pooler_from_state` rebuilds it."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in pooler.state_dict().items()}
+    if not state:
+        return None
+    return {"config": json.dumps(pooler.config()), "weights": base64.b64encode(save(state)).decode()}
+
+
+def pooler_from_state(state: dict[str, str]) -> Pooler:
+    """The pooler of :func:`pooler_state`, in eval mode."""
+    from safetensors.torch import load
+
+    pooler = get_pooler(json.loads(state["config"]))
+    pooler.load_state_dict(load(base64.b64decode(state["weights"])))
+    return pooler.eval()
+
+
 def attack_success(
     model: PooledHead, split: FeatureSplit, metric: str, eps: float, batch: int = 256
 ) -> float:
@@ -294,11 +317,14 @@ def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str,
             # for reports, which read results without the task registry
             "backbone": cfg.backbone,
             "max_length": cfg.max_length or task.max_length,
-            **attacks,
             "objective": backbone_objective(cfg.backbone),
             "neutral": backbone_is_neutral(cfg.backbone),
             "default_backbone": cfg.backbone == task.backbones[0]
             or (cfg.backbone == "hf" and task.backbones[0] in HF_BACKBONES),
+            **attacks,
+            # seed 0's trained pooler, for the probes (poolwise probe --from-db); one seed keeps
+            # the store small (a latent_attention on 384-d features is 3 MB)
+            "trained_pooler": pooler_state(model.pooler) if cfg.seed == 0 else None,
         },
         "history": result.history,
     }

@@ -40,9 +40,14 @@ DISSIMILAR_PAIRS = [
 ]
 
 
-def _poolers(names: Iterable[str | Pooler], dim: int) -> dict[str, Pooler]:
+def _poolers(names: Iterable[str | Pooler] | dict[str, str | Pooler], dim: int) -> dict[str, Pooler]:
+    """Pooler instances by label: names are built (learned ones untrained), instances kept; a
+    dict gives the labels (``{"wavg (trained)": pooler, ...}``)."""
     fill = {"dim": dim, "max_len": 4096}
-    return {p.name if isinstance(p, Pooler) else p: get_pooler(p, defaults=fill).eval() for p in names}
+    if not isinstance(names, dict):
+        names = {p.name if isinstance(p, Pooler) else p: p for p in names}
+    return {label: (p if isinstance(p, Pooler) else get_pooler(p, defaults=fill)).eval()
+            for label, p in names.items()}
 
 
 def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -137,10 +142,12 @@ def similarity_gap(encoder, similar: Sequence[tuple[str, str]] = SIMILAR_PAIRS,
 
 
 @torch.no_grad()
-def agreement_matrix(encoder, texts: Sequence[str], poolers: Iterable[str] = DEFAULT_POOLERS,
+def agreement_matrix(encoder, texts: Sequence[str],
+                     poolers: Iterable[str | Pooler] | dict[str, str | Pooler] = DEFAULT_POOLERS,
                      batch_size: int = 32) -> pd.DataFrame:
     """Mean cosine similarity between the outputs of every pair of poolers on the same texts
-    (*Pool Me Wisely*, Figure 3 left). Square ``DataFrame`` indexed by pooler."""
+    (*Pool Me Wisely*, Figure 3 left). Square ``DataFrame`` indexed by pooler (or by the labels
+    of a dict of poolers, e.g. trained instances)."""
     pools = _poolers(poolers, encoder.dim)
     out = _pooled(encoder, texts, pools, batch_size)
     names = list(pools)
