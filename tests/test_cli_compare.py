@@ -103,3 +103,27 @@ def test_the_study_plans_neutral_backbones_by_default_and_the_others_on_request(
     assert study_backbones("ts-gunpoint", "objective", ["m"]) == []  # neutral already: nothing else
     assert study_backbones("ts-gunpoint", "neutral", ["s", "l"]) == ["patchts-gunpoint-s",
                                                                       "patchts-gunpoint-l"]
+
+
+def test_the_study_runs_a_size_axis_end_to_end(tmp_path, monkeypatch):
+    """`reproduce pool-me-wisely --sizes s,m` on the time-series tasks (backbones trained for
+    2 steps): every task on both sizes, ts-impute among them, and a size section with its plot."""
+    import dataclasses
+
+    pytest.importorskip("aeon")
+    from poolwise.experiments import pretrain as pt
+
+    monkeypatch.setenv("POOLWISE_CACHE", str(tmp_path / "cache"))
+    for name, recipe in list(pt.RECIPES.items()):
+        monkeypatch.setitem(pt.RECIPES, name, dataclasses.replace(recipe, steps=2))
+    r = poolwise_main("reproduce", "pool-me-wisely", "--modalities", "timeseries", "--poolers", "last,mean",
+                      "--seeds", "1", "--sizes", "s,m", "--set", "epochs=1", "--workers", "1",
+                      "--out", str(tmp_path / "o"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv")
+    assert len(runs) == 2 * 2 * 8 and {"patchts-forecast", "patchts-forecast-s"} <= set(runs.backbone)
+    assert {"ts-impute", "ts-impute@patchts-forecast-s", "ts-gunpoint@patchts-gunpoint-s"} <= set(runs.task)
+    findings = (tmp_path / "o" / "findings.md").read_text()
+    assert "## Backbone size" in findings and "| ts-gunpoint | s->m |" in findings
+    assert (tmp_path / "o" / "sizes.png").is_file()
+    assert "imputation: Attn is the best pooling and Sum the worst" in findings

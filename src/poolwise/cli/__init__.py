@@ -5,9 +5,10 @@
     poolwise reproduce adapool-rl [--env tag|centroid|boxworld|all] [--preset demo|quick|paper]
     poolwise rl-play CHECKPOINT.safetensors --out episode.gif
     poolwise reproduce pool-me-wisely [--modalities text,vision,timeseries] [--seeds 5]
-    poolwise compare --list | --task TASK [--poolers ...] | --data FILE.csv [--model DIR]
+        [--backbones neutral|objective|all] [--sizes s,m,l] [--max-lengths 16,32,64]
+    poolwise compare --list | --task TASK [--backbone NAME] [--poolers ...] | --data FILE.csv [--model DIR]
     poolwise pretrain NAME|all [--seed 0] [--steps N]
-    poolwise probe --model minilm --texts FILE --out DIR [--poolers ...] [--probe ...]
+    poolwise probe --model minilm --texts FILE --out DIR [--poolers ...] [--probe ...] [--from-db DB --task T]
     poolwise report --db PATH --out DIR
     poolwise verify MODEL_DIR [--texts FILE] [--declared mean] [--json OUT]
     poolwise export MODEL_DIR --onnx OUT.onnx [--pooler NAME|DIR] [--normalize]
