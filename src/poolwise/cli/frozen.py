@@ -139,7 +139,8 @@ def _list_tasks() -> int:
     for t in FROZEN_TASKS.values():
         print(f"{t.name:<{width}}  {t.modality:<10} {t.context:<6} {t.description}")
         names = ", ".join(f"{b} ({backbone_objective(b)})" for b in t.backbones)
-        print(f"{'':<{width}}  backbones: {names} (first: default; sizes: -s, -l)")
+        print(f"{'':<{width}}  backbones: {names} "
+              "(the first is the default; masked-pretrained ones also as NAME-s, NAME-l)")
     return 0
 
 

@@ -478,8 +478,6 @@ TASK_LIST = [
         backbones=("patchts-forecast",),
         prepare=_forecast,
     ),
-]
-TASK_LIST.append(
     FrozenTask(
         name="ts-impute",
         modality="timeseries",
@@ -491,8 +489,8 @@ TASK_LIST.append(
         token_pooler="last",
         backbones=("patchts-forecast",),
         prepare=_impute,
-    )
-)
+    ),
+]
 for _key, (_aeon, _patch) in ts_data.UCR_SETS.items():
     TASK_LIST.append(
         FrozenTask(
