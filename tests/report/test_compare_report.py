@@ -144,6 +144,7 @@ def test_other_backbones_are_their_own_task_rows_and_findings_are_judged_apart(t
     assert "| vit-mim | masked patches | yes | vision-mnist |" in text
     row = next(r for r in text.splitlines() if r.startswith("| vision | ViT classification: CLS best"))
     assert "**disagrees**" in row and "agrees | vision-mnist@vit-mnist |" in row
+    assert "| vit-mim (masked patches) |" in row  # each finding names its backbones
     assert "## Backbone size" in text and (tmp_path / "sizes.png").stat().st_size > 1000
     assert "| vision-mnist | s->m | - | - | +30 | +30 |" in text  # CLS-Avg gap 30 at both sizes
     assert "the CLS-Avg gap narrows as models grow | gap smaller on the largest | **disagrees**" in text

@@ -290,13 +290,21 @@ def backbone_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _findings_rows(summary: pd.DataFrame, groups: dict[str, list[str]]) -> list[str]:
+def _named(labels: str, backbones: dict[str, str]) -> str:
+    """The distinct backbones (with their objective) of a comma list of task labels."""
+    names = dict.fromkeys(backbones.get(t, "") for t in labels.split(", ") if t != "-")
+    return ", ".join(n for n in names if n) or "-"
+
+
+def _findings_rows(summary: pd.DataFrame, groups: dict[str, list[str]],
+                   backbones: dict[str, str] | None = None) -> list[str]:
     main, other = groups.get("neutral", []), groups.get("objective", [])
     if not main:  # no pooling-neutral runs: judge on whatever ran
         main, other = list(summary["task"].unique()), []
+    backbones = backbones or {}
     ft = findings_table(summary, main)
-    head = "| modality | paper | our check | verdict | held on |"
-    rule = "|---|---|---|---|---|"
+    head = "| modality | paper | our check | backbones (objective) | verdict | held on |"
+    rule = "|---|---|---|---|---|---|"
     if other:
         head += " objective-trained backbones: verdict | held on |"
         rule += "---|---|"
@@ -304,7 +312,8 @@ def _findings_rows(summary: pd.DataFrame, groups: dict[str, list[str]]) -> list[
     lines = [head, rule]
     for r in ft.to_dict("records"):
         paper = r["paper's finding"]
-        line = f"| {r['modality']} | {paper} | {r['our check']} | **{r['verdict']}** | {r['held on']} |"
+        line = (f"| {r['modality']} | {paper} | {r['our check']} | {_named(r['tested on'], backbones)} | "
+                f"**{r['verdict']}** | {r['held on']} |")
         if other:
             o = by_paper.get(paper)
             line += f" {o['verdict']} | {o['held on']} |" if o else " - | - |"
@@ -315,11 +324,13 @@ def _findings_rows(summary: pd.DataFrame, groups: dict[str, list[str]]) -> list[
 def findings_markdown(
     summary: pd.DataFrame, modalities: dict[str, list[str]], run_s: dict[str, float],
     groups: dict[str, list[str]] | None = None, backbones: str = "", sizes: str = "",
+    objectives: dict[str, str] | None = None,
 ) -> str:
     """The report: the backbones (``backbones``: :func:`backbone_table`), one table per
     modality (``run_s``: summed run time, for the heading), the recommendations, the
     findings judged on the pooling-neutral backbones (``groups``: :func:`backbone_groups`)
-    beside the objective-trained ones, and the size and length axes (``sizes``, Markdown)."""
+    beside the objective-trained ones, and the size and length axes (``sizes``, Markdown);
+    ``objectives`` (task label -> "backbone (objective)") names each finding's backbones."""
     md = [
         "# Pool Me Wisely, reproduced at small scale",
         "",
@@ -347,7 +358,7 @@ def findings_markdown(
     if groups and groups.get("objective"):
         md += ["Verdicts on the pooling-neutral backbones (each task's default), and beside them on the "
                "backbones whose pretraining favours a pooler.", ""]
-    md += _findings_rows(summary, groups or {})
+    md += _findings_rows(summary, groups or {}, objectives)
     if sizes:
         md += ["", sizes]
     return "\n".join(md) + "\n"
@@ -367,5 +378,8 @@ def write_findings(df: pd.DataFrame, out_dir: str | Path) -> Path:
     summary = summarize(df)
     axes = "\n\n".join(x for x in (size_section(df, summary, Path(out_dir)),
                                     length_section(df, summary, Path(out_dir)), attack_section(df)) if x)
-    text = findings_markdown(summary, by_modality, run_s, backbone_groups(df), backbone_table(df), axes)
+    pairs = df[["task", "backbone", "objective"]].drop_duplicates().itertuples(index=False)
+    objectives = {t: f"{b} ({o})" if o else b for t, b, o in pairs}
+    text = findings_markdown(summary, by_modality, run_s, backbone_groups(df), backbone_table(df), axes,
+                             objectives)
     return atomic_write_text(Path(out_dir) / "findings.md", text)
