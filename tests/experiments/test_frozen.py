@@ -200,6 +200,8 @@ def test_the_backbone_defaults_to_the_tasks_neutral_one_and_keys_the_run(tiny_be
         ({"task": "text-bbc", "backbone": "hf"}, "backbone 'hf' needs --model DIR"),
         ({"task": "text-bbc", "backbone": "mlm", "model": "."}, "--model goes with backbone 'hf', not 'mlm'"),
         ({"task": "text-bbc", "backbone": 3}, "backbone must be a str"),
+        ({"task": "vision-mnist", "model": "."},
+         "applies to text tasks; vision-mnist uses the project's own vit-mim"),
     ],
 )
 def test_backbone_errors(kw, message, tmp_path):

@@ -67,6 +67,9 @@ class FrozenTask:
         """``name`` checked against :meth:`backbone_choices` (``""``: the default; with a
         ``model`` directory, ``hf``)."""
         if model:
+            if self.modality != "text":
+                raise ValueError(f"model= (a Hugging Face directory) applies to text tasks; {self.name} "
+                                 f"uses the project's own {self.backbones[0]}")
             if name not in ("", "hf", *HF_BACKBONES):
                 raise ValueError(f"--model goes with backbone 'hf', not {name!r}")
             return "hf"
