@@ -22,6 +22,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="text-bbc")
+    ap.add_argument("--backbone", default="", help="the task's encoder (default: its own default)")
     ap.add_argument("--poolers", default="all", help="'all' registered poolers, or a comma list")
     ap.add_argument("--epochs", type=int, default=0, help="0: the task's default")
     ap.add_argument("--json", type=Path)
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ["mean"] + [n for n in names if n != "mean"]
     rows = []
     for name in names:
-        cfg = FrozenConfig(task=args.task, pooler=name, epochs=args.epochs)
+        cfg = FrozenConfig(task=args.task, pooler=name, epochs=args.epochs, backbone=args.backbone)
         start = time.perf_counter()
         m = run_frozen(cfg)["metrics"]
         rows.append({"pooler": name, "wall_s": time.perf_counter() - start, "features_s": m["features_s"],
