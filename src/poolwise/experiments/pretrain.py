@@ -66,6 +66,9 @@ SIZE_SHAPES: dict[str, dict[str, tuple[int, int, int]]] = {
 
 @dataclass(frozen=True)
 class PretrainRecipe:
+    """How one backbone is pretrained: its shape, its batches, steps and learning rate, and
+    what it is asked to do (``objective``; ``neutral`` when no pooling head is involved)."""
+
     description: str
     config: Callable[[], BackboneConfig]
     batches: Callable[[int], Callable[[np.random.Generator], Batch]]  # seed -> sampler
@@ -144,10 +147,12 @@ def _ppmi_init(model: Backbone, seed: int) -> None:
 
 
 def mlm_vocab(seed: int = 0) -> list[str]:
+    """The masked-word encoder's vocabulary: the most frequent words of :func:`mlm_corpus`."""
     return text_data.build_vocab(mlm_corpus(seed), MLM_VOCAB)
 
 
 def lm_vocab(seed: int = 0) -> list[str]:
+    """The causal LM's (and the next-word targets') vocabulary: the pretraining BBC articles' words."""
     texts, _, _ = text_data.load_bbc()
     pre, _ = bbc_parts(seed)
     return text_data.build_vocab([texts[i] for i in pre], LM_VOCAB)
@@ -369,6 +374,7 @@ for _size in SIZES:
 
 # --------------------------------------------------------------------- train, save, load
 def backbone_dir(name: str, seed: int = 0) -> Path:
+    """Where backbone ``name`` of ``seed`` is stored (``model.safetensors`` + ``config.json``)."""
     return cache_root() / "backbones" / f"{name}-seed{seed}"
 
 
@@ -470,4 +476,5 @@ def load_backbone(
 
 
 def iter_names() -> Iterator[str]:
+    """Every backbone name, sorted."""
     return iter(sorted(RECIPES))

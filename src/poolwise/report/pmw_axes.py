@@ -71,6 +71,7 @@ def _verdict(values: list[bool]) -> str:
 
 
 def plot_sizes(sizes: pd.DataFrame) -> bytes:
+    """PNG: one panel per task, each pooler's score against backbone size (s, m, l)."""
     tasks = sorted(sizes["base_task"].unique())
     cols = min(4, len(tasks))
     rows = -(-len(tasks) // cols)
