@@ -29,6 +29,7 @@ that effect:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -146,8 +147,10 @@ def _ppmi_init(model: Backbone, seed: int) -> None:
         model.embed.weight.copy_(torch.from_numpy(vectors))
 
 
+@functools.lru_cache(maxsize=4)
 def mlm_vocab(seed: int = 0) -> list[str]:
-    """The masked-word encoder's vocabulary: the most frequent words of :func:`mlm_corpus`."""
+    """The masked-word encoder's vocabulary: the most frequent words of :func:`mlm_corpus`.
+    Built once per process and seed (a pass over a million words; do not modify the list)."""
     return text_data.build_vocab(mlm_corpus(seed), MLM_VOCAB)
 
 
