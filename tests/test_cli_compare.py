@@ -127,3 +127,33 @@ def test_the_study_runs_a_size_axis_end_to_end(tmp_path, monkeypatch):
     assert "## Backbone size" in findings and "| ts-gunpoint | s->m |" in findings
     assert (tmp_path / "o" / "sizes.png").is_file()
     assert "imputation: Attn is the best pooling and Sum the worst" in findings
+
+
+def test_missing_backbones_are_listed_largest_first_and_pretrained_in_parallel(tmp_path, monkeypatch):
+    """The study's preparation: only the project's own backbones that are not stored, the
+    costliest first; two workers pretrain two of them at once, and a second call finds none."""
+    pytest.importorskip("aeon")
+    from poolwise.cli._common import grid_specs
+    from poolwise.cli._prepare import missing_backbones, prepare_backbones
+    from poolwise.experiments import pretrain as pt
+
+    monkeypatch.setenv("POOLWISE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("POOLWISE_SHIPPED_BACKBONES", "0")  # vit-mim and mlm ship: count them as missing
+
+    def specs(task, backbone):
+        return grid_specs(task, {"backbone": backbone}, pooler=["mean", "max"], seed=[0])
+
+    study = (specs("ts-gunpoint", "patchts-gunpoint-s") + specs("vision-mnist", "vit-mim")
+             + specs("text-rt", "minilm") + specs("text-bbc", "mlm")
+             + specs("ts-arrowhead", "patchts-arrowhead-s"))
+    assert [n for n, _ in missing_backbones(study)] == ["vit-mim", "mlm", "patchts-arrowhead-s",
+                                                        "patchts-gunpoint-s"]  # minilm ships: never
+    small = specs("ts-gunpoint", "patchts-gunpoint-s") + specs("ts-arrowhead", "patchts-arrowhead-s")
+    lines = []
+    seconds = prepare_backbones(small, 2, lines.append, quiet=True)
+    assert set(seconds) == {"patchts-gunpoint-s", "patchts-arrowhead-s"} and min(seconds.values()) > 0
+    assert "2 at a time" in lines[0]
+    for name in seconds:
+        model, ident = pt.load_backbone(name, auto=False)
+        assert ident.startswith(f"{name}-seed0-") and model.cfg.dim == pt.SIZE_SHAPES["patchts"]["s"][0]
+    assert missing_backbones(small) == [] and prepare_backbones(small, 2, lines.append, quiet=True) == {}

@@ -27,6 +27,7 @@ from ._common import (
     print_summary,
     stderr_log,
 )
+from ._prepare import prepare_backbones, warm_features
 
 MODALITIES = ("text", "vision", "timeseries")
 BACKBONE_SETS = ("neutral", "objective", "all")
@@ -53,6 +54,7 @@ def register(commands: Any, experiments: Any) -> None:
     cmp.add_argument("--poolers", help="comma-separated poolers (default: the paper's six + adapool)")
     cmp.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
     add_sweep_options(cmp, out="results/compare-TASK")
+    _shipped_option(cmp)
     cmp.set_defaults(func=compare)
 
     pre = commands.add_parser(
@@ -82,7 +84,21 @@ def register(commands: Any, experiments: Any) -> None:
                      "(text-bbc, text-rt) also with inputs cut to each (the paper's Table 9)")
     add_sweep_options(pmw, workers=CORE_WORKERS, workers_note=": one per core, at most 2",
                       out="results/pool-me-wisely")
+    _shipped_option(pmw)
     pmw.set_defaults(func=reproduce_pool_me_wisely)
+
+
+def _shipped_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-shipped-backbones", action="store_true",
+                   help="pretrain the project's backbones on this machine instead of starting from the "
+                   "weights that ship with poolwise (the study's default backbones; minutes, not seconds)")
+
+
+def _apply_shipped_option(args: argparse.Namespace) -> None:
+    from ..experiments import shipped
+
+    if getattr(args, "no_shipped_backbones", False):
+        os.environ[shipped.ENV] = "0"  # the workers inherit it
 
 
 def _sizes(text: str | None) -> list[str]:
@@ -189,7 +205,15 @@ def _sweep(specs: list, args: argparse.Namespace, out: Path, title: str, label: 
     check_writable_dir(out)
     db = check_writable_file(args.db or out / "runs.sqlite")
     runner = executor(args)
-    feature_s = prepare_features(specs, stderr_log(args.quiet))  # bad data fails here, before any file
+    _apply_shipped_option(args)
+    log = stderr_log(args.quiet)
+    start = time.perf_counter()
+    pretrain_s = prepare_backbones(specs, args.workers, log, args.quiet)
+    warm_features(specs, args.workers)
+    feature_s = prepare_features(specs, log)  # bad data fails here, before any file
+    if pretrain_s:
+        log(f"backbones and features ready in {time.perf_counter() - start:.0f} s "
+            f"({sum(pretrain_s.values()):.0f} s of pretraining over {args.workers} worker(s))")
     with open_store(db, create=True) as store:
         print(f"{label}: {len(specs)} runs, results in {db}", file=sys.stderr)
         note_other_settings(store, specs, AXES)

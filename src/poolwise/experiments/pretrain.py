@@ -47,6 +47,7 @@ from ..data import vision as vision_data
 from ..data.cache import building, cache_root, file_lock, lock_path
 from ..data.splits import stratified_split
 from ..models.backbones import Backbone, BackboneConfig, image_patches
+from . import shipped
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
 LM_VOCAB, LM_CONTEXT = 2000, 32
@@ -74,13 +75,20 @@ class PretrainRecipe:
     config: Callable[[], BackboneConfig]
     batches: Callable[[int], Callable[[np.random.Generator], Batch]]  # seed -> sampler
     steps: int
-    batch_size: int = 64
+    #: tokens in one step's batch (batch x sequence, on average): with the shape, a cost
+    #: estimate, so that parallel pretraining starts the longest first
+    tokens: int = 0
     lr: float = 1e-3
     objective: str = ""  # what the pretraining asks of the encoder, in a few words
     init: Callable[[Backbone, int], None] | None = None  # (model, seed): before the first step
     neutral: bool = True  # no pooling head in the pretraining
     family: str = ""  # sized families: "vit", "mlm", "patchts"
     size: str = "m"
+
+    def cost(self) -> float:
+        """Rough pretraining work (steps x tokens x width^2 x depth), for ordering only."""
+        cfg = self.config()
+        return float(self.steps) * self.tokens * cfg.dim**2 * cfg.depth
 
 
 def sized(name: str, size: str) -> str:
@@ -307,6 +315,7 @@ RECIPES: dict[str, PretrainRecipe] = {
         lambda: BackboneConfig("vit", 16, dim=64, depth=4, num_heads=4, patch=4, out_dim=10),
         _vit_batches(64),
         steps=800,
+        tokens=64 * (49 * 2 + 196) // 3,  # a third of the steps on 56x56 canvases
         lr=2e-3,
         objective="digit classes through the CLS token",
         neutral=False,
@@ -318,6 +327,7 @@ RECIPES: dict[str, PretrainRecipe] = {
         ),
         _lm_batches(64),
         steps=1200,
+        tokens=64 * LM_CONTEXT,
         objective="next word (causal)",
         neutral=False,
     ),
@@ -332,6 +342,7 @@ for _size in SIZES:
         ),
         _mim_batches(64, 4),
         steps=1600,
+        tokens=64 * (49 * 3 + 196) // 4,  # a quarter of the steps on 56x56 canvases
         lr=2e-3,
         objective="masked patches",
         family="vit",
@@ -346,6 +357,7 @@ for _size in SIZES:
         ),
         _mlm_batches(16),
         steps=1200,
+        tokens=16 * MLM_CONTEXT,
         objective="masked words",
         init=_ppmi_init,
         family="mlm",
@@ -358,6 +370,7 @@ for _size in SIZES:
         _ts_config("forecast", FORECAST["patch"], _size),
         _ts_batches("forecast", FORECAST["patch"], 32),
         steps=300,
+        tokens=32 * FORECAST["context"] // FORECAST["patch"],
         objective="masked patches",
         family="patchts",
         size=_size,
@@ -369,6 +382,7 @@ for _size in SIZES:
             _ts_config(_key, _patch, _size),
             _ts_batches(_key, _patch, 32),
             steps=300,
+            tokens=32 * 16,  # about 16 patches a series
             objective="masked patches",
             family="patchts",
             size=_size,
@@ -454,14 +468,18 @@ def backbone_ident(
 ) -> str:
     """An identity string for cache keys (name, seed and a hash of the weights), without
     building the model. Pretrains on first use when ``auto``."""
-    _recipe(name)
+    recipe = _recipe(name)
     folder = backbone_dir(name, seed)
     if not (folder / "model.safetensors").is_file():
         if not auto:
             raise ValueError(f"backbone {name!r} is not pretrained yet; run `poolwise pretrain {name}`")
-        if log:
-            log(f"backbone {name} (seed {seed}) not found: pretraining it once")
-        pretrain(name, seed, log=log, only_if_missing=True)
+        with file_lock(lock_path(folder)):
+            if not (folder / "model.safetensors").is_file():
+                shipped.install(name, seed, folder, recipe.config(), recipe.steps, log)
+        if not (folder / "model.safetensors").is_file():
+            if log:
+                log(f"backbone {name} (seed {seed}) not found: pretraining it once")
+            pretrain(name, seed, log=log, only_if_missing=True)
     digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:12]
     return f"{name}-seed{seed}-{digest}"
 
@@ -476,6 +494,15 @@ def load_backbone(
     model = Backbone(BackboneConfig(**meta["backbone"]))
     model.load_state_dict(load_file(str(folder / "model.safetensors")))  # safetensors: no pickle
     return model.eval().requires_grad_(False), ident
+
+
+def needs_pretraining(name: str, seed: int = 0) -> bool:
+    """Whether using backbone ``name`` of ``seed`` would pretrain it (not stored, and no
+    usable shipped copy: :mod:`.shipped`)."""
+    recipe = _recipe(name)
+    if (backbone_dir(name, seed) / "model.safetensors").is_file():
+        return False
+    return not shipped.usable(name, seed, recipe.config(), recipe.steps)
 
 
 def iter_names() -> Iterator[str]:

@@ -1,0 +1,105 @@
+"""Before a frozen-backbone sweep: pretrain the missing backbones and compute each task's
+features, in parallel over the local workers (the runs then only read the cache).
+
+Sequentially in the main process, pretraining alone took about as long as the whole study's
+runs on two cores; one backbone (or task) per worker, largest first, halves that."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ._common import UsageError, first_line, stderr_log
+
+#: run settings that do not change a task's features
+_RUN_ONLY = {"pooler", "pooler_kwargs", "seed", "epochs", "lr", "batch_size", "attack_eps"}
+
+
+def _threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _pretrain_one(name: str, seed: int, threads: int, quiet: bool) -> float:
+    import torch
+
+    from ..experiments import pretrain as pt
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    pt.pretrain(name, seed, log=stderr_log(quiet), only_if_missing=True)
+    return time.perf_counter() - start
+
+
+def _features_one(task: str, params: dict[str, Any], threads: int) -> str | None:
+    import torch
+
+    from ..experiments import get_task
+    from ..experiments.frozen import load_task_features
+
+    torch.set_num_threads(threads)
+    try:
+        load_task_features(get_task(task).config(**params))
+    except Exception as err:  # reported again, as a usage error, by the main process's pass
+        return first_line(err)
+    return None
+
+
+def missing_backbones(specs: list) -> list[tuple[str, int]]:
+    """The project's own backbones (name, seed) that ``specs`` need, that are not stored and
+    do not ship with poolwise (:mod:`poolwise.experiments.shipped`), largest pretraining first."""
+    from ..experiments import pretrain as pt
+
+    wanted = {(s.params.get("backbone", ""), int(s.params.get("backbone_seed", 0))) for s in specs}
+    todo = [(n, seed) for n, seed in wanted if n in pt.RECIPES and pt.needs_pretraining(n, seed)]
+    return sorted(todo, key=lambda ns: (-pt.RECIPES[ns[0]].cost(), ns))
+
+
+def _pool(workers: int) -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+
+
+def prepare_backbones(specs: list, workers: int, log: Callable[[str], None], quiet: bool) -> dict[str, float]:
+    """Pretrain what :func:`missing_backbones` lists, ``workers`` at a time; returns the
+    seconds each took. A failure stops the sweep before any run starts."""
+    todo = missing_backbones(specs)
+    if not todo:
+        return {}
+    log(f"pretraining {len(todo)} backbone(s) first ({', '.join(n for n, _ in todo)}), "
+        f"{min(workers, len(todo))} at a time")
+    seconds: dict[str, float] = {}
+    if workers == 1 or len(todo) == 1:
+        for name, seed in todo:
+            seconds[name] = _pretrain_one(name, seed, _threads(1), quiet)
+        return seconds
+    with _pool(min(workers, len(todo))) as pool:
+        futures = {pool.submit(_pretrain_one, n, seed, _threads(workers), quiet): n for n, seed in todo}
+        for fut in cf.as_completed(futures):
+            name = futures[fut]
+            try:
+                seconds[name] = fut.result()
+            except Exception as err:
+                raise UsageError(f"pretraining {name} failed: {first_line(err)}") from None
+            log(f"backbone {name} ready ({seconds[name]:.0f} s)")
+    return seconds
+
+
+def warm_features(specs: list, workers: int) -> None:
+    """Compute every (task, backbone, length) feature set of ``specs`` not cached yet, one per
+    worker. Errors are left for the main process's own pass to report."""
+    from ..experiments.frozen import load_task_features  # noqa: F401  (fail here on a broken install)
+
+    seen, jobs = set(), []
+    for spec in specs:
+        ident = (spec.task, *sorted((k, repr(v)) for k, v in spec.params.items() if k not in _RUN_ONLY))
+        if ident not in seen:
+            seen.add(ident)
+            jobs.append(spec)
+    if workers == 1 or len(jobs) < 2:
+        return
+    with _pool(min(workers, len(jobs))) as pool:
+        for fut in [pool.submit(_features_one, s.task, dict(s.params), _threads(workers)) for s in jobs]:
+            fut.result()
