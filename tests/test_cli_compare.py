@@ -157,3 +157,20 @@ def test_missing_backbones_are_listed_largest_first_and_pretrained_in_parallel(t
         model, ident = pt.load_backbone(name, auto=False)
         assert ident.startswith(f"{name}-seed0-") and model.cfg.dim == pt.SIZE_SHAPES["patchts"]["s"][0]
     assert missing_backbones(small) == [] and prepare_backbones(small, 2, lines.append, quiet=True) == {}
+
+
+def test_features_are_warmed_in_parallel_once_per_task_and_reused(tmp_path, monkeypatch):
+    """Two workers compute two tasks' features (shipped backbones: nothing to pretrain); the
+    runs' own load then finds them cached, whatever their pooler and seed."""
+    pytest.importorskip("aeon")
+    from poolwise.cli._common import grid_specs
+    from poolwise.cli._prepare import missing_backbones, warm_features
+    from poolwise.experiments.frozen import load_task_features
+
+    monkeypatch.setenv("POOLWISE_CACHE", str(tmp_path / "cache"))
+    specs = [s for t in ("ts-gunpoint", "ts-arrowhead")
+             for s in grid_specs(t, {}, pooler=["mean", "max"], seed=[0, 1])]
+    assert missing_backbones(specs) == []
+    warm_features(specs, 2)
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 2
+    assert all(load_task_features(s.config()).build_s == 0 for s in specs)

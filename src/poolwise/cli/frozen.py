@@ -211,9 +211,8 @@ def _sweep(specs: list, args: argparse.Namespace, out: Path, title: str, label: 
     pretrain_s = prepare_backbones(specs, args.workers, log, args.quiet)
     warm_features(specs, args.workers)
     feature_s = prepare_features(specs, log)  # bad data fails here, before any file
-    if pretrain_s:
-        log(f"backbones and features ready in {time.perf_counter() - start:.0f} s "
-            f"({sum(pretrain_s.values()):.0f} s of pretraining over {args.workers} worker(s))")
+    pretrained = f" ({sum(pretrain_s.values()):.0f} s of pretraining)" if pretrain_s else ""
+    log(f"backbones and features ready in {time.perf_counter() - start:.0f} s{pretrained}")
     with open_store(db, create=True) as store:
         print(f"{label}: {len(specs)} runs, results in {db}", file=sys.stderr)
         note_other_settings(store, specs, AXES)
