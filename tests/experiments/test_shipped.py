@@ -70,3 +70,17 @@ def test_a_shipped_file_that_does_not_match_its_digest_is_refused(cache, tmp_pat
     with pytest.raises(ValueError, match="does not match its SHA-256"):
         pt.backbone_ident("patchts-forecast")
     assert not (cache / "backbones" / "patchts-forecast-seed0").exists()
+
+
+def test_a_cached_backbone_that_differs_from_the_shipped_one_is_named(cache):
+    folder = cache / "backbones" / "patchts-osuleaf-seed0"
+    pt.backbone_ident("patchts-osuleaf")  # the shipped copy: nothing to say
+    lines = []
+    pt.backbone_ident("patchts-osuleaf", log=lines.append)
+    assert lines == []
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # as if pretrained on this machine
+    weights.write_bytes(bytes(data))
+    ident = pt.backbone_ident("patchts-osuleaf", log=lines.append)
+    assert len(lines) == 1 and "not the shipped one" in lines[0] and ident.split("-")[-1] in lines[0]

@@ -18,6 +18,9 @@ Pooling-neutral backbones (no pooling head in their pretraining), the study's de
 * ``patchts-<dataset>`` (six UCR/UEA sets) and ``patchts-forecast``: a patch transformer
   trained by masked-patch reconstruction (40% of the patches hidden) on the training series.
 
+The middle-size, seed-0 neutral backbones ship with poolwise (:mod:`.shipped`): an empty
+cache starts from those weights while their recipe is unchanged.
+
 Each comes in three sizes: the name alone is the middle one, ``-s`` and ``-l`` the small and
 large ones (:data:`SIZES`). Backbones whose pretraining favours a pooler, kept to measure
 that effect:
@@ -480,8 +483,12 @@ def backbone_ident(
             if log:
                 log(f"backbone {name} (seed {seed}) not found: pretraining it once")
             pretrain(name, seed, log=log, only_if_missing=True)
-    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:12]
-    return f"{name}-seed{seed}-{digest}"
+    full = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    shipped_digest = shipped.manifest().get(f"{name}-seed{seed}")
+    if log and shipped_digest and full != shipped_digest:
+        log(f"backbone {name} (seed {seed}): using the copy in {folder} (sha256 {full[:12]}), not the "
+            f"shipped one ({shipped_digest[:12]}) that the published results used; delete it to switch")
+    return f"{name}-seed{seed}-{full[:12]}"
 
 
 def load_backbone(

@@ -43,6 +43,7 @@ def manifest() -> dict[str, str]:
 
 
 def sha256(path: Path) -> str:
+    """The hex SHA-256 of a file's bytes."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
