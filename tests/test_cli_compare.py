@@ -171,6 +171,7 @@ def test_features_are_warmed_in_parallel_once_per_task_and_reused(tmp_path, monk
     specs = [s for t in ("ts-gunpoint", "ts-arrowhead")
              for s in grid_specs(t, {}, pooler=["mean", "max"], seed=[0, 1])]
     assert missing_backbones(specs) == []
-    warm_features(specs, 2)
+    assert warm_features(specs, 2) > 0  # seconds of backbone passes
     assert len(list((tmp_path / "cache" / "features").iterdir())) == 2
+    assert warm_features(specs, 2) == 0  # all cached now
     assert all(load_task_features(s.config()).build_s == 0 for s in specs)

@@ -34,7 +34,7 @@ def _pretrain_one(name: str, seed: int, threads: int, quiet: bool) -> float:
     return time.perf_counter() - start
 
 
-def _features_one(task: str, params: dict[str, Any], threads: int) -> str | None:
+def _features_one(task: str, params: dict[str, Any], threads: int) -> float:
     import torch
 
     from ..experiments import get_task
@@ -42,10 +42,9 @@ def _features_one(task: str, params: dict[str, Any], threads: int) -> str | None
 
     torch.set_num_threads(threads)
     try:
-        load_task_features(get_task(task).config(**params))
-    except Exception as err:  # reported again, as a usage error, by the main process's pass
-        return first_line(err)
-    return None
+        return load_task_features(get_task(task).config(**params)).build_s
+    except Exception:  # reported again, as a usage error, by the main process's pass
+        return 0.0
 
 
 def missing_backbones(specs: list) -> list[tuple[str, int]]:
@@ -87,9 +86,10 @@ def prepare_backbones(specs: list, workers: int, log: Callable[[str], None], qui
     return seconds
 
 
-def warm_features(specs: list, workers: int) -> None:
+def warm_features(specs: list, workers: int) -> float:
     """Compute every (task, backbone, length) feature set of ``specs`` not cached yet, one per
-    worker. Errors are left for the main process's own pass to report."""
+    worker; returns the backbone seconds spent. Errors are left for the main process's own
+    pass to report."""
     from ..experiments.frozen import load_task_features  # noqa: F401  (fail here on a broken install)
 
     seen, jobs = set(), []
@@ -99,7 +99,7 @@ def warm_features(specs: list, workers: int) -> None:
             seen.add(ident)
             jobs.append(spec)
     if workers == 1 or len(jobs) < 2:
-        return
+        return 0.0
     with _pool(min(workers, len(jobs))) as pool:
-        for fut in [pool.submit(_features_one, s.task, dict(s.params), _threads(workers)) for s in jobs]:
-            fut.result()
+        futures = [pool.submit(_features_one, s.task, dict(s.params), _threads(workers)) for s in jobs]
+        return sum(fut.result() for fut in futures)

@@ -209,7 +209,7 @@ def _sweep(specs: list, args: argparse.Namespace, out: Path, title: str, label: 
     log = stderr_log(args.quiet)
     start = time.perf_counter()
     pretrain_s = prepare_backbones(specs, args.workers, log, args.quiet)
-    warm_features(specs, args.workers)
+    warmed_s = warm_features(specs, args.workers)
     feature_s = prepare_features(specs, log)  # bad data fails here, before any file
     pretrained = f" ({sum(pretrain_s.values()):.0f} s of pretraining)" if pretrain_s else ""
     log(f"backbones and features ready in {time.perf_counter() - start:.0f} s{pretrained}")
@@ -219,7 +219,7 @@ def _sweep(specs: list, args: argparse.Namespace, out: Path, title: str, label: 
         summary = run_sweep(specs, store, runner, args.retry_failed, Progress(quiet=args.quiet))
         frame = compare_frame(store, sorted({s.task for s in specs}))
         paths = write_compare_files(frame, out, title) if not frame.empty else {}
-    print_summary(summary, f" (+{sum(feature_s.values()):.0f} s of backbone passes)")
+    print_summary(summary, f" (+{warmed_s + sum(feature_s.values()):.0f} s of backbone passes)")
     return (1 if summary.failed else 0), paths, (None if frame.empty else frame)
 
 
