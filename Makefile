@@ -27,7 +27,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples docs
 	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site

@@ -2,6 +2,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest -n N: the cores split between workers
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))  # read when torch starts
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -31,3 +34,16 @@ def tiny_bert_dir(tmp_path_factory):
                                   num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)
     transformers.BertModel(cfg, add_pooling_layer=False).save_pretrained(str(path))
     return path
+
+
+@pytest.fixture
+def one_ray_at_a_time(tmp_path_factory):
+    """Held by every test that starts Ray, across pytest-xdist workers: `ray stop --force`
+    ends every local cluster, and a cluster left running would be joined by the next test."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # shared by the workers
+    with open(root / "ray.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield

@@ -95,6 +95,7 @@ def test_checkpoint_round_trip_and_evaluation_is_seeded():
     np.testing.assert_array_equal(r1, evaluate(None, cfg, 8, seed=3))
 
 
+@pytest.mark.usefixtures("one_ray_at_a_time")
 def test_rl_runs_through_the_ray_executor_with_the_same_results(tmp_path):
     pytest.importorskip("ray")
     from poolwise.runner import ResultsStore, grid, run_sweep

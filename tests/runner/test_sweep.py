@@ -50,6 +50,7 @@ def test_process_pool_gives_the_same_results(tmp_path):
         assert math.isclose(la[key], lb[key], rel_tol=1e-4)
 
 
+@pytest.mark.usefixtures("one_ray_at_a_time")
 def test_ray_executor_gives_the_same_results(tmp_path):
     pytest.importorskip("ray")
     specs = grid("adapool-knn", TINY, k=[2], pooler=["mean", "adapool"])
@@ -70,6 +71,7 @@ def test_unreachable_ray_address_fails_fast():
         check_ray_address("not-an-address")
 
 
+@pytest.mark.usefixtures("one_ray_at_a_time")
 def test_joining_a_running_ray_cluster_by_address(tmp_path):
     """`--address` joins an existing cluster: start a head node, run through it, stop it."""
     import os
@@ -98,6 +100,7 @@ def test_joining_a_running_ray_cluster_by_address(tmp_path):
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)
 
 
+@pytest.mark.usefixtures("one_ray_at_a_time")
 @pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_a_killed_driver_takes_its_local_ray_with_it(tmp_path):
     """ray.init() processes outlive a SIGKILLed driver unless something reaps them."""

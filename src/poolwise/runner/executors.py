@@ -179,7 +179,9 @@ class RayExecutor:
             if self.address:
                 ray.init(address=self.address, log_to_driver=False)
             else:
-                ray.init(num_cpus=self.num_cpus or os.cpu_count(), include_dashboard=False,
+                # "local": a Ray of our own, never a cluster that happens to run on this machine
+                # (which plain ray.init() would join, with num_cpus refused)
+                ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(), include_dashboard=False,
                          object_store_memory=self.object_store_bytes, log_to_driver=False)
                 reaper = _reap_with_driver(_ray_process_ids())
         try:
