@@ -76,6 +76,11 @@ def _pool_init(progress_queue: Any, parent: int) -> None:
     threading.Thread(target=watch, name="poolwise-parent-watch", daemon=True).start()
 
 
+def threads_per_worker(workers: int) -> int:
+    """Torch threads for each of ``workers`` processes: the machine's cores split evenly."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def _pool_worker(task: str, params: dict[str, Any], key: str, threads: int) -> dict[str, Any]:
     def report(epoch: int, total: int, row: dict[str, float]) -> None:
         _PROGRESS.put((key, epoch, total, row))
@@ -93,7 +98,7 @@ class LocalExecutor:
         if workers < 1:
             raise ValueError(f"workers must be >= 1; got {workers}")
         self.workers = workers
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads_per_worker(workers)
 
     def run(self, specs: list[RunSpec], claim: Claim, on_epoch: EpochCallback) -> Iterator[Outcome]:
         if self.workers == 1:
