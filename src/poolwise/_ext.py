@@ -12,6 +12,7 @@ import hashlib
 import os
 import platform
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +28,21 @@ def _cpu_flags() -> str:
         return platform.processor()
 
 
-def build_dir(source: Path) -> Path:
+def build_dir(source: Path, depends: Sequence[Path] = ()) -> Path:
     import torch
 
-    key = hashlib.sha1((_cpu_flags() + torch.__version__ + source.read_text()).encode()).hexdigest()[:12]
+    text = "".join(p.read_text() for p in (source, *depends))
+    key = hashlib.sha1((_cpu_flags() + torch.__version__ + text).encode()).hexdigest()[:12]
     root = Path(os.environ.get("POOLWISE_EXT_DIR") or Path.home() / ".cache" / "poolwise" / "ext")
     return root / key
 
 
-def load_extension(name: str, source: Path) -> Any | None:
-    """The compiled module ``name`` built from ``source``, or None (reason in :func:`extension_error`)."""
+def load_extension(name: str, source: Path, depends: Sequence[Path] = (), native: bool = True) -> Any | None:
+    """The compiled module ``name`` built from ``source``, or None (reason in :func:`extension_error`).
+
+    ``depends``: files ``source`` includes (part of the cache key). ``native``: compile for this
+    CPU (``-march=native``); a kernel that dispatches on the CPU's features at run time passes
+    False and is built for the baseline instruction set."""
     if name in _loaded or name in _errors:
         return _loaded.get(name)
     if os.environ.get("POOLWISE_NO_EXT"):
@@ -45,10 +51,11 @@ def load_extension(name: str, source: Path) -> Any | None:
     try:
         from torch.utils.cpp_extension import load
 
-        build = build_dir(source)
+        build = build_dir(source, depends)
         build.mkdir(parents=True, exist_ok=True)
+        arch = ["-march=native"] if native else []
         _loaded[name] = load(name, [str(source)], build_directory=str(build),
-                             extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
+                             extra_cflags=["-O3", *arch, "-ffast-math", "-fopenmp"],
                              extra_ldflags=["-fopenmp"], verbose=False)
     except Exception as err:  # no compiler, no ninja, ...: fall back, say why once
         _errors[name] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err) else ''}"

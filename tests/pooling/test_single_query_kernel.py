@@ -8,7 +8,7 @@ import torch
 import poolwise as pw
 from poolwise import _ext
 from poolwise.pooling.attention_core import folded_attention
-from poolwise.pooling.dispatch import _SINGLE_QUERY_SOURCE, route
+from poolwise.pooling.dispatch import route, single_query_kernel
 from poolwise.pooling.functional import Segments
 
 
@@ -16,7 +16,7 @@ from poolwise.pooling.functional import Segments
 def kernel():
     if os.environ.get("POOLWISE_NO_EXT"):
         pytest.skip("kernels disabled by POOLWISE_NO_EXT")
-    ext = _ext.load_extension("poolwise_single_query", _SINGLE_QUERY_SOURCE)
+    ext = single_query_kernel()
     assert ext is not None, _ext.extension_error("poolwise_single_query")
     return ext
 
@@ -153,3 +153,56 @@ def test_kernel_adapool_across_inference_mode(kernel):
         ref = plain(x, mask)
     with torch.inference_mode():
         torch.testing.assert_close(plain(x, mask), ref)
+
+
+PATHS = ["avx512", "avx2", "generic"]
+
+
+def _reference(x, mask, u):
+    scores = torch.einsum("bnd,bhd->bhn", x.double(), u.double()).masked_fill(~mask[:, None], float("-inf"))
+    weights = torch.softmax(scores, dim=2).nan_to_num(0.0)
+    return torch.einsum("bhn,bnd->bhd", weights, x.double()).float()
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("heads", [1, 3, 4, 8, 11])
+@pytest.mark.parametrize("dim", [13, 40, 96, 200])  # tails after 4-, 8- and 16-float vectors, several column tiles
+def test_every_instruction_set_path_gives_the_reference(kernel, path, heads, dim):
+    """Each path the kernel carries (chosen at run time from the CPU's features) on rows
+    longer than one 64-token block, with scores that grow along the row, so the online
+    softmax rescales its sums across blocks; plus padding, holes, an empty and a one-token row."""
+    if path not in kernel.available_paths():
+        pytest.skip(f"this CPU cannot run the {path} path (it has {kernel.available_paths()})")
+    gen = torch.Generator().manual_seed(heads * 1000 + dim)
+    n = 150
+    x = torch.randn(6, n, dim, generator=gen)
+    x[0] *= torch.linspace(0.1, 3.0, n)[:, None]  # the maximum keeps moving to later blocks
+    mask = torch.ones(6, n, dtype=torch.bool)
+    mask[1, :70] = False                 # left padding over a block boundary
+    mask[2, ::3] = False                 # holes
+    mask[3] = False                      # empty
+    mask[4] = False
+    mask[4, 97] = True                   # one token
+    mask[5, 64:] = False                 # exactly one block
+    u = torch.randn(6, heads, dim, generator=gen) * 0.5
+    seg = Segments.from_mask(x, mask)
+    got = kernel.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, u, path)
+    # float32 sums against a float64 reference: row 0's scores reach ~50, so allow 1e-4
+    torch.testing.assert_close(got, _reference(x, mask, u), atol=1e-4, rtol=1e-4)
+    assert (got[3] == 0).all()
+    one = kernel.attend(seg.table, seg.index, seg.offsets, seg.counts, u[:, 0].contiguous(), path)
+    torch.testing.assert_close(one, got[:, 0] if heads == 1 else _reference(x, mask, u[:, :1])[:, 0],
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_the_default_path_is_the_best_the_cpu_has_and_unknown_paths_are_refused(kernel):
+    paths = kernel.available_paths()
+    assert paths[-1] == "generic" and paths == [p for p in PATHS if p in paths]
+    x, mask = _batch()
+    u = torch.randn(5, 2, 16)
+    seg = Segments.from_mask(x, mask)
+    default = kernel.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, u)
+    best = kernel.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, u, paths[0])
+    assert torch.equal(default, best)
+    with pytest.raises(RuntimeError, match="kernel path 'sse9' is not available"):
+        kernel.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, u, "sse9")

@@ -26,6 +26,7 @@ from torch import Tensor
 from .._ext import load_extension
 
 _SINGLE_QUERY_SOURCE = Path(__file__).with_name("single_query.cpp")
+_SINGLE_QUERY_DEPENDS = (Path(__file__).with_name("single_query_impl.inc"),)
 _FORCE_DENSE = False
 
 
@@ -77,7 +78,7 @@ def route(x: Tensor, *tracked: Tensor, kernel: bool = False) -> Route:
     segments = eager and cpu and not _FORCE_DENSE and not grad
     ext = None
     if kernel and segments and x.dtype == torch.float32 and all(t.dtype == x.dtype for t in tracked):
-        ext = load_extension("poolwise_single_query", _SINGLE_QUERY_SOURCE)
+        ext = single_query_kernel()
     return Route(eager, eager and cpu, segments, ext)
 
 
@@ -88,3 +89,11 @@ def row_step(x: Tensor, chunk_bytes: int | None) -> int | None:
         return None
     step = max(1, chunk_bytes // max(1, 4 * x.shape[1] * x.shape[2]))
     return step if step < x.shape[0] else None
+
+
+def single_query_kernel() -> Any | None:
+    """The compiled single-query attention module, or None when it cannot be built.
+
+    Built once for the baseline instruction set with AVX2 and AVX-512 variants inside; each
+    call runs the best one the CPU reports (``kernel.available_paths()`` lists them)."""
+    return load_extension("poolwise_single_query", _SINGLE_QUERY_SOURCE, _SINGLE_QUERY_DEPENDS, native=False)
