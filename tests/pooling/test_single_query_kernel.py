@@ -166,7 +166,8 @@ def _reference(x, mask, u):
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("heads", [1, 3, 4, 8, 11])
-@pytest.mark.parametrize("dim", [13, 40, 96, 200])  # tails after 4-, 8- and 16-float vectors, several column tiles
+# dims: tails after 4-, 8- and 16-float vectors, several column tiles
+@pytest.mark.parametrize("dim", [13, 40, 96, 200])
 def test_every_instruction_set_path_gives_the_reference(kernel, path, heads, dim):
     """Each path the kernel carries (chosen at run time from the CPU's features) on rows
     longer than one 64-token block, with scores that grow along the row, so the online
@@ -206,3 +207,53 @@ def test_the_default_path_is_the_best_the_cpu_has_and_unknown_paths_are_refused(
     assert torch.equal(default, best)
     with pytest.raises(RuntimeError, match="kernel path 'sse9' is not available"):
         kernel.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, u, "sse9")
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dim", [13, 40, 200])
+def test_every_path_of_the_token_sums_gives_the_reference(kernel, path, dim):
+    """The weighted sums behind mean / sum / weighted_mean: from an index table
+    (``weighted_sum``) and straight from a padded batch and its mask (``masked_sum``, by
+    rank or not), rows longer than one 64-token block, left padding, holes, empty rows."""
+    if path not in kernel.available_paths():
+        pytest.skip(f"this CPU cannot run the {path} path (it has {kernel.available_paths()})")
+    gen = torch.Generator().manual_seed(dim)
+    x = torch.randn(5, 150, dim, generator=gen)
+    mask = torch.ones(5, 150, dtype=torch.bool)
+    mask[1, :70] = False
+    mask[2, ::3] = False
+    mask[3] = False
+    mask[4, 1:] = False
+    seg = Segments.from_mask(x, mask)
+    w = torch.rand(seg.index.numel(), generator=gen)
+    tokens = w.double()[:, None] * seg.table.double()[seg.index]
+    ref = torch.zeros(5, dim, dtype=torch.float64).index_add_(0, seg.row, tokens)
+    got = kernel.weighted_sum(seg.table, seg.index, seg.offsets, seg.counts, w, path)
+    torch.testing.assert_close(got, ref.float(), atol=1e-4, rtol=1e-5)
+    rank = torch.cumsum(mask, 1) * mask
+    for by_rank, weight in ((False, mask.double()), (True, rank.double())):
+        expect = torch.einsum("bn,bnd->bd", weight, x.double()).float()
+        got = kernel.masked_sum(x, mask, by_rank, path)
+        torch.testing.assert_close(got, expect, atol=1e-3, rtol=1e-5)
+        assert (got[3] == 0).all()
+
+
+def test_masked_sum_refuses_what_it_cannot_read(kernel):
+    x = torch.randn(2, 5, 8)
+    with pytest.raises(RuntimeError, match="mask must be a contiguous bool"):
+        kernel.masked_sum(x, torch.ones(2, 5, dtype=torch.int64), False)
+    with pytest.raises(RuntimeError, match="x must be contiguous float32"):
+        kernel.masked_sum(x.double(), torch.ones(2, 5, dtype=torch.bool), False)
+
+
+@pytest.mark.parametrize("name", ["mean", "sum", "mean_sqrt_len", "weighted_mean"])
+def test_weighted_sum_poolers_agree_with_and_without_the_kernel(kernel, name, monkeypatch):
+    x, mask = _batch()
+    pool = pw.get_pooler(name)
+    with torch.no_grad():
+        fast = pool(x, mask)
+        monkeypatch.setattr(_ext, "_loaded", {})
+        monkeypatch.setattr(_ext, "_errors", {"poolwise_single_query": "off for this test"})
+        slow = pool(x, mask)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    assert (fast[3] == 0).all()

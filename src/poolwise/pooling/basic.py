@@ -35,9 +35,11 @@ class _WeightedSumPooler(Pooler):
 
     #: fp32 weight of a token from its row's real-token count and 1-based rank
     weight: WeightFn
+    #: p where ``weight(n, i) == weight(n, 1) * i**p`` (lets the compiled masked sum serve it)
+    rank_power: int | None = 0
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        return weighted_reduce(x, mask, self.weight)
+        return weighted_reduce(x, mask, self.weight, rank_power=self.rank_power)
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
         return reduce_segments(Segments.from_packed(x, cu_seqlens), self.weight)
@@ -122,6 +124,7 @@ class WeightedMeanPooling(_WeightedSumPooler):
     is_set_function = False
 
     weight = staticmethod(_position_weight)
+    rank_power = 1
 
 
 class _ExtremePooler(Pooler):

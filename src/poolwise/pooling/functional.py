@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .dispatch import route
+from .dispatch import real_token_kernel, route
 
 #: weight of a real token from its row's real-token count and its 1-based rank (both fp32)
 WeightFn = Callable[[Tensor, Tensor], Tensor]
@@ -158,8 +158,13 @@ class Segments:
 
 def segment_weighted_sum(seg: Segments, token_weight: Tensor) -> Tensor:
     """``out[b] = sum_i w_i x_i`` over the real tokens of row ``b``; ``token_weight`` is per
-    real token (aligned with ``seg.index``). Accumulates in fp32 inside ``embedding_bag``."""
+    real token (aligned with ``seg.index``). Float32 inference runs the compiled kernel, which
+    reads each token as one contiguous stream (about 1.3x faster than ``embedding_bag`` here);
+    otherwise ``embedding_bag``, accumulating in fp32."""
     w = token_weight.to(seg.table.dtype)
+    kernel = real_token_kernel(seg.table, w)
+    if kernel is not None:
+        return kernel.weighted_sum(seg.table, seg.index, seg.offsets, seg.counts, w.contiguous())
     return F.embedding_bag(seg.index, seg.table, seg.offsets, mode="sum",
                            per_sample_weights=w)
 
@@ -241,17 +246,28 @@ def mean_weight(count: Tensor, rank: Tensor) -> Tensor:
     return torch.ones_like(rank) / count
 
 
-def weighted_reduce(x: Tensor, mask: Tensor | None, weight: WeightFn, seg: Segments | None = None) -> Tensor:
+def weighted_reduce(x: Tensor, mask: Tensor | None, weight: WeightFn, seg: Segments | None = None,
+                    rank_power: int | None = None) -> Tensor:
     r""":math:`y_b = \sum_i w(n_b, i)\, x_{b,i}` over the real tokens of each row, ``(B, N, D) -> (B, D)``,
     accumulated in fp32. The segment kernel reads only real tokens (``seg`` reuses a view the
     caller already built); otherwise one ``bmm`` with a ``(B, N)`` weight matrix. Without a
     mask every token is real: one weight row serves the batch (no segment view to build, which
-    costs more than the sum itself on small inputs such as an RL policy's per-step batch)."""
+    costs more than the sum itself on small inputs such as an RL policy's per-step batch).
+
+    ``rank_power`` (0 or 1) says the weight is :math:`w(n, i) = w(n, 1)\, i^p`: float32 CPU
+    inference with a mask then runs the compiled masked sum, which walks each row's mask itself (no
+    segment view, no weight vector) and reads every real token once as a contiguous stream."""
     if mask is None and seg is None:
         n = x.shape[1]
         count = torch.full((1, 1), float(max(n, 1)), device=x.device)
         rank = torch.arange(1, n + 1, device=x.device, dtype=torch.float32)[None]
         return dense_weighted_sum(x, weight(count, rank).expand(x.shape[0], n))
+    if rank_power in (0, 1) and seg is None and route(x).segments:
+        kernel = real_token_kernel(x)
+        if kernel is not None:
+            total = kernel.masked_sum(x.contiguous(), mask.contiguous(), rank_power == 1)
+            n = counts(mask).clamp_min(1).float()
+            return total * weight(n, torch.ones_like(n))[:, None]
     if seg is None and route(x).segments:
         seg = Segments.of(x, mask)
     if seg is not None:
@@ -268,12 +284,12 @@ def reduce_segments(seg: Segments, weight: WeightFn) -> Tensor:
 
 def masked_sum(x: Tensor, mask: Tensor | None = None, seg: Segments | None = None) -> Tensor:
     """Sum of the real tokens of each row, ``(B, N, D) -> (B, D)``."""
-    return weighted_reduce(x, mask, sum_weight, seg)
+    return weighted_reduce(x, mask, sum_weight, seg, rank_power=0)
 
 
 def masked_mean(x: Tensor, mask: Tensor | None = None, seg: Segments | None = None) -> Tensor:
     """Mean of the real tokens of each row (0 for an empty row), ``(B, N, D) -> (B, D)``."""
-    return weighted_reduce(x, mask, mean_weight, seg)
+    return weighted_reduce(x, mask, mean_weight, seg, rank_power=0)
 
 
 def masked_extreme(x: Tensor, mask: Tensor | None, largest: bool) -> Tensor:
