@@ -87,7 +87,7 @@ def test_kernel_path_returns_no_weights_and_needs_float32(kernel):
     q = torch.randn(5, 1, 16)
     with torch.no_grad():
         fast = route(x, kernel=True).kernel
-        out, attn = folded_attention(x, mask, q, lin, lin, 1, 0.25, seg=seg, kernel=fast)
+        out, attn = folded_attention(x, mask, q, lin, lin, 1, 0.25, kernel=fast)
         ref, ref_attn = folded_attention(x, mask, q, lin, lin, 1, 0.25, seg=seg)
         xd = x.double()
         _, half_attn = folded_attention(xd, mask, q.double(), lin.double(), lin.double(), 1, 0.25,
@@ -191,6 +191,8 @@ def test_every_instruction_set_path_gives_the_reference(kernel, path, heads, dim
     # float32 sums against a float64 reference: row 0's scores reach ~50, so allow 1e-4
     torch.testing.assert_close(got, _reference(x, mask, u), atol=1e-4, rtol=1e-4)
     assert (got[3] == 0).all()
+    padded = kernel.attend_masked(x, mask, u, path)  # rows from the mask instead of an index table
+    torch.testing.assert_close(padded, got, atol=0, rtol=0)
     one = kernel.attend(seg.table, seg.index, seg.offsets, seg.counts, u[:, 0].contiguous(), path)
     torch.testing.assert_close(one, got[:, 0] if heads == 1 else _reference(x, mask, u[:, :1])[:, 0],
                                atol=1e-4, rtol=1e-4)

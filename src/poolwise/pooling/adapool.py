@@ -166,12 +166,13 @@ class AdaPool(Pooler):
         if self.folded:
             dropout_on = self.training and self.dropout > 0
             path = route(x, self.q_proj.weight, self.k_proj.weight, kernel=not dropout_on)
-            if path.segments:
-                seg, kernel = Segments.of(x, mask), path.kernel
+            kernel = path.kernel  # reads the padded batch itself: no segment view needed
+            if path.segments and kernel is None:
+                seg = Segments.of(x, mask)
         q = self.compute_query(x, mask, seg)
         if kernel is not None and self.num_heads == 1:  # two projections instead of four
             a, a_bias, w_out, b_out = self._folded_weights()
-            z = attend_real_tokens(kernel, seg, F.linear(q, a, a_bias)[:, None])
+            z = attend_real_tokens(kernel, x, mask, F.linear(q, a, a_bias)[:, None])
             out = F.linear(z[:, 0], w_out, b_out)
             return out + q if self.residual else out
         args = (x, mask, self.q_proj(q)[:, None], self.k_proj, self.v_proj, self.num_heads, self.scaling,

@@ -98,7 +98,7 @@ class AttentionPooling(Pooler):
         q = self.q_proj(self.queries)[None]  # (1, M, D)
         if self.folded:
             path = route(x, self.queries, self.k_proj.weight, kernel=True)
-            seg = Segments.of(x, mask) if path.segments else None
+            seg = Segments.of(x, mask) if path.segments and path.kernel is None else None
             heads, _ = folded_attention(x, mask, q, self.k_proj, self.v_proj, self.num_heads,
                                         self.scaling, seg=seg, kernel=path.kernel)
         else:

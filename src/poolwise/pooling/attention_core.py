@@ -39,17 +39,17 @@ def folded_attention(
 
     Returns the concatenated head outputs ``(B, M, D)`` (before the output projection) and
     the attention weights ``(B, M, H, N)`` in fp32. With ``seg`` (eager CPU inference) and a
-    single query head the weighted sum reads only the real tokens; with ``seg`` and the
-    compiled ``kernel`` (from :func:`~poolwise.pooling.dispatch.route`), scores, softmax and
-    weighted sums run over the real tokens only and the weights are None."""
+    single query head the weighted sum reads only the real tokens; with the compiled
+    ``kernel`` (from :func:`~poolwise.pooling.dispatch.route`), scores, softmax and weighted
+    sums run over the real tokens only and the weights are None."""
     b, n, d = x.shape
     m = q.shape[1]
     hd = d // num_heads
     qh = q.reshape(q.shape[0], m, num_heads, hd)
     u = torch.einsum("bmhe,hed->bmhd", qh, k_proj.weight.view(num_heads, hd, d)) * scale
     u = u.reshape(q.shape[0], m * num_heads, d).to(x.dtype).contiguous()  # layout matters to MKL
-    if seg is not None and kernel is not None and (dropout == 0 or not training):
-        z = attend_real_tokens(kernel, seg, u.expand(b, -1, -1))
+    if kernel is not None and (dropout == 0 or not training):
+        z = attend_real_tokens(kernel, x, mask, u.expand(b, -1, -1))
         return _project_values(z.view(b, m, num_heads, d), v_proj, num_heads, hd), None
     # scores laid out (B, N, M*H) from a batched GEMV with x as the left operand: the fastest
     # layout for MKL (a single (B*N, D) @ (D, M*H) GEMM is ~3x slower for shared queries)
@@ -74,15 +74,13 @@ def _project_values(z: Tensor, v_proj: nn.Linear, num_heads: int, hd: int) -> Te
     return out
 
 
-def attend_real_tokens(kernel: Any, seg: Segments, query: Tensor) -> Tensor:
+def attend_real_tokens(kernel: Any, x: Tensor, mask: Tensor | None, query: Tensor) -> Tensor:
     """The compiled single-query kernel (every call goes through here): ``query`` ``(B, K, D)``
-    scores the real tokens of ``seg``; returns the softmax-weighted token sums ``(B, K, D)``.
-    One pass with an online softmax for ``K = 1``, two passes for several query heads."""
-    b, k, d = query.shape
-    query = query.contiguous()
-    if k == 1:
-        return kernel.attend(seg.table, seg.index, seg.offsets, seg.counts, query.view(b, d)).view(b, 1, d)
-    return kernel.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, query)
+    scores the real tokens of padded ``x`` ``(B, N, D)`` under ``mask``; returns the
+    softmax-weighted token sums ``(B, K, D)``. Each row's tokens are read from memory once, in
+    64-token blocks (scores, an online softmax across blocks, then the weighted sums)."""
+    keep = x.new_empty(0, dtype=torch.bool) if mask is None else mask.contiguous()
+    return kernel.attend_masked(x.contiguous(), keep, query.contiguous())
 
 
 def standard_attention(

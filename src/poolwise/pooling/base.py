@@ -61,6 +61,9 @@ class Pooler(nn.Module):
     # ------------------------------------------------------------------ API
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         x, keep = self._prepare(x, mask)
+        fused = self._pool_fused(x, keep)
+        if fused is not None:
+            return self._apply_empty(fused, None if keep is None else ~keep.any(1))
         step = row_step(x, self.row_chunk_bytes)
         if step is None:
             out = self._pool(x, keep)
@@ -116,6 +119,11 @@ class Pooler(nn.Module):
             x = x.new_zeros(x.shape[0], 1, x.shape[2])
             keep = torch.zeros(x.shape[0], 1, dtype=torch.bool, device=x.device)
         return x, keep
+
+    def _pool_fused(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        """A compiled one-call implementation of :meth:`_pool` for this input, or None (the
+        default): poolers with a kernel for float32 CPU inference override it."""
+        return None
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         raise NotImplementedError

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Pooler
+from .dispatch import real_token_kernel, route
 from .functional import keep_mask, masked_max, masked_min
 from .registry import register
 from .validation import check_flag, check_float, check_int
@@ -96,6 +97,15 @@ class GeMPooling(Pooler):
         if self.channels not in (1, x.shape[-1]):
             raise ValueError(f"GeMPooling: x has D={x.shape[-1]} features but channels="
                              f"{self.channels} (expected 1 or D)")
+
+    def _pool_fused(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        # float32 CPU inference: two passes over the real tokens in C++ (min/max, then z^p)
+        p = self.power
+        kernel = real_token_kernel(x, p) if route(x).segments else None
+        if kernel is None:
+            return None
+        keep = x.new_empty(0, dtype=torch.bool) if mask is None else mask.contiguous()
+        return kernel.gem(x.contiguous(), keep, p.detach().contiguous(), self.eps)
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         xf = x.float()

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Pooler
+from .dispatch import real_token_kernel, route
 from .registry import register
 from .validation import check_flag, check_float, check_int
 
@@ -57,6 +58,15 @@ class SoftmaxPooling(Pooler):
         if self.channels not in (1, x.shape[-1]):
             raise ValueError(f"SoftmaxPooling: x has D={x.shape[-1]} features but channels="
                              f"{self.channels} (expected 1 or D)")
+
+    def _pool_fused(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        # float32 CPU inference: two passes over the real tokens in C++ (maximum, then sums)
+        t = self.temperature
+        kernel = real_token_kernel(x, t) if route(x).segments else None
+        if kernel is None:
+            return None
+        keep = x.new_empty(0, dtype=torch.bool) if mask is None else mask.contiguous()
+        return kernel.softmax_pool(x.contiguous(), keep, t.detach().contiguous())
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         xf = x.float()
