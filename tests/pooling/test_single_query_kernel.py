@@ -248,8 +248,8 @@ def test_masked_sum_refuses_what_it_cannot_read(kernel):
         kernel.masked_sum(x.double(), torch.ones(2, 5, dtype=torch.bool), False)
 
 
-@pytest.mark.parametrize("name", ["mean", "sum", "mean_sqrt_len", "weighted_mean"])
-def test_weighted_sum_poolers_agree_with_and_without_the_kernel(kernel, name, monkeypatch):
+@pytest.mark.parametrize("name", ["mean", "sum", "mean_sqrt_len", "weighted_mean", "gem", "softmax"])
+def test_reducing_poolers_agree_with_and_without_the_kernel(kernel, name, monkeypatch):
     x, mask = _batch()
     pool = pw.get_pooler(name)
     with torch.no_grad():
@@ -259,3 +259,35 @@ def test_weighted_sum_poolers_agree_with_and_without_the_kernel(kernel, name, mo
         slow = pool(x, mask)
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
     assert (fast[3] == 0).all()
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("name, kwargs", [("gem", {}), ("gem", {"p": 7.5}), ("gem", {"channels": 13}),
+                                          ("softmax", {}), ("softmax", {"t": -4.0}),
+                                          ("softmax", {"channels": 13})])
+def test_every_path_of_gem_and_softmax_gives_the_pytorch_result(kernel, path, name, kwargs):
+    """The compiled GeM and softmax aggregation (float32 inference) against the poolers'
+    PyTorch formulas (the path training uses): padding, holes, empty and one-token rows,
+    per-feature powers and temperatures, a feature count with a tail after every vector width."""
+    if path not in kernel.available_paths():
+        pytest.skip(f"this CPU cannot run the {path} path (it has {kernel.available_paths()})")
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(5, 90, 13, generator=gen) * 2
+    mask = torch.ones(5, 90, dtype=torch.bool)
+    mask[1, :40] = False
+    mask[2, ::3] = False
+    mask[3] = False
+    mask[4, 1:] = False
+    pool = pw.get_pooler(name, **kwargs)
+    if kwargs.get("channels"):
+        with torch.no_grad():
+            next(pool.parameters()).uniform_(-1.5, 1.5, generator=gen)
+    with torch.no_grad():
+        expect = pool._pool(x, mask)  # the PyTorch formula
+        if name == "gem":
+            got = kernel.gem(x, mask, pool.power.contiguous(), pool.eps, path)
+        else:
+            got = kernel.softmax_pool(x, mask, pool.temperature.contiguous(), path)
+    keep = mask.any(1)
+    torch.testing.assert_close(got[keep], expect[keep], atol=2e-5, rtol=2e-5)
+    assert (got[3] == 0).all()  # an empty row stays zero; the pooler's empty policy does the rest
