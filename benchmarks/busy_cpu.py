@@ -1,5 +1,7 @@
 """A busy machine: the same small training job idle and beside one busy-looping process, with
-the OpenMP runtime's default (spinning) wait policy and with ``OMP_WAIT_POLICY=PASSIVE``.
+poolwise's thread budget (the default: torch threads sized to the free cores, followed every
+epoch) and, for comparison, every core given to torch with the OpenMP runtime's default
+(spinning) wait policy or with ``OMP_WAIT_POLICY=PASSIVE``.
 
 Issue 17 section 4: with every core given to torch, a parallel region whose threads share a
 core with another process waits at each barrier for the descheduled thread; spinning threads
@@ -24,12 +26,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import cpu_name
 
 JOB = ["reproduce", "adapool-knn", "--preset", "demo", "--k", "4", "--poolers", "adapool,mean", "--quiet"]
+CORES = str(os.cpu_count() or 1)
 #: name -> extra environment of the job's process
 POLICIES = {
-    "default": {},  # the OpenMP runtime's own: threads spin a while at barriers
-    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
-    "spin 10k": {"GOMP_SPINCOUNT": "10000"},  # spin briefly, then sleep (GNU OpenMP)
+    "thread budget (default)": {},  # threads = the free cores, checked every epoch
+    "all cores, spinning": {"POOLWISE_THREADS": CORES},  # what poolwise did before
+    "all cores, passive wait": {"POOLWISE_THREADS": CORES, "OMP_WAIT_POLICY": "PASSIVE"},
 }
+DEFAULT = "thread budget (default)"
 
 
 def _poolwise() -> list[str]:
@@ -39,7 +43,7 @@ def _poolwise() -> list[str]:
 def run_job(extra: dict[str, str], busy: bool) -> float:
     """Seconds of one job in a fresh process with ``extra`` in its environment, beside a busy
     loop when ``busy``."""
-    skip = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}
+    skip = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "POOLWISE_THREADS", "OMP_NUM_THREADS"}
     env = {k: v for k, v in os.environ.items() if k not in skip} | {"HF_HUB_OFFLINE": "1"} | extra
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
@@ -72,12 +76,13 @@ def main() -> None:
     best = {k: min(v) for k, v in times.items()}
     lines = [f"{cpu_name()}, {os.cpu_count()} cores; job: poolwise {' '.join(JOB)}; "
              f"best of {args.repeats}", "",
-             "| wait policy | idle (s) | beside a busy process (s) | busy / idle |", "|---|---|---|---|"]
+             "| threads | idle (s) | beside a busy process (s) | busy / idle | busy / default idle |",
+             "|---|---|---|---|---|"]
     for name in POLICIES:
         idle, busy = best[f"idle/{name}"], best[f"busy/{name}"]
-        lines.append(f"| {name} | {idle:.1f} | {busy:.1f} | {busy / idle:.2f} |")
+        lines.append(f"| {name} | {idle:.1f} | {busy:.1f} | {busy / idle:.2f} | "
+                     f"{busy / best[f'idle/{DEFAULT}']:.2f} |")
     print("\n" + "\n".join(lines))
-    print(f"\npassive / default, idle: {best['idle/passive'] / best['idle/default']:.2f}")
     if args.md:
         args.md.write_text("\n".join(lines) + "\n")
     if args.json:

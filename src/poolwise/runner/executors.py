@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .spec import RunSpec
+from .threads import ThreadBudget, process_budget
 
 #: (spec, epoch, total_epochs, row) for live progress
 EpochCallback = Callable[[RunSpec, int, int, dict[str, float]], None]
@@ -37,17 +38,29 @@ class Outcome:
 
 def execute(task: str, params: dict[str, Any], threads: int | None = None,
             on_epoch: Callable[[int, int, dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Run one task in the current process; never raises (errors come back as text)."""
+    """Run one task in the current process; never raises (errors come back as text).
+
+    Torch threads: ``threads`` when given (a pool worker's share), else the free cores; after
+    every epoch the count follows the machine's load (:mod:`poolwise.runner.threads`)."""
     import torch
 
     from ..experiments import get_task
 
+    budget = process_budget()
     if threads:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # the share the pool gave this worker, adapted below
+    else:
+        budget.apply()
+
+    def epoch_done(epoch: int, total: int, row: dict[str, float]) -> None:
+        budget.apply()  # follow processes that started or stopped since the last look
+        if on_epoch is not None:
+            on_epoch(epoch, total, row)
+
     start = time.perf_counter()
     try:
         t = get_task(task)
-        result = t.run(t.config(**params), on_epoch)
+        result = t.run(t.config(**params), epoch_done)
         result["host"] = platform.node()
         return {"result": result, "error": None, "wall_s": time.perf_counter() - start}
     except Exception:  # a failed run is recorded, not fatal to the sweep
@@ -77,8 +90,9 @@ def _pool_init(progress_queue: Any, parent: int) -> None:
 
 
 def threads_per_worker(workers: int) -> int:
-    """Torch threads for each of ``workers`` processes: the machine's cores split evenly."""
-    return max(1, (os.cpu_count() or 1) // workers)
+    """Torch threads for each of ``workers`` processes: the cores other processes leave free,
+    split evenly (:class:`~poolwise.runner.threads.ThreadBudget`)."""
+    return ThreadBudget(workers).threads()
 
 
 def _pool_worker(task: str, params: dict[str, Any], key: str, threads: int) -> dict[str, Any]:
