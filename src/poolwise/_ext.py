@@ -8,11 +8,12 @@ to their PyTorch path; ``POOLWISE_NO_EXT=1`` skips every kernel.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,24 @@ def build_dir(source: Path, depends: Sequence[Path] = ()) -> Path:
     return root / key
 
 
+@contextlib.contextmanager
+def _build_lock(build: Path) -> Iterator[None]:
+    """One builder per build directory, by an OS lock that dies with its process.
+
+    torch's own lock is a plain file, so a build killed midway (Ctrl-C on first use, a
+    killed job) leaves it behind and every later load waits on it forever. Holding this lock
+    means no other poolwise process is building here, so a leftover torch lock is stale."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: torch's lock alone
+        yield
+        return
+    with open(build / ".poolwise-build.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        (build / "lock").unlink(missing_ok=True)
+        yield
+
+
 def load_extension(name: str, source: Path, depends: Sequence[Path] = (), native: bool = True) -> Any | None:
     """The compiled module ``name`` built from ``source``, or None (reason in :func:`extension_error`).
 
@@ -54,9 +73,10 @@ def load_extension(name: str, source: Path, depends: Sequence[Path] = (), native
         build = build_dir(source, depends)
         build.mkdir(parents=True, exist_ok=True)
         arch = ["-march=native"] if native else []
-        _loaded[name] = load(name, [str(source)], build_directory=str(build),
-                             extra_cflags=["-O3", *arch, "-ffast-math", "-fopenmp"],
-                             extra_ldflags=["-fopenmp"], verbose=False)
+        with _build_lock(build):
+            _loaded[name] = load(name, [str(source)], build_directory=str(build),
+                                 extra_cflags=["-O3", *arch, "-ffast-math", "-fopenmp"],
+                                 extra_ldflags=["-fopenmp"], verbose=False)
     except Exception as err:  # no compiler, no ninja, ...: fall back, say why once
         _errors[name] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err) else ''}"
         warnings.warn(f"poolwise: kernel {name} unavailable ({_errors[name]}); using the PyTorch path",

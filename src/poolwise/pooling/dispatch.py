@@ -91,15 +91,16 @@ def row_step(x: Tensor, chunk_bytes: int | None) -> int | None:
     return step if step < x.shape[0] else None
 
 
-def real_token_kernel(table: Tensor, *others: Tensor) -> Any | None:
-    """The compiled module for a segment reduction over ``table`` (the real tokens), when it
-    applies: eager, CPU, float32, nothing tracked by autograd; else None (PyTorch path)."""
+def real_token_kernel(table: Tensor, *others: Tensor, allow_grad: bool = False) -> Any | None:
+    """The compiled module for a reduction over ``table`` (the tokens), when it applies: eager,
+    CPU, float32, and nothing tracked by autograd unless ``allow_grad`` (the caller then
+    supplies the backward pass); else None (PyTorch path)."""
     if _FORCE_DENSE or is_compiling() or table.device.type != "cpu":
         return None
     tensors = (table, *others)
     if any(t.dtype != torch.float32 for t in tensors):
         return None
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+    if not allow_grad and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return None
     return single_query_kernel()
 

@@ -23,6 +23,12 @@ from .dispatch import real_token_kernel, route
 WeightFn = Callable[[Tensor, Tensor], Tensor]
 
 
+def at_least_fp32(t: Tensor) -> Tensor:
+    """``t`` in float32, or float64 when it already is (half precision computes in fp32;
+    double precision is not rounded down)."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 # --------------------------------------------------------------------------- masks
 def keep_mask(x: Tensor, mask: Tensor | None) -> Tensor:
     """``mask``, or an all-real bool mask ``(B, N)`` when it is None."""

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from .base import Pooler
-from .dispatch import real_token_kernel, route
-from .functional import keep_mask, masked_max, masked_min
+from .functional import at_least_fp32, keep_mask, masked_max, masked_min
+from .fused import fused_gem
 from .registry import register
 from .validation import check_flag, check_float, check_int
 
@@ -85,8 +85,8 @@ class GeMPooling(Pooler):
     def power(self) -> Tensor:
         """Current :math:`p` (per channel)."""
         if not self.learn:
-            return self.p_raw.float()
-        return self.p_min + (self.p_max - self.p_min) * torch.sigmoid(self.p_raw.float())
+            return at_least_fp32(self.p_raw)
+        return self.p_min + (self.p_max - self.p_min) * torch.sigmoid(at_least_fp32(self.p_raw))
 
     def reset_parameters(self) -> None:
         if self.learn:
@@ -99,25 +99,22 @@ class GeMPooling(Pooler):
                              f"{self.channels} (expected 1 or D)")
 
     def _pool_fused(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
-        # float32 CPU inference: two passes over the real tokens in C++ (min/max, then z^p)
-        p = self.power
-        kernel = real_token_kernel(x, p) if route(x).segments else None
-        if kernel is None:
-            return None
-        keep = x.new_empty(0, dtype=torch.bool) if mask is None else mask.contiguous()
-        return kernel.gem(x.contiguous(), keep, p.detach().contiguous(), self.eps)
+        # float32 CPU eager: two passes over the real tokens in C++ (min/max, then z^p), with
+        # a compiled backward pass in training
+        return fused_gem(x, mask, self.power, self.eps)
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        xf = x.float()
+        xf = at_least_fp32(x)
         keep = keep_mask(x, mask)
         has_tokens = keep.any(1, keepdim=True)[..., None]  # empty rows: avoid inf - inf
         low = torch.where(has_tokens, masked_min(xf, keep)[:, None], 0.0)
         high = torch.where(has_tokens, masked_max(xf, keep)[:, None], 0.0)
         span = high - low + 2 * self.eps
         # real tokens lie strictly inside (0, 1); the clamp only tames padding values
-        z = ((xf - low + self.eps) / span).clamp(torch.finfo(torch.float32).tiny, 1.0)
+        tiny = torch.finfo(xf.dtype).tiny
+        z = ((xf - low + self.eps) / span).clamp(tiny, 1.0)
         p = self.power
         weight = (keep / keep.sum(1, keepdim=True).clamp_min(1))[..., None]
-        mean_pow = (z.pow(p) * weight).sum(1).clamp_min(torch.finfo(torch.float32).tiny)
+        mean_pow = (z.pow(p) * weight).sum(1).clamp_min(tiny)
         out = low[:, 0] - self.eps + span[:, 0] * mean_pow.pow(1.0 / p)
         return out.to(x.dtype)

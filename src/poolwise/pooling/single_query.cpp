@@ -1,6 +1,7 @@
-// Single-query attention pooling over the real tokens (inference, float32):
-//   out[b, h] = sum_i softmax_i(x_i . u_{b,h}) x_i,  i over the real tokens of row b.
-// The kernel itself is in single_query_impl.inc, compiled here once per instruction set
+// Pooling kernels over the real tokens of a batch (float32 CPU): single-query attention
+//   out[b, h] = sum_i softmax_i(x_i . u_{b,h}) x_i,  i over the real tokens of row b,
+// the weighted sums behind mean / sum / weighted_mean, and GeM and softmax aggregation with
+// their gradients. The kernels are in single_query_impl.inc, compiled here once per instruction set
 // (AVX-512, AVX2+FMA, and the compiler's baseline) and chosen at run time from what the CPU
 // reports, so one build serves every x86-64 CPU and a cached build copied to another machine
 // still runs. Rows are independent: OpenMP splits them between threads.
@@ -79,6 +80,23 @@ static std::string resolve(const std::string& path) {
   return path;
 }
 
+// Runs `call` (a kernel function and its arguments) from the namespace of the chosen path.
+#ifdef POOLWISE_X86_PATHS
+#define DISPATCH(path, call)                \
+  do {                                      \
+    const std::string p_ = resolve(path);   \
+    if (p_ == "avx512") avx512::call;       \
+    else if (p_ == "avx2") avx2::call;      \
+    else generic::call;                     \
+  } while (0)
+#else
+#define DISPATCH(path, call) \
+  do {                       \
+    resolve(path);           \
+    generic::call;           \
+  } while (0)
+#endif
+
 static void check_padded(const torch::Tensor& x, const torch::Tensor& mask) {
   TORCH_CHECK(x.dim() == 3 && x.dtype() == torch::kFloat32 && x.is_contiguous(), "x must be contiguous float32 (B, N, D)");
   TORCH_CHECK(mask.numel() == 0 || (mask.dtype() == torch::kBool && mask.is_contiguous() && mask.dim() == 2 &&
@@ -99,37 +117,32 @@ torch::Tensor attend_heads(torch::Tensor table, torch::Tensor index, torch::Tens
   TORCH_CHECK(table.dtype() == torch::kFloat32 && u.dtype() == torch::kFloat32, "float32 only");
   TORCH_CHECK(table.is_contiguous() && u.is_contiguous(), "contiguous inputs only");
   TORCH_CHECK(table.size(1) == u.size(2), "table and query widths differ");
-  path = resolve(path);
   const int64_t B = u.size(0), H = u.size(1), D = u.size(2);
   auto out = torch::zeros({B, H, D}, u.options());
-  const float* X = table.data_ptr<float>();
-  const int64_t *I = index.data_ptr<int64_t>(), *O = offsets.data_ptr<int64_t>(), *C = counts.data_ptr<int64_t>();
-  const float* U = u.data_ptr<float>();
-  float* Y = out.data_ptr<float>();
-#ifdef POOLWISE_X86_PATHS
-  if (path == "avx512") { avx512::attend(X, I, O, C, nullptr, U, B, 0, H, D, Y); return out; }
-  if (path == "avx2") { avx2::attend(X, I, O, C, nullptr, U, B, 0, H, D, Y); return out; }
-#endif
-  generic::attend(X, I, O, C, nullptr, U, B, 0, H, D, Y);
+  DISPATCH(path, attend(table.data_ptr<float>(), index.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
+                        counts.data_ptr<int64_t>(), nullptr, u.data_ptr<float>(), B, 0, H, D,
+                        out.data_ptr<float>()));
   return out;
 }
+
+// query (B, D) -> (B, D): one head.
+torch::Tensor attend_one(torch::Tensor table, torch::Tensor index, torch::Tensor offsets, torch::Tensor counts,
+                         torch::Tensor u, std::string path) {
+  TORCH_CHECK(u.dim() == 2, "query must be (B, D)");
+  return attend_heads(table, index, offsets, counts, u.unsqueeze(1).contiguous(), path).squeeze(1);
+}
+
+static const bool* mask_ptr(const torch::Tensor& mask) { return mask.numel() ? mask.data_ptr<bool>() : nullptr; }
 
 // The same over padded x (B, N, D) and its bool keep-mask (an empty tensor: every token).
 torch::Tensor attend_masked(torch::Tensor x, torch::Tensor mask, torch::Tensor u, std::string path) {
   check_padded(x, mask);
   TORCH_CHECK(u.dim() == 3 && u.dtype() == torch::kFloat32 && u.is_contiguous() && u.size(0) == x.size(0) &&
               u.size(2) == x.size(2), "query must be contiguous float32 (B, H, D)");
-  path = resolve(path);
   const int64_t B = x.size(0), N = x.size(1), H = u.size(1), D = x.size(2);
   auto out = torch::zeros({B, H, D}, u.options());
-  const bool* M = mask.numel() ? mask.data_ptr<bool>() : nullptr;
-  const float *X = x.data_ptr<float>(), *U = u.data_ptr<float>();
-  float* Y = out.data_ptr<float>();
-#ifdef POOLWISE_X86_PATHS
-  if (path == "avx512") { avx512::attend(X, nullptr, nullptr, nullptr, M, U, B, N, H, D, Y); return out; }
-  if (path == "avx2") { avx2::attend(X, nullptr, nullptr, nullptr, M, U, B, N, H, D, Y); return out; }
-#endif
-  generic::attend(X, nullptr, nullptr, nullptr, M, U, B, N, H, D, Y);
+  DISPATCH(path, attend(x.data_ptr<float>(), nullptr, nullptr, nullptr, mask_ptr(mask), u.data_ptr<float>(), B, N,
+                        H, D, out.data_ptr<float>()));
   return out;
 }
 
@@ -139,18 +152,10 @@ torch::Tensor weighted_sum(torch::Tensor table, torch::Tensor index, torch::Tens
   TORCH_CHECK(table.dtype() == torch::kFloat32 && weights.dtype() == torch::kFloat32, "float32 only");
   TORCH_CHECK(table.is_contiguous() && weights.is_contiguous(), "contiguous inputs only");
   TORCH_CHECK(weights.numel() == index.numel(), "one weight per real token");
-  path = resolve(path);
   const int64_t B = counts.size(0), D = table.size(1);
   auto out = torch::zeros({B, D}, table.options());
-  const float* X = table.data_ptr<float>();
-  const int64_t *I = index.data_ptr<int64_t>(), *O = offsets.data_ptr<int64_t>(), *C = counts.data_ptr<int64_t>();
-  const float* W = weights.data_ptr<float>();
-  float* Y = out.data_ptr<float>();
-#ifdef POOLWISE_X86_PATHS
-  if (path == "avx512") { avx512::weighted_sum(X, I, O, C, W, B, D, Y); return out; }
-  if (path == "avx2") { avx2::weighted_sum(X, I, O, C, W, B, D, Y); return out; }
-#endif
-  generic::weighted_sum(X, I, O, C, W, B, D, Y);
+  DISPATCH(path, weighted_sum(table.data_ptr<float>(), index.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
+                              counts.data_ptr<int64_t>(), weights.data_ptr<float>(), B, D, out.data_ptr<float>()));
   return out;
 }
 
@@ -158,79 +163,93 @@ torch::Tensor weighted_sum(torch::Tensor table, torch::Tensor index, torch::Tens
 // empty tensor: every token), each weighted by its rank among the row's real tokens if by_rank.
 torch::Tensor masked_sum(torch::Tensor x, torch::Tensor mask, bool by_rank, std::string path) {
   check_padded(x, mask);
-  const bool masked = mask.numel() > 0;
-  path = resolve(path);
   const int64_t B = x.size(0), N = x.size(1), D = x.size(2);
   auto out = torch::zeros({B, D}, x.options());
-  const float* X = x.data_ptr<float>();
-  const bool* M = masked ? mask.data_ptr<bool>() : nullptr;
-  float* Y = out.data_ptr<float>();
-#ifdef POOLWISE_X86_PATHS
-  if (path == "avx512") { avx512::masked_sum(X, M, B, N, D, by_rank, Y); return out; }
-  if (path == "avx2") { avx2::masked_sum(X, M, B, N, D, by_rank, Y); return out; }
-#endif
-  generic::masked_sum(X, M, B, N, D, by_rank, Y);
+  DISPATCH(path, masked_sum(x.data_ptr<float>(), mask_ptr(mask), B, N, D, by_rank, out.data_ptr<float>()));
   return out;
 }
 
 // GeM pooling of padded x (B, N, D) under the bool keep-mask (an empty tensor: every token);
-// power: 1 or D values.
-torch::Tensor gem(torch::Tensor x, torch::Tensor mask, torch::Tensor power, double eps, std::string path) {
+// power: 1 or D values. With keep (training), also returns what gem_backward needs.
+std::vector<torch::Tensor> gem(torch::Tensor x, torch::Tensor mask, torch::Tensor power, double eps, bool keep,
+                               std::string path) {
   check_padded(x, mask);
-  path = resolve(path);
   const int64_t B = x.size(0), N = x.size(1), D = x.size(2);
   auto p = per_feature(power, D, "power");
   auto out = torch::zeros({B, D}, x.options());
-  const bool* M = mask.numel() ? mask.data_ptr<bool>() : nullptr;
-  const float *X = x.data_ptr<float>(), *P = p.data_ptr<float>();
-  float* Y = out.data_ptr<float>();
-#ifdef POOLWISE_X86_PATHS
-  if (path == "avx512") { avx512::gem(X, M, P, B, N, D, eps, Y); return out; }
-  if (path == "avx2") { avx2::gem(X, M, P, B, N, D, eps, Y); return out; }
-#endif
-  generic::gem(X, M, P, B, N, D, eps, Y);
-  return out;
+  auto saved = keep ? torch::zeros({B, 6, D}, x.options()) : torch::empty({0}, x.options());
+  DISPATCH(path, gem(x.data_ptr<float>(), mask_ptr(mask), p.data_ptr<float>(), B, N, D, static_cast<float>(eps),
+                     out.data_ptr<float>(), keep ? saved.data_ptr<float>() : nullptr));
+  return {out, saved};
 }
 
-// Softmax aggregation of padded x (B, N, D); temperature: 1 or D values.
-torch::Tensor softmax_pool(torch::Tensor x, torch::Tensor mask, torch::Tensor temperature, std::string path) {
+// Gradients of gem() for the output gradient g (B, D): (d x (B, N, D), d power per row (B, D)).
+std::vector<torch::Tensor> gem_backward(torch::Tensor x, torch::Tensor mask, torch::Tensor power, double eps,
+                                        torch::Tensor saved, torch::Tensor g, bool need_x, std::string path) {
   check_padded(x, mask);
-  path = resolve(path);
+  const int64_t B = x.size(0), N = x.size(1), D = x.size(2);
+  auto p = per_feature(power, D, "power");
+  TORCH_CHECK(saved.numel() == B * 6 * D && g.numel() == B * D, "saved/g do not match x");
+  auto gc = g.contiguous();
+  auto gx = need_x ? torch::zeros_like(x) : torch::empty({0}, x.options());
+  auto gp = torch::zeros({B, D}, x.options());
+  DISPATCH(path, gem_backward(x.data_ptr<float>(), mask_ptr(mask), p.data_ptr<float>(), B, N, D,
+                              static_cast<float>(eps), saved.data_ptr<float>(), gc.data_ptr<float>(),
+                              need_x ? gx.data_ptr<float>() : nullptr, gp.data_ptr<float>()));
+  return {gx, gp};
+}
+
+// Softmax aggregation of padded x (B, N, D); temperature: 1 or D values. With keep
+// (training), also returns what softmax_pool_backward needs.
+std::vector<torch::Tensor> softmax_pool(torch::Tensor x, torch::Tensor mask, torch::Tensor temperature, bool keep,
+                                        std::string path) {
+  check_padded(x, mask);
   const int64_t B = x.size(0), N = x.size(1), D = x.size(2);
   auto t = per_feature(temperature, D, "temperature");
   auto out = torch::zeros({B, D}, x.options());
-  const bool* M = mask.numel() ? mask.data_ptr<bool>() : nullptr;
-  const float *X = x.data_ptr<float>(), *T = t.data_ptr<float>();
-  float* Y = out.data_ptr<float>();
-#ifdef POOLWISE_X86_PATHS
-  if (path == "avx512") { avx512::softmax_pool(X, M, T, B, N, D, Y); return out; }
-  if (path == "avx2") { avx2::softmax_pool(X, M, T, B, N, D, Y); return out; }
-#endif
-  generic::softmax_pool(X, M, T, B, N, D, Y);
-  return out;
+  auto saved = keep ? torch::zeros({B, 3, D}, x.options()) : torch::empty({0}, x.options());
+  DISPATCH(path, softmax_pool(x.data_ptr<float>(), mask_ptr(mask), t.data_ptr<float>(), B, N, D,
+                              out.data_ptr<float>(), keep ? saved.data_ptr<float>() : nullptr));
+  return {out, saved};
 }
 
-// query (B, D) -> (B, D): one head.
-torch::Tensor attend(torch::Tensor table, torch::Tensor index, torch::Tensor offsets, torch::Tensor counts,
-                     torch::Tensor u, std::string path) {
-  TORCH_CHECK(u.dim() == 2, "query must be (B, D)");
-  return attend_heads(table, index, offsets, counts, u.unsqueeze(1).contiguous(), path).squeeze(1);
+// Gradients of softmax_pool(): (d x (B, N, D), d temperature per row (B, D)).
+std::vector<torch::Tensor> softmax_pool_backward(torch::Tensor x, torch::Tensor mask, torch::Tensor temperature,
+                                                 torch::Tensor y, torch::Tensor saved, torch::Tensor g,
+                                                 bool need_x, std::string path) {
+  check_padded(x, mask);
+  const int64_t B = x.size(0), N = x.size(1), D = x.size(2);
+  auto t = per_feature(temperature, D, "temperature");
+  TORCH_CHECK(saved.numel() == B * 3 * D && g.numel() == B * D && y.numel() == B * D, "saved/y/g do not match x");
+  auto gc = g.contiguous();
+  auto yc = y.contiguous();
+  auto gx = need_x ? torch::zeros_like(x) : torch::empty({0}, x.options());
+  auto gt = torch::zeros({B, D}, x.options());
+  DISPATCH(path, softmax_pool_backward(x.data_ptr<float>(), mask_ptr(mask), t.data_ptr<float>(), B, N, D,
+                                       yc.data_ptr<float>(), saved.data_ptr<float>(), gc.data_ptr<float>(),
+                                       need_x ? gx.data_ptr<float>() : nullptr, gt.data_ptr<float>()));
+  return {gx, gt};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("attend", &attend, "single-query attention pooling", py::arg("table"), py::arg("index"),
-        py::arg("offsets"), py::arg("counts"), py::arg("u"), py::arg("path") = "");
-  m.def("attend_heads", &attend_heads, "single-query attention pooling, several heads", py::arg("table"),
-        py::arg("index"), py::arg("offsets"), py::arg("counts"), py::arg("u"), py::arg("path") = "");
-  m.def("attend_masked", &attend_masked, "single-query attention pooling of a padded batch", py::arg("x"),
-        py::arg("mask"), py::arg("u"), py::arg("path") = "");
-  m.def("weighted_sum", &weighted_sum, "weighted sums of each row's real tokens", py::arg("table"),
-        py::arg("index"), py::arg("offsets"), py::arg("counts"), py::arg("weights"), py::arg("path") = "");
-  m.def("masked_sum", &masked_sum, "(rank-weighted) sums of the real tokens of a padded batch", py::arg("x"),
-        py::arg("mask"), py::arg("by_rank") = false, py::arg("path") = "");
-  m.def("gem", &gem, "GeM pooling of a padded batch", py::arg("x"), py::arg("mask"), py::arg("power"),
-        py::arg("eps"), py::arg("path") = "");
-  m.def("softmax_pool", &softmax_pool, "softmax aggregation of a padded batch", py::arg("x"), py::arg("mask"),
-        py::arg("temperature"), py::arg("path") = "");
+  using namespace pybind11::literals;
+  m.def("attend", &attend_one, "single-query attention pooling", "table"_a, "index"_a, "offsets"_a, "counts"_a,
+        "u"_a, "path"_a = "");
+  m.def("attend_heads", &attend_heads, "single-query attention pooling, several heads", "table"_a, "index"_a,
+        "offsets"_a, "counts"_a, "u"_a, "path"_a = "");
+  m.def("attend_masked", &attend_masked, "single-query attention pooling of a padded batch", "x"_a, "mask"_a,
+        "u"_a, "path"_a = "");
+  m.def("weighted_sum", &weighted_sum, "weighted sums of each row's real tokens", "table"_a, "index"_a,
+        "offsets"_a, "counts"_a, "weights"_a, "path"_a = "");
+  m.def("masked_sum", &masked_sum, "(rank-weighted) sums of the real tokens of a padded batch", "x"_a, "mask"_a,
+        "by_rank"_a = false, "path"_a = "");
+  m.def("gem", &gem, "GeM pooling of a padded batch: (y, saved)", "x"_a, "mask"_a, "power"_a, "eps"_a,
+        "keep"_a = false, "path"_a = "");
+  m.def("gem_backward", &gem_backward, "GeM gradients: (dx, dpower per row)", "x"_a, "mask"_a, "power"_a, "eps"_a,
+        "saved"_a, "g"_a, "need_x"_a = true, "path"_a = "");
+  m.def("softmax_pool", &softmax_pool, "softmax aggregation of a padded batch: (y, saved)", "x"_a, "mask"_a,
+        "temperature"_a, "keep"_a = false, "path"_a = "");
+  m.def("softmax_pool_backward", &softmax_pool_backward, "softmax aggregation gradients: (dx, dt per row)", "x"_a,
+        "mask"_a, "temperature"_a, "y"_a, "saved"_a, "g"_a, "need_x"_a = true, "path"_a = "");
   m.def("available_paths", &available_paths, "instruction-set paths this CPU runs, best first");
 }

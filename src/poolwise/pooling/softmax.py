@@ -6,7 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from .base import Pooler
-from .dispatch import real_token_kernel, route
+from .functional import at_least_fp32
+from .fused import fused_softmax
 from .registry import register
 from .validation import check_flag, check_float, check_int
 
@@ -60,18 +61,14 @@ class SoftmaxPooling(Pooler):
                              f"{self.channels} (expected 1 or D)")
 
     def _pool_fused(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
-        # float32 CPU inference: two passes over the real tokens in C++ (maximum, then sums)
-        t = self.temperature
-        kernel = real_token_kernel(x, t) if route(x).segments else None
-        if kernel is None:
-            return None
-        keep = x.new_empty(0, dtype=torch.bool) if mask is None else mask.contiguous()
-        return kernel.softmax_pool(x.contiguous(), keep, t.detach().contiguous())
+        # float32 CPU eager: two passes over the real tokens in C++ (maximum, then sums), with
+        # a compiled backward pass in training
+        return fused_softmax(x, mask, self.temperature)
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        xf = x.float()
-        scores = xf * self.temperature.float()
+        xf = at_least_fp32(x)
+        scores = xf * self.temperature.to(xf.dtype)
         if mask is not None:
-            scores = scores.masked_fill(~mask[..., None], torch.finfo(torch.float32).min)
+            scores = scores.masked_fill(~mask[..., None], torch.finfo(xf.dtype).min)
         weights = torch.softmax(scores, dim=1)
         return (weights * xf).sum(1).to(x.dtype)
