@@ -285,9 +285,9 @@ def test_every_path_of_gem_and_softmax_gives_the_pytorch_result(kernel, path, na
     with torch.no_grad():
         expect = pool._pool(x, mask)  # the PyTorch formula
         if name == "gem":
-            got = kernel.gem(x, mask, pool.power.contiguous(), pool.eps, path)
+            got, _ = kernel.gem(x, mask, pool.power.contiguous(), pool.eps, path=path)
         else:
-            got = kernel.softmax_pool(x, mask, pool.temperature.contiguous(), path)
+            got, _ = kernel.softmax_pool(x, mask, pool.temperature.contiguous(), path=path)
     keep = mask.any(1)
     torch.testing.assert_close(got[keep], expect[keep], atol=2e-5, rtol=2e-5)
     assert (got[3] == 0).all()  # an empty row stays zero; the pooler's empty policy does the rest
