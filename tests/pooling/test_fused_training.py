@@ -8,14 +8,14 @@ import torch
 
 import poolwise as pw
 from poolwise.pooling import use_dense
-from poolwise.pooling.dispatch import single_query_kernel
+from poolwise.pooling.dispatch import token_kernels
 
 
 @pytest.fixture(autouse=True)
 def kernel():
     if os.environ.get("POOLWISE_NO_EXT"):
         pytest.skip("kernels disabled by POOLWISE_NO_EXT")
-    assert single_query_kernel() is not None
+    assert token_kernels() is not None
 
 
 def _batch(dim=13, seed=0):

@@ -75,7 +75,7 @@ def _project_values(z: Tensor, v_proj: nn.Linear, num_heads: int, hd: int) -> Te
 
 
 def attend_real_tokens(kernel: Any, x: Tensor, mask: Tensor | None, query: Tensor) -> Tensor:
-    """The compiled single-query kernel (every call goes through here): ``query`` ``(B, K, D)``
+    """The compiled single-query attention kernel (every call goes through here): ``query`` ``(B, K, D)``
     scores the real tokens of padded ``x`` ``(B, N, D)`` under ``mask``; returns the
     softmax-weighted token sums ``(B, K, D)``. Each row's tokens are read from memory once, in
     64-token blocks (scores, an online softmax across blocks, then the weighted sums)."""

@@ -6,8 +6,11 @@ Three kinds of kernel compute the same numbers (tests compare them):
   ``where`` + ``amax``; inductor fuses them and their backward passes are cheap.
 * **segment** (eager CPU inference): the real tokens are addressed by flat index and reduced
   with ``embedding_bag`` or per-row spans; padding is never read.
-* **kernel** (eager CPU float32 inference of single-query attention): the compiled
-  ``single_query.cpp`` does scores, softmax and weighted sum over the real tokens in one pass.
+* **kernel** (eager CPU float32): the compiled ``token_kernels.cpp`` reads each row's real
+  tokens straight from the padded batch and its mask: single-query attention (scores, online
+  softmax, weighted sums in one pass), the sums behind mean / sum / weighted_mean, and GeM
+  and softmax aggregation with their backward passes. It is built once with AVX-512, AVX2 and
+  baseline variants inside and runs the best one the CPU reports.
 
 Independently, elementwise-heavy poolers pool rows in cache-sized chunks in eager CPU mode.
 """
@@ -25,8 +28,8 @@ from torch import Tensor
 
 from .._ext import load_extension
 
-_SINGLE_QUERY_SOURCE = Path(__file__).with_name("single_query.cpp")
-_SINGLE_QUERY_DEPENDS = (Path(__file__).with_name("single_query_impl.inc"),)
+_KERNELS_SOURCE = Path(__file__).with_name("token_kernels.cpp")
+_KERNELS_DEPENDS = (Path(__file__).with_name("token_kernels.inc"),)
 _FORCE_DENSE = False
 
 
@@ -78,7 +81,7 @@ def route(x: Tensor, *tracked: Tensor, kernel: bool = False) -> Route:
     segments = eager and cpu and not _FORCE_DENSE and not grad
     ext = None
     if kernel and segments and x.dtype == torch.float32 and all(t.dtype == x.dtype for t in tracked):
-        ext = single_query_kernel()
+        ext = token_kernels()
     return Route(eager, eager and cpu, segments, ext)
 
 
@@ -102,12 +105,12 @@ def real_token_kernel(table: Tensor, *others: Tensor, allow_grad: bool = False) 
         return None
     if not allow_grad and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return None
-    return single_query_kernel()
+    return token_kernels()
 
 
-def single_query_kernel() -> Any | None:
-    """The compiled single-query attention module, or None when it cannot be built.
+def token_kernels() -> Any | None:
+    """The compiled module of ``token_kernels.cpp``, or None when it cannot be built.
 
     Built once for the baseline instruction set with AVX2 and AVX-512 variants inside; each
     call runs the best one the CPU reports (``kernel.available_paths()`` lists them)."""
-    return load_extension("poolwise_single_query", _SINGLE_QUERY_SOURCE, _SINGLE_QUERY_DEPENDS, native=False)
+    return load_extension("poolwise_token_kernels", _KERNELS_SOURCE, _KERNELS_DEPENDS, native=False)

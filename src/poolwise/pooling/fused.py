@@ -1,6 +1,6 @@
 """GeM and softmax aggregation through the compiled kernels, with their gradients.
 
-Float32 CPU eager calls (inference and training) run ``single_query.cpp``'s two-pass kernels
+Float32 CPU eager calls (inference and training) run ``token_kernels.cpp``'s two-pass kernels
 instead of chains of ``(B, N, D)`` elementwise ops; the formulas and their derivatives are
 in the kernel's comments, and tests compare values and gradients with the PyTorch path that
 ``torch.compile``, GPUs and other dtypes keep using.

@@ -8,7 +8,7 @@ import torch
 import poolwise as pw
 from poolwise import _ext
 from poolwise.pooling.attention_core import folded_attention
-from poolwise.pooling.dispatch import route, single_query_kernel
+from poolwise.pooling.dispatch import route, token_kernels
 from poolwise.pooling.functional import Segments
 
 
@@ -16,8 +16,8 @@ from poolwise.pooling.functional import Segments
 def kernel():
     if os.environ.get("POOLWISE_NO_EXT"):
         pytest.skip("kernels disabled by POOLWISE_NO_EXT")
-    ext = single_query_kernel()
-    assert ext is not None, _ext.extension_error("poolwise_single_query")
+    ext = token_kernels()
+    assert ext is not None, _ext.extension_error("poolwise_token_kernels")
     return ext
 
 
@@ -73,7 +73,7 @@ def test_poolers_agree_with_and_without_the_kernel(kernel, name, kwargs, monkeyp
     with torch.no_grad():
         fast = pool(x, mask)
         monkeypatch.setattr(_ext, "_loaded", {})
-        monkeypatch.setattr(_ext, "_errors", {"poolwise_single_query": "off for this test"})
+        monkeypatch.setattr(_ext, "_errors", {"poolwise_token_kernels": "off for this test"})
         slow = pool(x, mask)
         grad_free = pool.train()(x, mask)  # with grad disabled but training mode: same answer
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
@@ -107,7 +107,7 @@ def test_kernel_adapool_follows_every_kind_of_weight_update(kernel, bias, edit, 
 
     def reference():
         monkeypatch.setattr(_ext, "_loaded", {})
-        monkeypatch.setattr(_ext, "_errors", {"poolwise_single_query": "off for this test"})
+        monkeypatch.setattr(_ext, "_errors", {"poolwise_token_kernels": "off for this test"})
         with torch.no_grad():
             out = pool(x, mask)
         monkeypatch.undo()
@@ -255,7 +255,7 @@ def test_reducing_poolers_agree_with_and_without_the_kernel(kernel, name, monkey
     with torch.no_grad():
         fast = pool(x, mask)
         monkeypatch.setattr(_ext, "_loaded", {})
-        monkeypatch.setattr(_ext, "_errors", {"poolwise_single_query": "off for this test"})
+        monkeypatch.setattr(_ext, "_errors", {"poolwise_token_kernels": "off for this test"})
         slow = pool(x, mask)
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
     assert (fast[3] == 0).all()

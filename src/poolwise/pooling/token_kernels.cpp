@@ -1,7 +1,7 @@
 // Pooling kernels over the real tokens of a batch (float32 CPU): single-query attention
 //   out[b, h] = sum_i softmax_i(x_i . u_{b,h}) x_i,  i over the real tokens of row b,
 // the weighted sums behind mean / sum / weighted_mean, and GeM and softmax aggregation with
-// their gradients. The kernels are in single_query_impl.inc, compiled here once per instruction set
+// their gradients. The kernels are in token_kernels.inc, compiled here once per instruction set
 // (AVX-512, AVX2+FMA, and the compiler's baseline) and chosen at run time from what the CPU
 // reports, so one build serves every x86-64 CPU and a cached build copied to another machine
 // still runs. Rows are independent: OpenMP splits them between threads.
@@ -19,7 +19,7 @@ namespace generic {
 #define ACC_S 8
 #define ACC_A 8
 #define MAXH 4
-#include "single_query_impl.inc"
+#include "token_kernels.inc"
 #undef VW
 #undef ACC_S
 #undef ACC_A
@@ -35,7 +35,7 @@ namespace avx2 {
 #define ACC_S 12
 #define ACC_A 12
 #define MAXH 4
-#include "single_query_impl.inc"
+#include "token_kernels.inc"
 #undef VW
 #undef ACC_S
 #undef ACC_A
@@ -50,7 +50,7 @@ namespace avx512 {
 #define ACC_S 16
 #define ACC_A 16
 #define MAXH 8
-#include "single_query_impl.inc"
+#include "token_kernels.inc"
 #undef VW
 #undef ACC_S
 #undef ACC_A
