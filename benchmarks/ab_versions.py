@@ -25,11 +25,13 @@ import poolwise as new
 from _machine import cpu_name  # benchmarks/ is on sys.path when run as a script
 
 CASES = {
-    "mean": ("mean", {}), "first": ("first", {}), "max": ("max", {}), "weighted_mean": ("weighted_mean", {}),
+    "mean": ("mean", {}), "sum": ("sum", {}), "first": ("first", {}), "max": ("max", {}),
+    "weighted_mean": ("weighted_mean", {}),
     "wavg": ("wavg", {"max_len": "N"}), "softmax": ("softmax", {}), "gem": ("gem", {}),
     "attention": ("attention", {"dim": "D"}), "adapool": ("adapool", {"dim": "D"}),
     "adapool[query=0]": ("adapool", {"dim": "D", "query": 0}),
     "adapool[heads=8]": ("adapool", {"dim": "D", "num_heads": 8}),
+    "attention[heads=8]": ("attention", {"dim": "D", "num_heads": 8}),
 }
 
 
@@ -46,6 +48,7 @@ def main() -> None:
     ap.add_argument("--old", type=Path, required=True, help="the src/ folder of the other version")
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--md", type=Path, help="also write the table as Markdown here")
     args = ap.parse_args()
     old = _load_old(args.old)
     b, n, d = 64, 512, 768
@@ -80,6 +83,13 @@ def main() -> None:
         print(f"{r['pooler']:20} {r['old_ms']:8.2f} {r['new_ms']:8.2f} {r['new_over_old']:8.3f}")
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_name(), "shape": [b, n, d], "rows": rows}, indent=2))
+    if args.md:
+        lines = [f"{cpu_name()}, {torch.get_num_threads()} threads; (B, N, D) = ({b}, {n}, {d}) fp32; "
+                 f"medians of {args.rounds} interleaved rounds; outputs equal to 1e-4", "",
+                 "| pooler | old ms | new ms | new / old |", "|---|---|---|---|"]
+        lines += [f"| {r['pooler']} | {r['old_ms']:.2f} | {r['new_ms']:.2f} | {r['new_over_old']:.2f} |"
+                  for r in rows]
+        args.md.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

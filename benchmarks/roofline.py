@@ -9,7 +9,8 @@ run of interleaved rounds, with every thread and with one:
 * the machine's read bandwidth: ``sum()`` of a contiguous buffer the size of the real tokens
   (the best a reduction can do), and a copy of the padded batch counted as read + write, the
   reference ``benchmarks/ops.py`` divides by;
-* masked mean through poolwise (the compiled masked sum), through ``embedding_bag`` on the
+* masked mean through poolwise (the compiled masked sum; and that kernel alone, without the
+  pooler's per-call work), through ``embedding_bag`` on the
   real tokens (poolwise's previous path, still its path for half precision) and through the
   sentence-transformers recipe, as GB/s of real tokens read;
 * gated attention pooling beside the GEMM it cannot avoid (every real token times the
@@ -32,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import poolwise as pw
 from _machine import cpu_name
 from ops import lengths_between, measure, padded_batch, st_recipes, write_json
+from poolwise._ext import extension_error
+from poolwise.pooling.dispatch import token_kernels
 from poolwise.pooling.functional import Segments
 
 
@@ -44,6 +47,9 @@ def run(rounds: int) -> dict:
     flat = torch.randn(real * d)
     buf = torch.empty_like(x)
     mean = pw.get_pooler("mean")
+    kernel = token_kernels()
+    if kernel is None:
+        raise SystemExit(f"the compiled kernels are unavailable: {extension_error('poolwise_token_kernels')}")
     seg = Segments.from_mask(x, mask)
     w = torch.ones(seg.index.numel())
     gated = pw.get_pooler("gated", dim=d).eval()
@@ -54,6 +60,7 @@ def run(rounds: int) -> dict:
         "read: sum of a contiguous buffer": lambda: flat.sum(),
         "copy of the padded batch": lambda: buf.copy_(x),
         "mean (poolwise, compiled masked sum)": lambda: mean(x, mask),
+        "the masked-sum kernel alone": lambda: kernel.masked_sum(x, mask, False),
         "mean (embedding_bag on the real tokens)": lambda: F.embedding_bag(
             seg.index, seg.table, seg.offsets, mode="sum", per_sample_weights=w),
         "mean (sentence-transformers recipe)": recipe,
