@@ -214,9 +214,9 @@ def test_the_default_path_is_the_best_the_cpu_has_and_unknown_paths_are_refused(
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dim", [13, 40, 200])
 def test_every_path_of_the_token_sums_gives_the_reference(kernel, path, dim):
-    """The weighted sums behind mean / sum / weighted_mean: from an index table
-    (``weighted_sum``) and straight from a padded batch and its mask (``masked_sum``, by
-    rank or not), rows longer than one 64-token block, left padding, holes, empty rows."""
+    """The weighted sums behind mean / sum / mean_sqrt_len / weighted_mean: from an index
+    table (``weighted_sum``) and straight from a padded batch and its mask (``masked_sum``,
+    every mode), rows longer than one 64-token block, left padding, holes, empty rows."""
     if path not in kernel.available_paths():
         pytest.skip(f"this CPU cannot run the {path} path (it has {kernel.available_paths()})")
     gen = torch.Generator().manual_seed(dim)
@@ -232,20 +232,24 @@ def test_every_path_of_the_token_sums_gives_the_reference(kernel, path, dim):
     ref = torch.zeros(5, dim, dtype=torch.float64).index_add_(0, seg.row, tokens)
     got = kernel.weighted_sum(seg.table, seg.index, seg.offsets, seg.counts, w, path)
     torch.testing.assert_close(got, ref.float(), atol=1e-4, rtol=1e-5)
-    rank = torch.cumsum(mask, 1) * mask
-    for by_rank, weight in ((False, mask.double()), (True, rank.double())):
+    rank = (torch.cumsum(mask, 1) * mask).double()
+    n = mask.sum(1, keepdim=True).clamp_min(1).double()
+    weights = {0: mask.double(), 1: mask / n, 2: mask / n.sqrt(), 3: rank / (n * (n + 1) / 2)}
+    for mode, weight in weights.items():  # sum, mean, sqrt_len, weighted_mean
         expect = torch.einsum("bn,bnd->bd", weight, x.double()).float()
-        got = kernel.masked_sum(x, mask, by_rank, path)
-        torch.testing.assert_close(got, expect, atol=1e-3, rtol=1e-5)
+        got = kernel.masked_sum(x, mask, mode, path)
+        torch.testing.assert_close(got, expect, atol=1e-4, rtol=1e-5)
         assert (got[3] == 0).all()
 
 
 def test_masked_sum_refuses_what_it_cannot_read(kernel):
     x = torch.randn(2, 5, 8)
     with pytest.raises(RuntimeError, match="mask must be a contiguous bool"):
-        kernel.masked_sum(x, torch.ones(2, 5, dtype=torch.int64), False)
+        kernel.masked_sum(x, torch.ones(2, 5, dtype=torch.int64), 0)
     with pytest.raises(RuntimeError, match="x must be contiguous float32"):
-        kernel.masked_sum(x.double(), torch.ones(2, 5, dtype=torch.bool), False)
+        kernel.masked_sum(x.double(), torch.ones(2, 5, dtype=torch.bool), 0)
+    with pytest.raises(RuntimeError, match="mode must be 0"):
+        kernel.masked_sum(x, torch.ones(2, 5, dtype=torch.bool), 4)
 
 
 @pytest.mark.parametrize("name", ["mean", "sum", "mean_sqrt_len", "weighted_mean", "gem", "softmax"])

@@ -62,8 +62,10 @@ class Pooler(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         x, keep = self._prepare(x, mask)
         fused = self._pool_fused(x, keep)
-        if fused is not None:
-            return self._apply_empty(fused, None if keep is None else ~keep.any(1))
+        if fused is not None:  # compiled kernels leave an empty row zero: "zero" needs no pass
+            if self.empty == "zero" or keep is None:
+                return fused
+            return self._apply_empty(fused, ~keep.any(1))
         step = row_step(x, self.row_chunk_bytes)
         if step is None:
             out = self._pool(x, keep)
@@ -122,7 +124,8 @@ class Pooler(nn.Module):
 
     def _pool_fused(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
         """A compiled one-call implementation of :meth:`_pool` for this input, or None (the
-        default): poolers with a kernel for float32 CPU inference override it."""
+        default): poolers with a kernel for float32 CPU eager calls override it (the token
+        sums in inference, ``gem`` and ``softmax`` in training too). Its empty rows must be 0."""
         return None
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
@@ -130,7 +133,8 @@ class Pooler(nn.Module):
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
         padded, mask = pad_packed(x, cu_seqlens)
-        return self._pool(padded, mask)
+        fused = self._pool_fused(padded, mask)
+        return fused if fused is not None else self._pool(padded, mask)
 
     def _check_input(self, x: Tensor) -> None:
         """Extra shape checks (e.g. feature size of a learned pooler)."""

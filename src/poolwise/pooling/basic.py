@@ -18,6 +18,7 @@ from .functional import (
     WeightFn,
     cu_offsets,
     first_index,
+    fused_weighted_sum,
     gather_tokens,
     last_index,
     masked_extreme,
@@ -35,11 +36,14 @@ class _WeightedSumPooler(Pooler):
 
     #: fp32 weight of a token from its row's real-token count and 1-based rank
     weight: WeightFn
-    #: p where ``weight(n, i) == weight(n, 1) * i**p`` (lets the compiled masked sum serve it)
-    rank_power: int | None = 0
+    #: ``weight``'s mode in the compiled masked sum: 0 sum, 1 mean, 2 sqrt_len, 3 by rank
+    kernel_mode: int
+
+    def _pool_fused(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        return fused_weighted_sum(x, mask, self.kernel_mode)
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        return weighted_reduce(x, mask, self.weight, rank_power=self.rank_power)
+        return weighted_reduce(x, mask, self.weight)
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
         return reduce_segments(Segments.from_packed(x, cu_seqlens), self.weight)
@@ -69,6 +73,7 @@ class SumPooling(_WeightedSumPooler):
     """
 
     weight = staticmethod(sum_weight)
+    kernel_mode = 0
 
 
 @register("mean", "avg")
@@ -88,6 +93,7 @@ class MeanPooling(_WeightedSumPooler):
     """
 
     weight = staticmethod(mean_weight)
+    kernel_mode = 1
 
 
 @register("mean_sqrt_len")
@@ -103,6 +109,7 @@ class MeanSqrtLenPooling(_WeightedSumPooler):
     """
 
     weight = staticmethod(_sqrt_len_weight)
+    kernel_mode = 2
 
 
 @register("weighted_mean")
@@ -124,7 +131,7 @@ class WeightedMeanPooling(_WeightedSumPooler):
     is_set_function = False
 
     weight = staticmethod(_position_weight)
-    rank_power = 1
+    kernel_mode = 3
 
 
 class _ExtremePooler(Pooler):

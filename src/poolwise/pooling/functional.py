@@ -253,27 +253,26 @@ def mean_weight(count: Tensor, rank: Tensor) -> Tensor:
 
 
 def weighted_reduce(x: Tensor, mask: Tensor | None, weight: WeightFn, seg: Segments | None = None,
-                    rank_power: int | None = None) -> Tensor:
+                    kernel_mode: int | None = None) -> Tensor:
     r""":math:`y_b = \sum_i w(n_b, i)\, x_{b,i}` over the real tokens of each row, ``(B, N, D) -> (B, D)``,
     accumulated in fp32. The segment kernel reads only real tokens (``seg`` reuses a view the
     caller already built); otherwise one ``bmm`` with a ``(B, N)`` weight matrix. Without a
     mask every token is real: one weight row serves the batch (no segment view to build, which
     costs more than the sum itself on small inputs such as an RL policy's per-step batch).
 
-    ``rank_power`` (0 or 1) says the weight is :math:`w(n, i) = w(n, 1)\, i^p`: float32 CPU
-    inference with a mask then runs the compiled masked sum, which walks each row's mask itself (no
-    segment view, no weight vector) and reads every real token once as a contiguous stream."""
+    ``kernel_mode`` names ``weight`` for the compiled masked sum (0 sum, 1 mean, 2 sum over
+    :math:`\sqrt n`, 3 rank-weighted mean): float32 CPU inference with a mask then runs it,
+    walking each row's mask itself (no segment view, no weight vector) and reading every real
+    token once as a contiguous stream."""
     if mask is None and seg is None:
         n = x.shape[1]
         count = torch.full((1, 1), float(max(n, 1)), device=x.device)
         rank = torch.arange(1, n + 1, device=x.device, dtype=torch.float32)[None]
         return dense_weighted_sum(x, weight(count, rank).expand(x.shape[0], n))
-    if rank_power in (0, 1) and seg is None and route(x).segments:
-        kernel = real_token_kernel(x)
-        if kernel is not None:
-            total = kernel.masked_sum(x.contiguous(), mask.contiguous(), rank_power == 1)
-            n = counts(mask).clamp_min(1).float()
-            return total * weight(n, torch.ones_like(n))[:, None]
+    if kernel_mode is not None and seg is None:
+        fused = fused_weighted_sum(x, mask, kernel_mode)
+        if fused is not None:
+            return fused
     if seg is None and route(x).segments:
         seg = Segments.of(x, mask)
     if seg is not None:
@@ -283,6 +282,17 @@ def weighted_reduce(x: Tensor, mask: Tensor | None, weight: WeightFn, seg: Segme
     return dense_weighted_sum(x, weight(count, ranks(mask).float()) * mask)
 
 
+def fused_weighted_sum(x: Tensor, mask: Tensor | None, kernel_mode: int) -> Tensor | None:
+    """The compiled masked sum of :func:`weighted_reduce` (``kernel_mode`` 0-3), or None when
+    it does not apply (no mask, autograd, not eager float32 CPU, no kernel). Empty rows are 0."""
+    if mask is None or not route(x).segments:
+        return None
+    kernel = real_token_kernel(x)
+    if kernel is None:
+        return None
+    return kernel.masked_sum(x.contiguous(), mask.contiguous(), kernel_mode)
+
+
 def reduce_segments(seg: Segments, weight: WeightFn) -> Tensor:
     """:func:`weighted_reduce` on a :class:`Segments` view (padded or packed input)."""
     return segment_weighted_sum(seg, weight(seg.counts[seg.row].float(), seg.rank.float()))
@@ -290,12 +300,12 @@ def reduce_segments(seg: Segments, weight: WeightFn) -> Tensor:
 
 def masked_sum(x: Tensor, mask: Tensor | None = None, seg: Segments | None = None) -> Tensor:
     """Sum of the real tokens of each row, ``(B, N, D) -> (B, D)``."""
-    return weighted_reduce(x, mask, sum_weight, seg, rank_power=0)
+    return weighted_reduce(x, mask, sum_weight, seg, kernel_mode=0)
 
 
 def masked_mean(x: Tensor, mask: Tensor | None = None, seg: Segments | None = None) -> Tensor:
     """Mean of the real tokens of each row (0 for an empty row), ``(B, N, D) -> (B, D)``."""
-    return weighted_reduce(x, mask, mean_weight, seg, rank_power=0)
+    return weighted_reduce(x, mask, mean_weight, seg, kernel_mode=1)
 
 
 def masked_extreme(x: Tensor, mask: Tensor | None, largest: bool) -> Tensor:

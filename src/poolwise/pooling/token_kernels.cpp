@@ -159,13 +159,16 @@ torch::Tensor weighted_sum(torch::Tensor table, torch::Tensor index, torch::Tens
   return out;
 }
 
-// out[b] = sum of the real tokens of padded x (B, N, D) under the bool keep-mask (B, N) (an
-// empty tensor: every token), each weighted by its rank among the row's real tokens if by_rank.
-torch::Tensor masked_sum(torch::Tensor x, torch::Tensor mask, bool by_rank, std::string path) {
+// out[b] = the weighted sum of the real tokens of padded x (B, N, D) under the bool keep-mask
+// (B, N) (an empty tensor: every token) for mode 0 sum, 1 mean, 2 sum / sqrt(n), 3 weighted
+// by rank / (n (n + 1) / 2); an empty row is zero.
+torch::Tensor masked_sum(torch::Tensor x, torch::Tensor mask, int64_t mode, std::string path) {
   check_padded(x, mask);
+  TORCH_CHECK(mode >= 0 && mode <= 3, "mode must be 0 (sum), 1 (mean), 2 (sqrt_len) or 3 (by rank); got ", mode);
   const int64_t B = x.size(0), N = x.size(1), D = x.size(2);
   auto out = torch::zeros({B, D}, x.options());
-  DISPATCH(path, masked_sum(x.data_ptr<float>(), mask_ptr(mask), B, N, D, by_rank, out.data_ptr<float>()));
+  DISPATCH(path, masked_sum(x.data_ptr<float>(), mask_ptr(mask), B, N, D, static_cast<int>(mode),
+                            out.data_ptr<float>()));
   return out;
 }
 
@@ -241,8 +244,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "u"_a, "path"_a = "");
   m.def("weighted_sum", &weighted_sum, "weighted sums of each row's real tokens", "table"_a, "index"_a,
         "offsets"_a, "counts"_a, "weights"_a, "path"_a = "");
-  m.def("masked_sum", &masked_sum, "(rank-weighted) sums of the real tokens of a padded batch", "x"_a, "mask"_a,
-        "by_rank"_a = false, "path"_a = "");
+  m.def("masked_sum", &masked_sum, "sum / mean / sqrt_len / rank-weighted mean of a padded batch", "x"_a,
+        "mask"_a, "mode"_a = 0, "path"_a = "");
   m.def("gem", &gem, "GeM pooling of a padded batch: (y, saved)", "x"_a, "mask"_a, "power"_a, "eps"_a,
         "keep"_a = false, "path"_a = "");
   m.def("gem_backward", &gem_backward, "GeM gradients: (dx, dpower per row)", "x"_a, "mask"_a, "power"_a, "eps"_a,
