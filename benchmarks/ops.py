@@ -254,6 +254,13 @@ def render_md(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file: never a half-written result."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2))
@@ -284,9 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.json, res)
         print(f"\nJSON written to {args.json}")
     if args.md:
-        tmp = args.md.with_suffix(".tmp")
-        tmp.write_text(render_md(res))
-        os.replace(tmp, args.md)
+        write_text(args.md, render_md(res))
     return 0
 
 

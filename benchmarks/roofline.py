@@ -32,7 +32,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 import poolwise as pw
 from _machine import cpu_name
-from ops import lengths_between, measure, padded_batch, st_recipes, write_json
+from ops import lengths_between, measure, padded_batch, st_recipes, write_json, write_text
 from poolwise._ext import extension_error
 from poolwise.pooling.dispatch import token_kernels
 from poolwise.pooling.functional import Segments
@@ -148,9 +148,7 @@ def main() -> int:
     if args.json:
         write_json(args.json, res)
     if args.md:
-        tmp = args.md.with_suffix(".tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, args.md)
+        write_text(args.md, text + "\n")
     if args.png:
         plot(res, args.png)
     return 0

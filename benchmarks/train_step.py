@@ -12,7 +12,6 @@ trained on frozen features), beside ``mean``'s step. The PyTorch formula is what
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -24,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import poolwise as pw
 from _machine import cpu_name
-from ops import lengths_between, padded_batch, write_json
+from ops import lengths_between, padded_batch, write_json, write_text
 from poolwise.pooling import use_dense
 
 
@@ -91,9 +90,7 @@ def main() -> int:
     if args.json:
         write_json(args.json, res)
     if args.md:
-        tmp = args.md.with_suffix(".tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, args.md)
+        write_text(args.md, text + "\n")
     return 0
 
 
