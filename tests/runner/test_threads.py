@@ -132,3 +132,9 @@ def test_a_run_applies_the_budget_at_its_start_and_after_every_epoch(monkeypatch
         assert out["result"]["metrics"]["threads"] == 1 and rec.calls == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_bad_poolwise_threads_is_the_run_error_not_an_exception(monkeypatch):
+    monkeypatch.setenv("POOLWISE_THREADS", "many")
+    out = executors.execute("test-epochs", {"epochs": 1})
+    assert out["result"] is None and "POOLWISE_THREADS must be a positive integer" in out["error"]

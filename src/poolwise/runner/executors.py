@@ -47,10 +47,6 @@ def execute(task: str, params: dict[str, Any], threads: int | None = None,
     from ..experiments import get_task
 
     budget = process_budget()
-    if threads:
-        torch.set_num_threads(threads)  # the share the pool gave this worker, adapted below
-    else:
-        budget.apply()
 
     def epoch_done(epoch: int, total: int, row: dict[str, float]) -> None:
         budget.apply()  # follow processes that started or stopped since the last look
@@ -58,7 +54,11 @@ def execute(task: str, params: dict[str, Any], threads: int | None = None,
             on_epoch(epoch, total, row)
 
     start = time.perf_counter()
-    try:
+    try:  # a bad POOLWISE_THREADS is this run's error too, not an exception out of here
+        if threads:
+            torch.set_num_threads(threads)  # the share the pool gave this worker, adapted below
+        else:
+            budget.apply()
         t = get_task(task)
         result = t.run(t.config(**params), epoch_done)
         result["host"] = platform.node()
