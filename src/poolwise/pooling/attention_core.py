@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dispatch import kernel_mask
 from .functional import Segments, dense_weighted_sum, masked_softmax, segment_weighted_sum
 
 
@@ -79,8 +80,7 @@ def attend_real_tokens(kernel: Any, x: Tensor, mask: Tensor | None, query: Tenso
     scores the real tokens of padded ``x`` ``(B, N, D)`` under ``mask``; returns the
     softmax-weighted token sums ``(B, K, D)``. Each row's tokens are read from memory once, in
     64-token blocks (scores, an online softmax across blocks, then the weighted sums)."""
-    keep = x.new_empty(0, dtype=torch.bool) if mask is None else mask.contiguous()
-    return kernel.attend_masked(x.contiguous(), keep, query.contiguous())
+    return kernel.attend_masked(x.contiguous(), kernel_mask(x, mask), query.contiguous())
 
 
 def standard_attention(

@@ -108,6 +108,12 @@ def real_token_kernel(table: Tensor, *others: Tensor, allow_grad: bool = False) 
     return token_kernels()
 
 
+def kernel_mask(x: Tensor, mask: Tensor | None) -> Tensor:
+    """The mask argument of the compiled kernels: the contiguous bool keep-mask, or an empty
+    tensor for "every token is real"."""
+    return x.new_empty(0, dtype=torch.bool) if mask is None else mask.contiguous()
+
+
 def token_kernels() -> Any | None:
     """The compiled module of ``token_kernels.cpp``, or None when it cannot be built.
 

@@ -13,11 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .dispatch import real_token_kernel
-
-
-def _keep(x: Tensor, mask: Tensor | None) -> Tensor:
-    return x.new_empty(0, dtype=torch.bool) if mask is None else mask.contiguous()
+from .dispatch import kernel_mask, real_token_kernel
 
 
 class _GeM(torch.autograd.Function):
@@ -62,8 +58,8 @@ def fused_gem(x: Tensor, mask: Tensor | None, power: Tensor, eps: float) -> Tens
         return None
     x = x.contiguous()
     if not _tracked(x, power):
-        return kernel.gem(x, _keep(x, mask), power.detach().contiguous(), eps)[0]
-    return _GeM.apply(x, _keep(x, mask), power.expand(x.shape[-1]).contiguous(), eps, kernel)
+        return kernel.gem(x, kernel_mask(x, mask), power.detach().contiguous(), eps)[0]
+    return _GeM.apply(x, kernel_mask(x, mask), power.expand(x.shape[-1]).contiguous(), eps, kernel)
 
 
 def fused_softmax(x: Tensor, mask: Tensor | None, temperature: Tensor) -> Tensor | None:
@@ -74,5 +70,5 @@ def fused_softmax(x: Tensor, mask: Tensor | None, temperature: Tensor) -> Tensor
         return None
     x = x.contiguous()
     if not _tracked(x, temperature):
-        return kernel.softmax_pool(x, _keep(x, mask), temperature.detach().contiguous())[0]
-    return _Softmax.apply(x, _keep(x, mask), temperature.expand(x.shape[-1]).contiguous(), kernel)
+        return kernel.softmax_pool(x, kernel_mask(x, mask), temperature.detach().contiguous())[0]
+    return _Softmax.apply(x, kernel_mask(x, mask), temperature.expand(x.shape[-1]).contiguous(), kernel)
