@@ -3,9 +3,12 @@ same mode and a streaming reference (copying a buffer of the input's size), in o
 
     python benchmarks/ops.py                 # B=64, N=512, D=768, fp32, lengths U[N/4, N]
     python benchmarks/ops.py --quick --json bench-ops.json
+    python benchmarks/ops.py --device cuda --md ops-gpu.md   # CUDA events, same table
 
 Timings are medians of interleaved rounds (every candidate once per round), so slow drift of
-a noisy machine hits all candidates alike. Ratios are what to compare across machines.
+a noisy machine hits all candidates alike. Ratios are what to compare across machines. On
+CUDA a round's sample is the mean of 20 launches timed with CUDA events, and the bandwidth
+columns compare the real tokens' bytes with a device-to-device copy of the padded batch.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def st_recipes(x: torch.Tensor, mask: torch.Tensor) -> dict[str, Callable[[], to
 
     def weighted() -> torch.Tensor:
         m = expanded()
-        w = torch.arange(1, n + 1, dtype=x.dtype)[None, :, None].expand(x.size()) * m
+        w = torch.arange(1, n + 1, dtype=x.dtype, device=x.device)[None, :, None].expand(x.size()) * m
         return (x * w).sum(1) / w.sum(1).clamp(min=1e-9)
 
     return {"mean": mean, "sum": total, "mean_sqrt_len": sqrt_len, "max": maximum, "min": minimum,
@@ -77,16 +80,32 @@ def st_recipes(x: torch.Tensor, mask: torch.Tensor) -> dict[str, Callable[[], to
 
 
 # ----------------------------------------------------------------- timing
-def measure(cands: dict[str, Callable[[], object]], rounds: int, budget_s: float) -> dict[str, float]:
+def measure(cands: dict[str, Callable[[], object]], rounds: int, budget_s: float,
+            device: str = "cpu") -> dict[str, float]:
     """Median milliseconds per candidate over interleaved rounds. A candidate stops taking
-    part once it has 3 samples and has used ``budget_s`` (keeps very slow ones affordable)."""
+    part once it has 3 samples and has used ``budget_s`` (keeps very slow ones affordable).
+    On CUDA a sample is the mean of 20 calls between two CUDA events."""
     samples: dict[str, list[float]] = {k: [] for k in cands}
+    cuda = device.startswith("cuda")
+    reps = 20 if cuda else 1
     with torch.no_grad():
-        for fn in cands.values():  # warm-up: allocator, thread pool, caches
+        for fn in cands.values():  # warm-up: allocator, thread pool, caches, kernel compiles
             fn()
+        if cuda:
+            torch.cuda.synchronize()
         for _ in range(rounds):
             for name, fn in cands.items():
-                if len(samples[name]) >= 3 and sum(samples[name]) > budget_s * 1e3:
+                if len(samples[name]) >= 3 and sum(samples[name]) * reps > budget_s * 1e3:
+                    continue
+                if cuda:
+                    start_ev = torch.cuda.Event(enable_timing=True)
+                    stop_ev = torch.cuda.Event(enable_timing=True)
+                    start_ev.record()
+                    for _ in range(reps):
+                        fn()
+                    stop_ev.record()
+                    torch.cuda.synchronize()
+                    samples[name].append(start_ev.elapsed_time(stop_ev) / reps)
                     continue
                 start = time.perf_counter()
                 fn()
@@ -123,16 +142,17 @@ def pooler_specs(d: int) -> dict[str, dict]:
 def run(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     b, n, d = args.batch, args.length, args.dim
+    dev = torch.device(args.device)
     lens = lengths_between(b, n // 4, n, seed=1)
-    x, mask = padded_batch(b, n, d, lens, seed=2)
+    x, mask = (t.to(dev) for t in padded_batch(b, n, d, lens, seed=2))
     valid = int(mask.sum())
     buf = torch.empty_like(x)
 
-    poolers = {name: pw.get_pooler(name, **kw).eval() for name, kw in pooler_specs(d).items()}
+    poolers = {name: pw.get_pooler(name, **kw).eval().to(dev) for name, kw in pooler_specs(d).items()}
     extra = {
-        "adapool[query=0]": pw.get_pooler("adapool", dim=d, query=0).eval(),
-        "adapool[heads=8]": pw.get_pooler("adapool", dim=d, num_heads=8).eval(),
-        "attention[heads=8]": pw.get_pooler("attention", dim=d, num_heads=8).eval(),
+        "adapool[query=0]": pw.get_pooler("adapool", dim=d, query=0).eval().to(dev),
+        "adapool[heads=8]": pw.get_pooler("adapool", dim=d, num_heads=8).eval().to(dev),
+        "attention[heads=8]": pw.get_pooler("attention", dim=d, num_heads=8).eval().to(dev),
     }
     cands: dict[str, Callable[[], object]] = {"stream:copy": lambda: buf.copy_(x)}
     for name, p in {**poolers, **extra}.items():
@@ -141,28 +161,28 @@ def run(args: argparse.Namespace) -> dict:
         dense_mean = pw.get_pooler("mean")
     cands["mean[dense bmm]"] = lambda: _dense(dense_mean, x, mask)
     if not args.quick:
-        unfolded = pw.get_pooler("adapool", dim=d).eval()
+        unfolded = pw.get_pooler("adapool", dim=d).eval().to(dev)
         unfolded.folded = False
         cands["adapool[per-token K/V]"] = lambda: unfolded(x, mask)
     for name, fn in st_recipes(x, mask).items():
         cands[f"recipe:{name}"] = fn
-    print(f"{cpu_name()}: timing {len(cands)} candidates at (B={b}, N={n}, D={d}) fp32, "
+    print(f"{device_name(dev)}: timing {len(cands)} candidates at (B={b}, N={n}, D={d}) fp32, "
           f"lengths U[{n // 4}, {n}], "
           f"{valid / mask.numel():.0%} real tokens, {torch.get_num_threads()} threads ...", file=sys.stderr)
-    ms = measure(cands, args.rounds, args.budget)
+    ms = measure(cands, args.rounds, args.budget, args.device)
 
     # packed against padded, with about half of the padded batch being padding
     lens_half = lengths_between(b, 1, n, seed=3)
-    xh, mh = padded_batch(b, n, d, lens_half, seed=4)
+    xh, mh = (t.to(dev) for t in padded_batch(b, n, d, lens_half, seed=4))
     packed = xh[mh]
-    cu = torch.cat([torch.zeros(1, dtype=torch.long), lens_half.cumsum(0)])
+    cu = torch.cat([torch.zeros(1, dtype=torch.long), lens_half.cumsum(0)]).to(dev)
     pcands: dict[str, Callable[[], object]] = {}
     for name in SIMPLE:
         p = poolers[name]
         pcands[f"{name}:packed"] = (lambda p=p: p.packed(packed, cu))
         pcands[f"{name}:padded"] = (lambda p=p: p(xh, mh))
         pcands[f"{name}:padded-dense"] = (lambda p=p: _dense(p, xh, mh))
-    pms = measure(pcands, args.rounds, args.budget)
+    pms = measure(pcands, args.rounds, args.budget, args.device)
 
     copy_bw = 2 * x.numel() * 4 / (ms["stream:copy"] * 1e-3) / 1e9  # read + write, GB/s
     rows = []
@@ -174,13 +194,16 @@ def run(args: argparse.Namespace) -> dict:
         if f"recipe:{base}" in ms and "[" not in name:
             row["recipe_ms"] = ms[f"recipe:{base}"]
             row["speedup_vs_recipe"] = ms[f"recipe:{base}"] / ms[name]
-        if base in ("mean", "sum") and "[" not in name:
+        if base in ("mean", "sum", "max", "min", "mean_sqrt_len", "weighted_mean") and "[" not in name:
             bw = valid * d * 4 / (ms[name] * 1e-3) / 1e9
             row["valid_read_GBps"] = bw
             row["bw_vs_stream"] = bw / copy_bw
         rows.append(row)
+    half_bytes = int(mh.sum()) * d * 4
     packed_rows = [{"pooler": name, "packed_ms": pms[f"{name}:packed"], "padded_ms": pms[f"{name}:padded"],
                     "padded_dense_ms": pms[f"{name}:padded-dense"],
+                    "packed_bw_vs_copy": half_bytes / (pms[f"{name}:packed"] * 1e-3) / 1e9 / copy_bw,
+                    "padded_bw_vs_copy": half_bytes / (pms[f"{name}:padded"] * 1e-3) / 1e9 / copy_bw,
                     "packed_vs_padded": pms[f"{name}:packed"] / pms[f"{name}:padded"],
                     "packed_vs_padded_dense": pms[f"{name}:packed"] / pms[f"{name}:padded-dense"]}
                    for name in SIMPLE]
@@ -204,10 +227,16 @@ def run(args: argparse.Namespace) -> dict:
                   "packed_case_padding_fraction": 1 - float(mh.float().mean())},
         "stream_copy_ms": ms["stream:copy"], "stream_copy_GBps": copy_bw,
         "rows": rows, "packed": packed_rows, "targets": targets,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu": cpu_name(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpu": device_name(dev), "device": str(dev),
                     "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "poolwise": pw.__version__, "rounds": args.rounds},
     }
+
+
+def device_name(dev: torch.device) -> str:
+    """The CPU's name and vector extensions, or the GPU's name."""
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
 
 
 def _dense(pooler: pw.Pooler, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -225,11 +254,11 @@ def render(res: dict) -> str:
     for r in res["rows"]:
         rec = f"{r['recipe_ms']:>11.2f}{r['speedup_vs_recipe']:>8.1f}x" if "recipe_ms" in r else " " * 20
         bw = f"{r['valid_read_GBps']:>8.1f}{r['bw_vs_stream']:>9.2f}" if "bw_vs_stream" in r else ""
-        out.append(f"{r['pooler']:<24}{r['ms']:>9.2f}{r['x_mean']:>9.2f}{rec}{bw}")
+        out.append(f"{r['pooler']:<24}{r['ms']:>9.3f}{r['x_mean']:>9.2f}{rec}{bw}")
     out += ["", f"packed vs padded, {s['packed_case_padding_fraction']:.0%} of the padded batch is padding",
             f"{'pooler':<16}{'packed ms':>11}{'padded ms':>11}{'dense ms':>10}{'pk/pad':>8}{'pk/dense':>10}"]
     for r in res["packed"]:
-        out.append(f"{r['pooler']:<16}{r['packed_ms']:>11.2f}{r['padded_ms']:>11.2f}{r['padded_dense_ms']:>10.2f}"
+        out.append(f"{r['pooler']:<16}{r['packed_ms']:>11.3f}{r['padded_ms']:>11.3f}{r['padded_dense_ms']:>10.3f}"
                    f"{r['packed_vs_padded']:>8.2f}{r['packed_vs_padded_dense']:>10.2f}")
     out += ["", "targets (measured ratios):"]
     for goal, vals in res["targets"].items():
@@ -250,8 +279,19 @@ def render_md(res: dict) -> str:
     for r in res["rows"]:
         rec = f"{r['speedup_vs_recipe']:.1f}x faster" if "speedup_vs_recipe" in r else ""
         bw = f"{r['bw_vs_stream']:.2f}" if "bw_vs_stream" in r else ""
-        lines.append(f"| {r['pooler']} | {r['ms']:.2f} | {r['x_mean']:.2f} | {rec} | {bw} |")
+        lines.append(f"| {r['pooler']} | {_ms(r['ms'])} | {r['x_mean']:.2f} | {rec} | {bw} |")
+    if m.get("device", "cpu") != "cpu":  # on GPUs the packed table is part of the question
+        lines += ["", f"Packed against padded ({s['packed_case_padding_fraction']:.0%} of the padded batch "
+                  "is padding); bandwidth = real tokens' bytes / time, over the copy's:", "",
+                  "| pooler | packed ms | padded ms | packed bw / copy | padded bw / copy |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['pooler']} | {_ms(r['packed_ms'])} | {_ms(r['padded_ms'])} | "
+                  f"{r['packed_bw_vs_copy']:.2f} | {r['padded_bw_vs_copy']:.2f} |" for r in res["packed"]]
     return "\n".join(lines) + "\n"
+
+
+def _ms(v: float) -> str:
+    return f"{v:.2f}" if v >= 1 else f"{v:.3f}"
 
 
 def write_text(path: Path, text: str) -> None:
@@ -275,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (median)")
     ap.add_argument("--budget", type=float, default=2.0, help="seconds a slow candidate may use")
     ap.add_argument("--quick", action="store_true", help="7 rounds, skip the per-token K/V reference")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("--md", type=Path, help="also write the main table as Markdown here")
     args = ap.parse_args(argv)
@@ -285,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--length must be >= 4 (lengths are drawn from [N/4, N])")
     if args.quick:
         args.rounds = min(args.rounds, 7)
+    if args.device != "cpu" and not (args.device.startswith("cuda") and torch.cuda.is_available()):
+        ap.error(f"--device must be cpu or an available cuda device; got {args.device!r}")
     res = run(args)
     print(render(res))
     if args.json:

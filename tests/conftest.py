@@ -7,7 +7,11 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest -n N: the cores split 
     os.environ.setdefault("OMP_NUM_THREADS", str(_threads))  # read when torch starts
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
+
+if not torch.cuda.is_available():  # the Triton kernels' tests run interpreted on CPU tensors
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 settings.register_profile(
     "default", deadline=None, max_examples=25, derandomize=True,

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from .base import Pooler
-from .dispatch import route
+from .dispatch import gpu_reduce, route
 from .functional import (
     Segments,
     WeightFn,
@@ -23,7 +23,7 @@ from .functional import (
     last_index,
     masked_extreme,
     mean_weight,
-    reduce_segments,
+    packed_weighted_sum,
     segment_extreme,
     sum_weight,
     weighted_reduce,
@@ -46,7 +46,7 @@ class _WeightedSumPooler(Pooler):
         return weighted_reduce(x, mask, self.weight)
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
-        return reduce_segments(Segments.from_packed(x, cu_seqlens), self.weight)
+        return packed_weighted_sum(x, cu_seqlens, self.weight, self.kernel_mode)
 
 
 def _sqrt_len_weight(count: Tensor, rank: Tensor) -> Tensor:
@@ -137,10 +137,17 @@ class WeightedMeanPooling(_WeightedSumPooler):
 class _ExtremePooler(Pooler):
     largest: bool
 
+    def _pool_fused(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        gpu = gpu_reduce(x)
+        return None if gpu is None else gpu.masked_reduce(x, mask, "max" if self.largest else "min")
+
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         return masked_extreme(x, mask, self.largest)
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+        gpu = gpu_reduce(x)
+        if gpu is not None:
+            return gpu.segment_reduce(x, cu_seqlens, "max" if self.largest else "min")
         if not route(x).segments:  # GPUs, autograd: pad once, then one dense reduction (no row loop)
             return super()._pool_packed(x, cu_seqlens)
         return segment_extreme(Segments.from_packed(x, cu_seqlens), self.largest)

@@ -11,6 +11,9 @@ Three kinds of kernel compute the same numbers (tests compare them):
   softmax, weighted sums in one pass), the sums behind mean / sum / weighted_mean, and GeM
   and softmax aggregation with their backward passes. It is built once with AVX-512, AVX2 and
   baseline variants inside and runs the best one the CPU reports.
+* **Triton** (eager CUDA inference, when Triton is installed): one kernel launch reduces the
+  real tokens of padded or packed input for sum / mean / mean_sqrt_len / weighted_mean / max
+  / min (:mod:`~poolwise.pooling.triton_kernels`).
 
 Independently, elementwise-heavy poolers pool rows in cache-sized chunks in eager CPU mode.
 """
@@ -106,6 +109,17 @@ def real_token_kernel(table: Tensor, *others: Tensor, allow_grad: bool = False) 
     if not allow_grad and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return None
     return token_kernels()
+
+
+def gpu_reduce(x: Tensor) -> Any | None:
+    """The Triton reduction kernels (:mod:`~poolwise.pooling.triton_kernels`) for pooling
+    ``x`` when they apply: eager, CUDA, float32/16/bf16, not tracked by autograd (training
+    keeps the dense kernels, whose backward passes are cheap); else None."""
+    if _FORCE_DENSE or is_compiling() or (torch.is_grad_enabled() and x.requires_grad):
+        return None
+    from . import triton_kernels  # imports Triton (optional) only when a GPU tensor comes
+
+    return triton_kernels if triton_kernels.applies(x) else None
 
 
 def kernel_mask(x: Tensor, mask: Tensor | None) -> Tensor:

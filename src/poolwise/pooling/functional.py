@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .dispatch import real_token_kernel, route
+from .dispatch import gpu_reduce, real_token_kernel, route
 
 #: weight of a real token from its row's real-token count and its 1-based rank (both fp32)
 WeightFn = Callable[[Tensor, Tensor], Tensor]
@@ -283,14 +283,27 @@ def weighted_reduce(x: Tensor, mask: Tensor | None, weight: WeightFn, seg: Segme
 
 
 def fused_weighted_sum(x: Tensor, mask: Tensor | None, kernel_mode: int) -> Tensor | None:
-    """The compiled masked sum of :func:`weighted_reduce` (``kernel_mode`` 0-3), or None when
-    it does not apply (no mask, autograd, not eager float32 CPU, no kernel). Empty rows are 0."""
+    """The one-call masked sum of :func:`weighted_reduce` (``kernel_mode`` 0-3), or None when
+    none applies: the Triton kernel for CUDA inference (mask optional), the compiled CPU kernel
+    for eager float32 CPU inference with a mask. Empty rows are 0."""
+    gpu = gpu_reduce(x)
+    if gpu is not None:
+        return gpu.masked_reduce(x, mask, kernel_mode)
     if mask is None or not route(x).segments:
         return None
     kernel = real_token_kernel(x)
     if kernel is None:
         return None
     return kernel.masked_sum(x.contiguous(), mask.contiguous(), kernel_mode)
+
+
+def packed_weighted_sum(x: Tensor, cu_seqlens: Tensor, weight: WeightFn, kernel_mode: int) -> Tensor:
+    """:func:`weighted_reduce` of packed tokens ``(T, D)`` split by ``cu_seqlens``: one Triton
+    launch for CUDA inference, else the segment kernels."""
+    gpu = gpu_reduce(x)
+    if gpu is not None:
+        return gpu.segment_reduce(x, cu_seqlens, kernel_mode)
+    return reduce_segments(Segments.from_packed(x, cu_seqlens), weight)
 
 
 def reduce_segments(seg: Segments, weight: WeightFn) -> Tensor:
@@ -310,6 +323,9 @@ def masked_mean(x: Tensor, mask: Tensor | None = None, seg: Segments | None = No
 
 def masked_extreme(x: Tensor, mask: Tensor | None, largest: bool) -> Tensor:
     """Feature-wise max (``largest``) or min over the real tokens; 0 for an empty row."""
+    gpu = gpu_reduce(x)
+    if gpu is not None:
+        return gpu.masked_reduce(x, mask, "max" if largest else "min")
     if mask is None:
         return x.amax(1) if largest else x.amin(1)
     if route(x).segments:
@@ -329,4 +345,4 @@ def masked_min(x: Tensor, mask: Tensor | None = None) -> Tensor:
 
 def packed_mean(x: Tensor, cu_seqlens: Tensor) -> Tensor:
     """Mean of each sequence of packed tokens ``(T, D)`` split by ``cu_seqlens`` ``(B+1,)``."""
-    return reduce_segments(Segments.from_packed(x, cu_seqlens), mean_weight)
+    return packed_weighted_sum(x, cu_seqlens, mean_weight, 1)
