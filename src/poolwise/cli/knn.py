@@ -28,7 +28,7 @@ def register(commands: Any, experiments: Any) -> None:
         "adapool-knn", help="kNN-Centroid signal loss against SNR (AdaPool paper, from scratch)",
         description="Train encoder + pooler from scratch on kNN-Centroid at several SNRs; "
         "signal-loss plot, table and runs.csv. Resumable: rerun the same command.")
-    p.add_argument("--preset", default="quick", help="demo, quick or paper (default: quick)")
+    p.add_argument("--preset", default="quick", help="demo, quick, paper or paper-gpu (default: quick)")
     p.add_argument("--poolers",
                    help="comma-separated poolers: registered names, or cls_token for the learned CLS token")
     p.add_argument("--k", help="comma-separated k values (SNR = k/128)")
@@ -54,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
     ks = int_list(args.k, "--k") if args.k else preset.ks
     seeds = int_list(args.seeds, "--seeds") if args.seeds else preset.seeds
     specs = grid_specs("adapool-knn", base, k=ks, pooler=poolers, seed=seeds)
+    device = str(base.get("device", "auto"))
+    if device.startswith("cuda") and not args.address:
+        import torch
+
+        if not torch.cuda.is_available():  # fail before anything is written, not in every run
+            raise UsageError(f"device {device!r} (preset {args.preset!r} or --set) needs a CUDA device; "
+                             "none is visible here (use --set device=cpu, or run on a GPU machine)")
 
     out = check_writable_dir(args.out or Path("results") / f"adapool-knn-{args.preset}")
     db = check_writable_file(args.db or out / "runs.sqlite")
