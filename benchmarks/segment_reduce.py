@@ -24,6 +24,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -66,6 +67,34 @@ def timed(fn: Callable[[], object], reps: int = 50, rounds: int = 7) -> float:
     return statistics.median(out)
 
 
+def graph_timed(fn: Callable[[], object], reps: int = 20) -> float:
+    """Device milliseconds per call: ``reps`` calls captured in one CUDA graph, replayed (no
+    host launch cost in the figure; only for calls without a host sync)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(reps):
+            fn()
+    return timed(graph.replay, reps=5) / reps
+
+
+def host_ms(fn: Callable[[], object], calls: int = 200) -> float:
+    """Host milliseconds per call when calls are queued back to back (launch overhead)."""
+    fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    host = (time.perf_counter() - start) * 1e3 / calls
+    torch.cuda.synchronize()
+    return host
+
+
 def run(b: int, n: int, d: int, dtype: torch.dtype, sweep: bool) -> dict:
     from poolwise.pooling import triton_kernels as tk
 
@@ -105,6 +134,19 @@ def run(b: int, n: int, d: int, dtype: torch.dtype, sweep: bool) -> dict:
         ms = {k: timed(f) for k, f in cands.items()}
         with no_triton():
             ms.update({k: timed(f) for k, f in base.items()})
+        launch = {  # where the time of a call goes: device (graph replay) and host (queueing)
+            "triton kernel, mean padded": lambda: tk.masked_reduce(x, mask, "mean"),
+            "triton kernel, mean packed": lambda: tk.segment_reduce(packed, cu, "mean"),
+            "mean pooler, padded (triton)": lambda: poolers["mean"](x, mask),
+            "copy of the padded batch": lambda: buf.copy_(x),
+        }
+        split = [{"case": k, "graph_ms": graph_timed(f), "host_ms": host_ms(f)} for k, f in launch.items()]
+        with no_triton():
+            split.append({"case": "mean pooler, padded (pytorch path)",
+                          "graph_ms": graph_timed(lambda: poolers["mean"](x, mask)),
+                          "host_ms": host_ms(lambda: poolers["mean"](x, mask))})
+        for r in split:
+            r["real_GBps_graph"] = real_bytes / r["graph_ms"] / 1e6
         ref = poolers["mean"](x.float(), mask)
         check = float((tk.masked_reduce(x, mask, "mean").float() - ref).abs().max())
         sweep_rows = []
@@ -121,7 +163,7 @@ def run(b: int, n: int, d: int, dtype: torch.dtype, sweep: bool) -> dict:
                      "fraction_of_copy_bw": real_bytes / ms[name] / 1e6 / copy_gbps})
     return {"shape": [b, n, d], "dtype": str(dtype).replace("torch.", ""), "copy_ms": copy_ms,
             "copy_GBps": copy_gbps, "real_token_fraction": float(mask.float().mean()),
-            "max_abs_err_vs_fp32_mean": check, "rows": rows, "sweep": sweep_rows}
+            "max_abs_err_vs_fp32_mean": check, "rows": rows, "sweep": sweep_rows, "launch": split}
 
 
 def markdown(report: dict) -> str:
@@ -134,6 +176,12 @@ def markdown(report: dict) -> str:
         for r in res["rows"]:
             lines.append(f"| {r['case']} | {r['ms'] * 1e3:.1f} | {r['real_GBps']:.0f} | "
                          f"{r['fraction_of_copy_bw']:.2f} |")
+        if res.get("launch"):
+            lines += ["", "Device time (calls replayed from a CUDA graph) and host time per call (queued "
+                      "back to back); a call costs the larger of the two:", "",
+                      "| case | device us | host us | real-token GB/s on the device |", "|---|---|---|---|"]
+            lines += [f"| {r['case']} | {r['graph_ms'] * 1e3:.1f} | {r['host_ms'] * 1e3:.1f} | "
+                      f"{r['real_GBps_graph']:.0f} |" for r in res["launch"]]
         if res["sweep"]:
             best = sorted(res["sweep"], key=lambda r: r["padded_ms"] + r["packed_ms"])[:5]
             lines += ["", "Fastest launch configurations (mean, padded + packed):", "",
@@ -146,7 +194,7 @@ def markdown(report: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shape", default="64,512,768", help="B,N,D")
+    ap.add_argument("--shapes", default="64,512,768", help="B,N,D[;B,N,D...] (default: 64,512,768)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the launch-configuration sweep")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--md", type=Path)
@@ -156,12 +204,15 @@ def main() -> int:
     if not torch.cuda.is_available() or not tk.available():
         print("segment_reduce: needs a CUDA device and Triton; nothing to measure")
         return 0
-    b, n, d = (int(v) for v in args.shape.split(","))
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
               "triton": tk.triton.__version__, "runs": []}
-    for dtype in (torch.float32, torch.bfloat16):
-        report["runs"].append(run(b, n, d, dtype, sweep=not args.no_sweep and dtype == torch.float32))
-        print(f"{dtype} done", file=sys.stderr, flush=True)
+    for shape in args.shapes.split(";"):
+        b, n, d = (int(v) for v in shape.split(","))
+        for dtype in (torch.float32, torch.bfloat16):
+            report["runs"].append(run(b, n, d, dtype, sweep=not args.no_sweep and dtype == torch.float32))
+            print(f"{shape} {dtype} done", file=sys.stderr, flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(report, indent=2))
     text = markdown(report)
     print(text)
     if args.json:
