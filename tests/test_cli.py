@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 TINY = ["--set", "num_samples=40", "--set", "num_vectors=16", "--set", "dim=4", "--set", "depth=1",
         "--set", "num_heads=2", "--set", "ffn_dim=8", "--set", "epochs=1", "--set", "batch_size=16"]
@@ -137,6 +138,8 @@ def test_resume_after_kill_runs_each_config_exactly_once(tmp_path, env, sig):
      "cannot reach a Ray cluster at 127.0.0.1:1"),
     (["reproduce", "adapool-knn", "--address", "127.0.0.1:1"], "--address needs --executor ray"),
     (["reproduce", "adapool-knn", "--bogus"], "unrecognized arguments: --bogus"),
+    pytest.param(["reproduce", "adapool-knn", "--preset", "paper-gpu"], "needs a CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
     (["report", "--db", "/nonexistent/x.sqlite", "--out", "/tmp/x"], "no results database"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, env, args, match):

@@ -173,3 +173,12 @@ def test_any_shape_and_mask(b, n, d, seed, mode):
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
     packed = tk.segment_reduce(x[mask].to(DEVICE), cu_of(mask).to(DEVICE), mode, SMALL).cpu()
     torch.testing.assert_close(packed, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_large_half_precision_keeps_the_pytorch_path(monkeypatch):
+    monkeypatch.setattr(tk, "HALF_MAX_ELEMENTS", 100)
+    with routed():
+        assert tk.applies(torch.zeros(2, 5, 10, dtype=torch.bfloat16, device=DEVICE))
+        assert not tk.applies(torch.zeros(2, 6, 10, dtype=torch.bfloat16, device=DEVICE))
+        assert tk.applies(torch.zeros(2, 6, 10, device=DEVICE))  # float32: any size
+        assert not tk.applies(torch.zeros(2, 6, 10, dtype=torch.float64, device=DEVICE))

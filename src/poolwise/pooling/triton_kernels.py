@@ -51,8 +51,13 @@ class LaunchConfig:
     num_warps: int = 4
 
 
-#: chosen from ``benchmarks/segment_reduce.py`` on an H200 (see docs/speed.md)
-DEFAULT_CONFIG = LaunchConfig()
+DEFAULT_CONFIG = LaunchConfig(block_n=64, block_d=64, num_warps=4)
+"""The fastest float32 tile of ``benchmarks/segment_reduce.py``'s sweep on an H200 at both
+measured sizes (64 x 512 x 768 and 256 x 1024 x 1024), padded and packed (docs/speed.md)."""
+#: half-precision input above this many elements keeps the PyTorch path: measured on an H200,
+#: bfloat16 ran 1.4x faster through Triton at 25M elements and 1.8x slower at 268M (the
+#: crossover between them was not measured; float32 was faster at both)
+HALF_MAX_ELEMENTS = 1 << 26
 
 
 def available() -> bool:
@@ -84,8 +89,11 @@ def on_cpu(enabled: bool = True) -> Iterator[None]:
 
 def applies(x: Tensor) -> bool:
     """Whether poolers reduce ``x`` with these kernels: Triton available, a CUDA tensor (a CPU
-    one inside :func:`on_cpu`), float32/float16/bfloat16, at least one feature."""
-    return (available() and x.dtype in _DTYPES and x.shape[-1] > 0
+    one inside :func:`on_cpu`), float32, or float16/bfloat16 up to :data:`HALF_MAX_ELEMENTS`,
+    at least one feature."""
+    if x.dtype != torch.float32 and (x.dtype not in _DTYPES or x.numel() > HALF_MAX_ELEMENTS):
+        return False
+    return (available() and x.shape[-1] > 0
             and (x.device.type == "cuda" or (_ON_CPU and x.device.type == "cpu")))
 
 
