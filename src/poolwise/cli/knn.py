@@ -28,7 +28,8 @@ def register(commands: Any, experiments: Any) -> None:
         "adapool-knn", help="kNN-Centroid signal loss against SNR (AdaPool paper, from scratch)",
         description="Train encoder + pooler from scratch on kNN-Centroid at several SNRs; "
         "signal-loss plot, table and runs.csv. Resumable: rerun the same command.")
-    p.add_argument("--preset", default="quick", help="demo, quick, paper or paper-gpu (default: quick)")
+    p.add_argument("--preset", default="quick",
+                   help="demo, quick, scaling, paper or paper-gpu (default: quick)")
     p.add_argument("--poolers",
                    help="comma-separated poolers: registered names, or cls_token for the learned CLS token")
     p.add_argument("--k", help="comma-separated k values (SNR = k/128)")
@@ -47,14 +48,14 @@ def run(args: argparse.Namespace) -> int:
     if args.preset not in PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
     preset = PRESETS[args.preset]
-    base = {**preset.base, **overrides(args.set)}
+    bases = preset.configs(overrides(args.set))
     poolers = preset.poolers
     if args.poolers:
         poolers = tuple(p.strip() for p in args.poolers.split(",") if p.strip())
     ks = int_list(args.k, "--k") if args.k else preset.ks
     seeds = int_list(args.seeds, "--seeds") if args.seeds else preset.seeds
-    specs = grid_specs("adapool-knn", base, k=ks, pooler=poolers, seed=seeds)
-    device = str(base.get("device", "auto"))
+    specs = [s for base in bases for s in grid_specs("adapool-knn", base, k=ks, pooler=poolers, seed=seeds)]
+    device = str(bases[0].get("device", "auto"))
     if device.startswith("cuda") and not args.address:
         import torch
 
@@ -66,11 +67,18 @@ def run(args: argparse.Namespace) -> int:
     db = check_writable_file(args.db or out / "runs.sqlite")
     runner = executor(args)
     with open_store(db, create=True) as store:
+        points = f" x {len(bases)} compute points" if len(bases) > 1 else ""
         print(f"adapool-knn, preset {args.preset!r}: {len(specs)} runs ({len(poolers)} poolers x "
-              f"{len(ks)} k x {len(seeds)} seeds), results in {db}", file=sys.stderr)
+              f"{len(ks)} k x {len(seeds)} seeds{points}), results in {db}", file=sys.stderr)
         note_other_settings(store, specs, KNN_AXES)
         summary = run_sweep(specs, store, runner, args.retry_failed, Progress(quiet=args.quiet))
         paths = write_knn_report(store, out) if store.rows("adapool-knn", "done") else {}
+        if preset.points and paths:  # a compute-scaling sweep: loss and margin against FLOPs
+            from ..report.knn_scaling import scaling_frame, write_scaling_report
+
+            frame = scaling_frame(store)
+            if not frame.empty:
+                paths.update(write_scaling_report(frame, out))
     print_summary(summary)
     print_paths(paths)
     return 1 if summary.failed else 0

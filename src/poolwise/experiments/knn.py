@@ -110,6 +110,15 @@ def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: i
     return total / y.numel()
 
 
+def train_flops_per_sample(cfg: KNNConfig) -> float:
+    """Approximate training FLOPs of one sample (the encoder only): per layer and token the
+    Q/K/V/output projections (4 d^2 multiply-adds), attention scores and weighted sums (2 n d)
+    and the FFN (2 d f); 2 FLOPs per multiply-add, backward twice the forward."""
+    n = cfg.num_vectors + (1 if cfg.pooler == CLS_TOKEN else 0)
+    macs = cfg.depth * n * (4 * cfg.dim ** 2 + 2 * n * cfg.dim + 2 * cfg.dim * cfg.ffn_dim)
+    return 6.0 * macs
+
+
 def _fits_on_device(dev: torch.device, *tensors: torch.Tensor) -> bool:
     """Whether the data takes at most half of the device's free memory (the paper's 1M sets
     are 8.2 GB: on an 80-141 GB GPU they fit, and the model needs little)."""
@@ -158,7 +167,8 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
             "baseline_centroid": base["centroid"], "baseline_query": base["query"],
             "snr": cfg.snr, "train_samples_per_s": len(x_train) * cfg.epochs / max(result.train_s, 1e-9),
             "parameters": sum(p.numel() for p in model.parameters()), "device": str(dev),
-            "data_on_device": on_device,
+            "data_on_device": on_device, "sample_gradients": len(x_train) * cfg.epochs,
+            "train_flops": len(x_train) * cfg.epochs * train_flops_per_sample(cfg),
         },
         "history": result.history,
     }

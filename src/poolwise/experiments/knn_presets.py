@@ -2,7 +2,8 @@
 
 ``paper`` is the paper's protocol (for a GPU or a cluster); ``paper-gpu`` is the same model and
 data with one seed, pinned to a CUDA device (its measured cost is in the kNN reproduction's
-docs). ``quick`` and ``demo`` are sized
+docs). ``scaling`` crosses 2 SNRs, 3 poolers and 2 seeds with compute points (depth, data,
+optimiser family) for the compute-scaling study. ``quick`` and ``demo`` are sized
 for a 2-core laptop: fewer samples, epochs, layers and heads, a smaller batch and a larger
 learning rate (more optimisation steps matter more than depth at this budget), while keeping
 the task itself (N=128, d=16, the same generator and splits) unchanged.
@@ -26,6 +27,25 @@ class Preset:
     poolers: tuple[str, ...] = PAPER_POOLERS
     seeds: tuple[int, ...] = (0, 1)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: compute points: each overrides ``base`` and is crossed with ks x poolers x seeds
+    #: (empty: the grid is ks x poolers x seeds on ``base`` alone)
+    points: tuple[dict[str, Any], ...] = ()
+
+    def configs(self, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The base settings of each compute point (one without points), ``overrides`` (the
+        command line's ``--set``) applied last; points that become equal are kept once."""
+        out: list[dict[str, Any]] = []
+        for point in self.points or ({},):
+            cfg = {**self.base, **point, **(overrides or {})}
+            if cfg not in out:
+                out.append(cfg)
+        return out
+
+
+#: the optimiser and regulariser families of the scaling study: the quick presets' (small
+#: batches, a larger learning rate, no dropout) and the paper's
+_QUICK_FAMILY = {"batch_size": 64, "lr": 2e-3, "dropout": 0.0}
+_PAPER_FAMILY = {"batch_size": 750, "lr": 5e-4, "dropout": 0.1}
 
 
 PRESETS: dict[str, Preset] = {
@@ -44,6 +64,14 @@ PRESETS: dict[str, Preset] = {
         {"num_samples": 20_000, "epochs": 5, "depth": 1, "num_heads": 8, "ffn_dim": 64,
          "batch_size": 64, "lr": 2e-3},
         KNN_VALUES),
+    "scaling": Preset(
+        "compute-scaling study: 2 SNRs x 3 poolers x 2 seeds at 5 compute points (depth 1-12, "
+        "80k-320k sample-gradients), cheapest first; about 3 hours on 2 cores, resumable",
+        {"num_heads": 8, "ffn_dim": 64, "num_samples": 20_000, "epochs": 5},
+        (4, 16), poolers=("adapool", "max", "mean"), seeds=(0, 1),
+        points=({"depth": 1, **_QUICK_FAMILY}, {"depth": 2, **_QUICK_FAMILY},
+                {"depth": 4, **_QUICK_FAMILY}, {"depth": 1, "num_samples": 80_000, **_QUICK_FAMILY},
+                {"depth": 12, **_PAPER_FAMILY})),
     "demo": Preset(
         "3 SNRs x 4 poolers x 1 seed in under 5 minutes on 2 cores",
         {"num_samples": 10_000, "epochs": 5, "depth": 1, "num_heads": 8, "ffn_dim": 64,

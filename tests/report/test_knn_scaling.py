@@ -1,0 +1,54 @@
+"""The compute-scaling report and the scaling preset's grid."""
+
+import pandas as pd
+import pytest
+
+from poolwise.experiments.knn import KNNConfig, train_flops_per_sample
+from poolwise.experiments.knn_presets import PRESETS
+from poolwise.report.knn_scaling import PAPER_FLOPS, scaling_table, write_scaling_report
+
+
+def test_flops_per_sample_by_hand():
+    cfg = KNNConfig(k=4, pooler="mean", depth=2, dim=16, num_heads=8, ffn_dim=64, num_vectors=128)
+    per_token = 4 * 16 * 16 + 2 * 128 * 16 + 2 * 16 * 64  # projections, attention, FFN
+    assert train_flops_per_sample(cfg) == 6.0 * 2 * 128 * per_token
+    cls = KNNConfig(k=4, pooler="cls_token", depth=2)
+    assert train_flops_per_sample(cls) > train_flops_per_sample(KNNConfig(k=4, pooler="adapool", depth=2))
+    assert train_flops_per_sample(KNNConfig(k=4, depth=12)) * 72_000_000 == PAPER_FLOPS
+
+
+def test_scaling_preset_crosses_points_with_the_grid_cheapest_first():
+    preset = PRESETS["scaling"]
+    bases = preset.configs()
+    assert [b["depth"] for b in bases] == [1, 2, 4, 1, 12]
+    assert bases[3]["num_samples"] == 80_000 and bases[4]["batch_size"] == 750 and bases[4]["dropout"] == 0.1
+    collapsed = preset.configs({"num_samples": 100, "depth": 1, "batch_size": 8, "lr": 1e-3, "dropout": 0.0})
+    assert len(collapsed) == 1  # points made equal by --set run once
+    assert PRESETS["quick"].configs() == [PRESETS["quick"].base]
+
+
+def frame() -> pd.DataFrame:
+    rows = []
+    for depth, sg, flops in ((1, 80_000, 1e12), (4, 80_000, 4e12)):
+        for pooler, loss in (("adapool", 0.01 / depth), ("max", 0.03), ("mean", 0.05)):
+            for seed in (0, 1):
+                rows.append({"pooler": pooler, "k": 16, "snr": 0.125, "seed": seed, "depth": depth,
+                             "num_samples": 20_000, "epochs": 5, "family": "batch 64", "sample_gradients": sg,
+                             "train_flops": flops, "test_signal_loss": loss + 0.001 * seed, "wall_s": 10.0})
+    return pd.DataFrame(rows)
+
+
+def test_table_margins_and_files(tmp_path):
+    table = scaling_table(frame())
+    assert list(table.depth) == [1, 4] and list(table.seeds) == [2, 2]
+    assert table["max/adapool"].tolist() == pytest.approx([0.0305 / 0.0105, 0.0305 / 0.003])
+    paths = write_scaling_report(frame(), tmp_path)
+    text = paths["scaling_table"].read_text()
+    row = "| 0.125 | 4 | batch 64 | 80,000 | 4 | 0.003 | 0.0305 | 0.0505 | 10.17x | 16.83x | 2 | 10 |"
+    assert row in text
+    assert paths["scaling_plot"].stat().st_size > 20_000
+
+
+def test_no_runs_with_flops_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no finished kNN runs"):
+        write_scaling_report(pd.DataFrame(), tmp_path)
