@@ -89,7 +89,7 @@ def test_cls_marker_is_checked_and_keeps_old_run_keys():
     paper = RunSpec("adapool-knn", {"k": 2, "pooler": "cls_token", "cls_marker": "paper", **TINY})
     assert default.key == explicit.key != paper.key
     # the key of a default run is the hash without the field, as before it existed
-    params = {k: v for k, v in default.params.items() if k != "cls_marker"}
+    params = {k: v for k, v in default.params.items() if k not in KNNConfig.key_optional}
     blob = json.dumps({"task": "adapool-knn", "params": params}, sort_keys=True, default=str)
     assert default.key == hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -132,3 +132,41 @@ def test_cls_still_means_the_learned_token_here_with_a_deprecation_warning():
         model = KNNCentroidModel(dim=4, depth=1, num_heads=2, ffn_dim=8, pooler="cls")
     assert model.cls is not None  # a learned token, not the registry's 'first'
     assert KNNCentroidModel(dim=4, depth=1, num_heads=2, ffn_dim=8, pooler="first").cls is None
+
+
+def test_practitioner_options_are_checked_and_keep_old_run_keys():
+    for bad, match in (({"warmup_steps": -1}, "warmup_steps must be an int >= 0"),
+                       ({"marker_std": 0.0}, "marker_std must be a number > 0 or None"),
+                       ({"fresh_data": "yes"}, "fresh_data must be True or False")):
+        with pytest.raises(ValueError, match=match):
+            KNNConfig(k=2, **bad, **TINY)
+    default = RunSpec("adapool-knn", {"k": 2, **TINY})
+    explicit = RunSpec("adapool-knn", {"k": 2, "warmup_steps": 0, "marker_std": None, "fresh_data": False,
+                                       **TINY})
+    assert default.key == explicit.key != RunSpec("adapool-knn", {"k": 2, "fresh_data": True, **TINY}).key
+
+
+def test_warmup_factor_and_marker_init():
+    from poolwise.experiments.knn import fresh_seed, warmup_factor
+
+    assert [warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert fresh_seed(0, 2) != fresh_seed(0, 3) and fresh_seed(0, 2) != fresh_seed(1, 2)
+    torch.manual_seed(0)
+    wide = KNNCentroidModel(dim=64, depth=1, num_heads=2, ffn_dim=8, pooler="mean", marker_std=3.0)
+    narrow = KNNCentroidModel(dim=64, depth=1, num_heads=2, ffn_dim=8, pooler="mean")
+    assert wide.marker.weight.std() > 2.0 and narrow.marker.weight.std() < 0.05
+
+
+def _losses(cfg: KNNConfig) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in run_knn(cfg)["history"]]
+
+
+def test_fresh_data_and_warmup_change_training_and_are_deterministic():
+    base = _losses(KNNConfig(k=4, pooler="mean", **TINY))
+    fresh = _losses(KNNConfig(k=4, pooler="mean", fresh_data=True, **TINY))
+    again = _losses(KNNConfig(k=4, pooler="mean", fresh_data=True, **TINY))
+    assert fresh == again
+    assert fresh[0]["train_loss"] == base[0]["train_loss"]  # the first epoch uses the fixed sets
+    assert fresh[1]["train_loss"] != base[1]["train_loss"]  # the second draws new ones
+    warm = _losses(KNNConfig(k=4, pooler="mean", warmup_steps=50, **TINY))
+    assert warm[0]["train_loss"] != base[0]["train_loss"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -45,7 +47,13 @@ class KNNConfig:
     #: where ClsToken's query marker goes: "query" (on the query vector, ours) or "paper" (the
     #: paper's code: CLS prepended before the markers, so marker 0 lands on the CLS token)
     cls_marker: str = "query"
-    key_optional: ClassVar[tuple[str, ...]] = ("cls_marker",)
+    #: linear learning-rate warm-up over this many optimiser steps (0: none)
+    warmup_steps: int = 0
+    #: initial standard deviation of the query-marker embedding (None: ``init_std``)
+    marker_std: float | None = None
+    #: draw new training sets every epoch after the first (validation and test sets stay)
+    fresh_data: bool = False
+    key_optional: ClassVar[tuple[str, ...]] = ("cls_marker", "warmup_steps", "marker_std", "fresh_data")
 
     def __post_init__(self) -> None:
         ints = ("k", "num_samples", "num_vectors", "dim", "depth", "num_heads", "ffn_dim", "epochs",
@@ -77,6 +85,14 @@ class KNNConfig:
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}")
         check_cls_marker(self.cls_marker)
+        steps = self.warmup_steps
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0; got {steps!r}")
+        std = self.marker_std
+        if std is not None and (not isinstance(std, (int, float)) or isinstance(std, bool) or not std > 0):
+            raise ValueError(f"marker_std must be a number > 0 or None; got {self.marker_std!r}")
+        if not isinstance(self.fresh_data, bool):
+            raise ValueError(f"fresh_data must be True or False; got {self.fresh_data!r}")
         if self.num_samples < 10:
             raise ValueError(f"num_samples must be >= 10 to split train/val/test; got {self.num_samples}")
 
@@ -108,6 +124,17 @@ def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: i
             xb, yb = x[i:i + batch].to(dev), y[i:i + batch].to(dev)
             total += float(F.mse_loss(model(xb), yb, reduction="sum"))
     return total / y.numel()
+
+
+def fresh_seed(data_seed: int, epoch: int) -> int:
+    """The generator seed of epoch ``epoch``'s fresh training sets (``fresh_data``): far from
+    the small seeds runs use for their fixed data, and different for every epoch."""
+    return 1_000_000 * epoch + data_seed
+
+
+def warmup_factor(step: int, steps: int) -> float:
+    """Learning-rate factor after ``step`` optimiser steps of a linear warm-up over ``steps``."""
+    return min(1.0, (step + 1) / steps)
 
 
 def train_flops_per_sample(cfg: KNNConfig) -> float:
@@ -147,17 +174,31 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
             t.to(dev) for t in (x_train, y_train, x_val, y_val, x_test, y_test))
     torch.manual_seed(cfg.seed)
     model = KNNCentroidModel(cfg.dim, cfg.depth, cfg.num_heads, cfg.ffn_dim, cfg.pooler,
-                             cfg.pooler_kwargs, cfg.dropout, cfg.init_std, cls_marker=cfg.cls_marker).to(dev)
+                             cfg.pooler_kwargs, cfg.dropout, cfg.init_std, cls_marker=cfg.cls_marker,
+                             marker_std=cfg.marker_std).to(dev)
     gen = torch.Generator().manual_seed(cfg.seed)
+    train = {"x": x_train, "y": y_train, "epoch": 0}
+
+    def batches() -> Iterator[torch.Tensor]:
+        train["epoch"] += 1
+        if cfg.fresh_data and train["epoch"] > 1:  # new sets, as many, from a seed of their own
+            xs, ys = knn_centroid(len(train["x"]), cfg.k, cfg.num_vectors, cfg.dim,
+                                  fresh_seed(cfg.data_seed, train["epoch"]), cache=False)
+            train["x"], train["y"] = (xs.to(dev), ys.to(dev)) if on_device else (xs, ys)
+        return iter_rows(len(train["x"]), cfg.batch_size, gen)
 
     def loss_of(idx: torch.Tensor) -> tuple[torch.Tensor, int]:
-        xb, yb = x_train[idx].to(dev, non_blocking=True), y_train[idx].to(dev, non_blocking=True)
+        xb, yb = train["x"][idx].to(dev, non_blocking=True), train["y"][idx].to(dev, non_blocking=True)
         return F.mse_loss(model(xb), yb), len(idx)
 
-    result = fit(model, torch.optim.Adam(model.parameters(), lr=cfg.lr), cfg.epochs,
-                 lambda: iter_rows(len(x_train), cfg.batch_size, gen), loss_of,
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = None
+    if cfg.warmup_steps:
+        schedule = partial(warmup_factor, steps=cfg.warmup_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    result = fit(model, optimizer, cfg.epochs, batches, loss_of,
                  lambda: _evaluate(model, x_val, y_val, 2 * cfg.batch_size, dev), progress=progress,
-                 timed=True)
+                 scheduler=scheduler, timed=True)
     test_loss = _evaluate(model, x_test, y_test, 2 * cfg.batch_size, dev)
     base = knn_baselines(x_test, y_test)
     return {

@@ -44,11 +44,14 @@ class KNNCentroidModel(nn.Module):
             the paper's setting: query = token 0 (with residual), encoder heads, 1/sqrt(d_head).
         cls_marker: ``"query"`` (default) or ``"paper"``, see above; only the learned CLS
             token uses it.
+        marker_std: the query/other marker embeddings' initial standard deviation (default:
+            ``init_std``); a larger one tells the query apart more strongly from the start.
     """
 
     def __init__(self, dim: int = 16, depth: int = 12, num_heads: int = 8, ffn_dim: int = 64,
                  pooler: str | Pooler = "adapool", pooler_kwargs: dict[str, Any] | None = None,
-                 dropout: float = 0.0, init_std: float = 0.02, *, cls_marker: str = "query") -> None:
+                 dropout: float = 0.0, init_std: float = 0.02, *, cls_marker: str = "query",
+                 marker_std: float | None = None) -> None:
         super().__init__()
         self.cls_marker = check_cls_marker(cls_marker)
         self.dim = dim
@@ -70,7 +73,7 @@ class KNNCentroidModel(nn.Module):
             if pooler == "adapool":
                 kwargs = {"query": 0, "num_heads": num_heads, "scale": "head_dim", **kwargs}
             self.pool = get_pooler(pooler, defaults={"dim": dim}, **kwargs)
-        nn.init.normal_(self.marker.weight, std=init_std)
+        nn.init.normal_(self.marker.weight, std=init_std if marker_std is None else marker_std)
         for m in self.pool.modules():  # learned poolers get the model's init as well
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=init_std)
