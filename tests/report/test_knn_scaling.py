@@ -25,6 +25,10 @@ def test_scaling_preset_crosses_points_with_the_grid_cheapest_first():
     collapsed = preset.configs({"num_samples": 100, "depth": 1, "batch_size": 8, "lr": 1e-3, "dropout": 0.0})
     assert len(collapsed) == 1  # points made equal by --set run once
     assert PRESETS["quick"].configs() == [PRESETS["quick"].base]
+    variants = PRESETS["variants"].configs()
+    assert len(variants) == 8 and all(v["depth"] == 2 for v in variants)
+    assert variants[5]["fresh_data"] is True
+    assert variants[7] == {**variants[0], "epochs": 15, "fresh_data": True}
 
 
 def frame() -> pd.DataFrame:
@@ -33,7 +37,8 @@ def frame() -> pd.DataFrame:
         for pooler, loss in (("adapool", 0.01 / depth), ("max", 0.03), ("mean", 0.05)):
             for seed in (0, 1):
                 rows.append({"pooler": pooler, "k": 16, "snr": 0.125, "seed": seed, "depth": depth,
-                             "num_samples": 20_000, "epochs": 5, "family": "batch 64", "sample_gradients": sg,
+                             "num_samples": 20_000, "epochs": 5, "setting": f"depth={depth}",
+                             "sample_gradients": sg,
                              "train_flops": flops, "test_signal_loss": loss + 0.001 * seed, "wall_s": 10.0})
     return pd.DataFrame(rows)
 
@@ -44,7 +49,7 @@ def test_table_margins_and_files(tmp_path):
     assert table["max/adapool"].tolist() == pytest.approx([0.0305 / 0.0105, 0.0305 / 0.003])
     paths = write_scaling_report(frame(), tmp_path)
     text = paths["scaling_table"].read_text()
-    row = "| 0.125 | 4 | batch 64 | 80,000 | 4 | 0.003 | 0.0305 | 0.0505 | 10.17x | 16.83x | 2 | 10 |"
+    row = "| 0.125 | depth=4 | 80,000 | 4 | 0.003 | 0.0305 | 0.0505 | 10.17x | 16.83x | 2 | 10 |"
     assert row in text
     assert paths["scaling_plot"].stat().st_size > 20_000
 

@@ -3,7 +3,8 @@
 ``paper`` is the paper's protocol (for a GPU or a cluster); ``paper-gpu`` is the same model and
 data with one seed, pinned to a CUDA device (its measured cost is in the kNN reproduction's
 docs). ``scaling`` crosses 2 SNRs, 3 poolers and 2 seeds with compute points (depth, data,
-optimiser family) for the compute-scaling study. ``quick`` and ``demo`` are sized
+optimiser family) for the compute-scaling study; ``variants`` tries, one change at a time,
+what a practitioner would at depth 2. ``quick`` and ``demo`` are sized
 for a 2-core laptop: fewer samples, epochs, layers and heads, a smaller batch and a larger
 learning rate (more optimisation steps matter more than depth at this budget), while keeping
 the task itself (N=128, d=16, the same generator and splits) unchanged.
@@ -72,6 +73,15 @@ PRESETS: dict[str, Preset] = {
         points=({"depth": 1, **_QUICK_FAMILY}, {"depth": 2, **_QUICK_FAMILY},
                 {"depth": 4, **_QUICK_FAMILY}, {"depth": 1, "num_samples": 80_000, **_QUICK_FAMILY},
                 {"depth": 12, **_PAPER_FAMILY})),
+    "variants": Preset(
+        "what a practitioner would try at depth 2 (dropout, the paper's batch and lr, warm-up, a "
+        "larger marker init, fresh data, 3x longer): 8 settings x 2 SNRs x AdaPool/MaxPool, about 70 "
+        "minutes on 2 cores",
+        {"num_heads": 8, "ffn_dim": 64, "num_samples": 20_000, "epochs": 5, "depth": 2, **_QUICK_FAMILY},
+        (4, 16), poolers=("adapool", "max"), seeds=(0,),
+        points=({}, {"dropout": 0.1}, {"batch_size": 750, "lr": 5e-4}, {"warmup_steps": 250},
+                {"marker_std": 1.0}, {"fresh_data": True}, {"epochs": 15},
+                {"epochs": 15, "fresh_data": True})),
     "demo": Preset(
         "3 SNRs x 4 poolers x 1 seed in under 5 minutes on 2 cores",
         {"num_samples": 10_000, "epochs": 5, "depth": 1, "num_heads": 8, "ffn_dim": 64,

@@ -1,10 +1,10 @@
 """Report of the kNN compute-scaling study: loss and AdaPool's margin against training compute.
 
-Written beside the usual kNN report when a sweep varies compute (``--preset scaling``):
-``scaling.md`` (one row per compute point and SNR: each pooler's test signal loss, the
-margins of MaxPool and AvgPool over AdaPool) and ``scaling.png`` (both against training
-FLOPs, log-log, the paper's compute marked). Built from the store alone; runs stored before
-the FLOP count was recorded are left out.
+Written beside the usual kNN report when a preset has several settings (``--preset scaling``,
+``--preset variants``): ``scaling.md`` (one row per setting and SNR: what the setting changes,
+its compute, each pooler's test signal loss, the margins of MaxPool and AvgPool over AdaPool)
+and ``scaling.png`` (both against training FLOPs, log-log, the paper's compute marked). Built
+from the store alone; runs stored before the FLOP count was recorded are left out.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pandas as pd
 from ..runner.store import ResultsStore
 from .figures import new_figure, to_png
 from .files import atomic_write_bytes, atomic_write_text
+from .settings import differing_keys, setting_label
 
 TASK = "adapool-knn"
 #: the paper's protocol: 1M sets, 5 folds (720k training sets an epoch), 100 epochs, 12 layers
@@ -25,16 +26,17 @@ TARGET_MARGIN = 3.0  # the issue's target: AdaPool 3x below MaxPool at SNR 0.125
 
 
 def scaling_frame(store: ResultsStore) -> pd.DataFrame:
-    """One row per finished run that recorded its training FLOPs."""
+    """One row per finished run that recorded its training FLOPs; ``setting`` names what
+    differs between the runs' configs besides pooler, k and seed (e.g. ``depth=2, lr=0.002``)."""
+    rows = [r for r in store.rows(task=TASK, status="done") if "train_flops" in r["metrics"]]
+    varying = differing_keys([r["config"] for r in rows], ("pooler", "k", "seed"))
     records = []
-    for row in store.rows(task=TASK, status="done"):
+    for row in rows:
         cfg, m = row["config"], row["metrics"]
-        if "train_flops" not in m:
-            continue
-        family = "paper" if cfg.get("batch_size") == 750 else f"batch {cfg.get('batch_size')}"
         records.append({"pooler": cfg["pooler"], "k": cfg["k"], "snr": m["snr"], "seed": cfg["seed"],
                         "depth": cfg["depth"], "num_samples": cfg["num_samples"], "epochs": cfg["epochs"],
-                        "family": family, "sample_gradients": m["sample_gradients"],
+                        "setting": setting_label(cfg, varying) or "-",
+                        "sample_gradients": m["sample_gradients"],
                         "train_flops": m["train_flops"], "test_signal_loss": m["test_signal_loss"],
                         "wall_s": row["wall_s"]})
     return pd.DataFrame.from_records(records)
@@ -42,7 +44,7 @@ def scaling_frame(store: ResultsStore) -> pd.DataFrame:
 
 def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean loss per compute point, SNR and pooler (columns), with margins over AdaPool."""
-    keys = ["depth", "family", "sample_gradients", "train_flops", "snr"]
+    keys = ["setting", "depth", "sample_gradients", "train_flops", "snr"]
     wide = df.pivot_table(index=keys, columns="pooler", values="test_signal_loss", aggfunc="mean")
     seeds = df.groupby(keys)["seed"].nunique().rename("seeds")
     wall = df.groupby(keys)["wall_s"].mean().rename("wall_s_per_run")
@@ -54,15 +56,15 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _markdown(table: pd.DataFrame) -> str:
+    known = {"adapool", "max", "mean", "depth", "setting", "sample_gradients", "train_flops", "snr",
+             "seeds", "wall_s_per_run", "max/adapool", "mean/adapool"}
     poolers = [p for p in ("adapool", "max", "mean") if p in table] + sorted(
-        c for c in table.columns if c not in {"adapool", "max", "mean", "depth", "family", "sample_gradients",
-                                              "train_flops", "snr", "seeds", "wall_s_per_run", "max/adapool",
-                                              "mean/adapool"})
+        c for c in table.columns if c not in known)
     margins = [c for c in ("max/adapool", "mean/adapool") if c in table]
-    head = ["SNR", "depth", "optimiser", "sample-gradients", "TFLOP", *poolers, *margins, "seeds", "s/run"]
+    head = ["SNR", "setting", "sample-gradients", "TFLOP", *poolers, *margins, "seeds", "s/run"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for _, r in table.iterrows():
-        cells = [f"{r.snr:.3g}", f"{int(r.depth)}", r.family, f"{int(r.sample_gradients):,}",
+        cells = [f"{r.snr:.3g}", r.setting, f"{int(r.sample_gradients):,}",
                  f"{r.train_flops / 1e12:.3g}"]
         cells += [f"{r[p]:.4g}" if pd.notna(r[p]) else "-" for p in poolers]
         cells += [f"{r[m]:.2f}x" if pd.notna(r[m]) else "-" for m in margins]
