@@ -8,7 +8,7 @@
 # from the JSON files afterwards (each script's markdown()). Nothing is installed.
 set -u
 OUT=${OUT:-gpu-out}
-STEPS=${STEPS:-tests segment_reduce ops knn knn_sweep}
+STEPS=${STEPS:-tests segment_reduce ops knn tiles knn_sweep}
 mkdir -p "$OUT"
 LOG=$OUT/session.log
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -31,6 +31,7 @@ step ops 120 $PY benchmarks/ops.py --device cuda --quick --json "$OUT/ops-cuda.j
 step knn 200 $PY benchmarks/knn_gpu.py --budget "${KNN_BUDGET:-90}" --json "$OUT/knn-gpu.json"
 # the paper's model at three SNRs, four poolers, one seed, 50k sets: a resumable sweep whose
 # store and report come back as one archive (kept even when the time limit cuts the sweep)
+step tiles 200 $PY benchmarks/triton_tiles.py --json "$OUT/triton-tiles.json"
 step knn_sweep "${KNN_SWEEP_S:-330}" $PY -m poolwise reproduce adapool-knn --preset paper-gpu --k 4,16,64 \
   --poolers adapool,max,mean,cls_token --set num_samples=50000 --set "epochs=${KNN_EPOCHS:-15}" \
   --workers 4 --out knn-paper-gpu --quiet

@@ -25,6 +25,8 @@ if not CUDA and not tk.interpreting():
 DEVICE = "cuda" if CUDA else "cpu"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the interpreter's numpy use
 SMALL = tk.LaunchConfig(block_n=4, block_d=8, num_warps=1)  # several blocks on tiny inputs
+TILED = tk.LaunchConfig(block_n=4, block_d=8, num_warps=1, acc2d=True)  # 2-D accumulator variant
+BOTH = pytest.mark.parametrize("cfg", [SMALL, TILED], ids=["reduce-each-step", "acc2d"])
 NAMES = {"sum": "sum", "mean": "mean", "sqrt_len": "mean_sqrt_len", "rank": "weighted_mean",
          "max": "max", "min": "min"}
 
@@ -71,13 +73,14 @@ def cu_of(mask: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dtype=torch.long), mask.sum(1).cumsum(0)])
 
 
+@BOTH
 @pytest.mark.parametrize("mode", list(tk.MODES))
-def test_padded_and_packed_match_the_float64_definition(mode):
+def test_padded_and_packed_match_the_float64_definition(mode, cfg):
     x, mask = batch()
     ref = reference(x, mask, mode).float()
-    got = tk.masked_reduce(x.to(DEVICE), mask.to(DEVICE), mode, SMALL).cpu()
+    got = tk.masked_reduce(x.to(DEVICE), mask.to(DEVICE), mode, cfg).cpu()
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
-    packed = tk.segment_reduce(x[mask].to(DEVICE), cu_of(mask).to(DEVICE), mode, SMALL).cpu()
+    packed = tk.segment_reduce(x[mask].to(DEVICE), cu_of(mask).to(DEVICE), mode, cfg).cpu()
     torch.testing.assert_close(packed, ref, atol=1e-5, rtol=1e-5)
     assert got[1].abs().sum() == 0 and packed[1].abs().sum() == 0  # the empty row is 0
 
@@ -92,10 +95,15 @@ def test_the_default_launch_config_and_no_mask(mode):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_accumulates_in_fp32(dtype):
+    _half(dtype, SMALL)
+    _half(dtype, TILED)
+
+
+def _half(dtype, cfg):
     x, mask = batch(4, 30, 9)
     x = x * 300  # fp16 sums of these would lose digits if accumulated in fp16
     ref = reference(x.to(dtype).float(), mask, "mean").float()
-    got = tk.masked_reduce(x.to(DEVICE, dtype), mask.to(DEVICE), "mean", SMALL)
+    got = tk.masked_reduce(x.to(DEVICE, dtype), mask.to(DEVICE), "mean", cfg)
     assert got.dtype == dtype
     tol = 1e-3 if dtype == torch.float16 else 8e-3
     torch.testing.assert_close(got.float().cpu(), ref, atol=tol * ref.abs().max(), rtol=0)
@@ -114,11 +122,15 @@ def test_strided_input_and_mask():
     torch.testing.assert_close(got, reference(rows, mask, "max").float())
 
 
-def test_nan_propagates_through_max_like_amax():
+@BOTH
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_nan_propagates_through_max_like_amax(mode, cfg):
     x, mask = batch(3, 8, 5)
     x[0, 2, 1] = float("nan")
-    got = tk.masked_reduce(x.to(DEVICE), mask.to(DEVICE), "max", SMALL).cpu()
+    x[1, 3, 2] = float("nan")  # in an empty row: the row stays 0
+    got = tk.masked_reduce(x.to(DEVICE), mask.to(DEVICE), mode, cfg).cpu()
     assert torch.isnan(got[0, 1]) and torch.isfinite(got[0, [0, 2, 3, 4]]).all()
+    assert got[1].abs().sum() == 0
 
 
 def test_empty_batch_and_bad_mode():
@@ -163,15 +175,15 @@ def test_nan_policy_and_the_off_switch(monkeypatch):
 
 @settings(max_examples=8)
 @given(b=st.integers(1, 4), n=st.integers(1, 9), d=st.integers(1, 12), seed=st.integers(0, 99),
-       mode=st.sampled_from(list(tk.MODES)))
-def test_any_shape_and_mask(b, n, d, seed, mode):
+       mode=st.sampled_from(list(tk.MODES)), cfg=st.sampled_from([SMALL, TILED]))
+def test_any_shape_and_mask(b, n, d, seed, mode, cfg):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(b, n, d, generator=gen)
     mask = torch.rand(b, n, generator=gen) > 0.5
     ref = reference(x, mask, mode).float()
-    got = tk.masked_reduce(x.to(DEVICE), mask.to(DEVICE), mode, SMALL).cpu()
+    got = tk.masked_reduce(x.to(DEVICE), mask.to(DEVICE), mode, cfg).cpu()
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
-    packed = tk.segment_reduce(x[mask].to(DEVICE), cu_of(mask).to(DEVICE), mode, SMALL).cpu()
+    packed = tk.segment_reduce(x[mask].to(DEVICE), cu_of(mask).to(DEVICE), mode, cfg).cpu()
     torch.testing.assert_close(packed, ref, atol=1e-5, rtol=1e-5)
 
 

@@ -44,11 +44,13 @@ _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 @dataclass(frozen=True)
 class LaunchConfig:
-    """Tile of one program: ``block_n`` tokens x ``block_d`` features per step, ``num_warps``."""
+    """Tile of one program: ``block_n`` tokens x ``block_d`` features per step, ``num_warps``;
+    ``acc2d``: sum the tiles elementwise and reduce across tokens once at the end."""
 
     block_n: int = 32
     block_d: int = 128
     num_warps: int = 4
+    acc2d: bool = False
 
 
 DEFAULT_CONFIG = LaunchConfig(block_n=64, block_d=64, num_warps=4)
@@ -102,7 +104,10 @@ if triton is not None:
     @triton.jit
     def _reduce_kernel(x_ptr, mask_ptr, cu_ptr, out_ptr, n_tokens, n_feat, stride_xb, stride_xn,
                        stride_mb, stride_ob, MODE: tl.constexpr, PACKED: tl.constexpr,
-                       HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+                       HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                       ACC2D: tl.constexpr):
+        # ACC2D: accumulate a (BLOCK_N, BLOCK_D) tile elementwise and reduce it across tokens
+        # once at the end (no cross-thread reduction per step); else reduce every step
         row = tl.program_id(0).to(tl.int64)
         cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         col_ok = cols < n_feat
@@ -114,14 +119,16 @@ if triton is not None:
             lo = 0
             hi = n_tokens
             base = x_ptr + row * stride_xb
+        shape = [BLOCK_N, BLOCK_D] if ACC2D else [BLOCK_D]
         if MODE == 4:
-            acc = tl.full([BLOCK_D], float("-inf"), tl.float32)
+            acc = tl.full(shape, float("-inf"), tl.float32)
         elif MODE == 5:
-            acc = tl.full([BLOCK_D], float("inf"), tl.float32)
+            acc = tl.full(shape, float("inf"), tl.float32)
         else:
-            acc = tl.zeros([BLOCK_D], tl.float32)
+            acc = tl.zeros(shape, tl.float32)
         nan_seen = tl.zeros([BLOCK_D], tl.int32)
         count = tl.sum(tl.zeros([BLOCK_N], tl.int32), axis=0)
+        counts = tl.zeros([BLOCK_N], tl.int32)
         for start in range(lo, hi, BLOCK_N):
             pos = start + tl.arange(0, BLOCK_N)
             real = pos < hi
@@ -131,19 +138,44 @@ if triton is not None:
             v = tl.load(base + pos.to(tl.int64)[:, None] * stride_xn + cols[None, :], mask=both,
                         other=0.0).to(tl.float32)
             if MODE >= 4:
-                nan_seen = nan_seen | tl.max((v != v).to(tl.int32), axis=0)
                 fill = float("-inf") if MODE == 4 else float("inf")
                 v = tl.where(both, v, fill)
-                if MODE == 4:
-                    acc = tl.maximum(acc, tl.max(v, axis=0))
+                if ACC2D:  # NaN kept elementwise, read once at the end
+                    if MODE == 4:
+                        acc = tl.maximum(acc, v, propagate_nan=tl.PropagateNan.ALL)
+                    else:
+                        acc = tl.minimum(acc, v, propagate_nan=tl.PropagateNan.ALL)
                 else:
-                    acc = tl.minimum(acc, tl.min(v, axis=0))
+                    nan_seen = nan_seen | tl.max((v != v).to(tl.int32), axis=0)
+                    if MODE == 4:
+                        acc = tl.maximum(acc, tl.max(v, axis=0))
+                    else:
+                        acc = tl.minimum(acc, tl.min(v, axis=0))
             elif MODE == 3:
                 rank = (tl.cumsum(real.to(tl.int32), axis=0) + count).to(tl.float32)
-                acc += tl.sum(v * rank[:, None], axis=0)
+                if ACC2D:
+                    acc += v * rank[:, None]
+                else:
+                    acc += tl.sum(v * rank[:, None], axis=0)
+            elif ACC2D:
+                acc += v
             else:
                 acc += tl.sum(v, axis=0)
-            count += tl.sum(real.to(tl.int32), axis=0)
+            if MODE == 3 or not ACC2D:  # the rank needs the running count at every step
+                count += tl.sum(real.to(tl.int32), axis=0)
+            else:
+                counts += real.to(tl.int32)
+        if ACC2D:
+            if MODE != 3:
+                count = tl.sum(counts, axis=0)
+            if MODE == 4:
+                nan_seen = tl.max((acc != acc).to(tl.int32), axis=0)
+                acc = tl.max(acc, axis=0)
+            elif MODE == 5:
+                nan_seen = tl.max((acc != acc).to(tl.int32), axis=0)
+                acc = tl.min(acc, axis=0)
+            else:
+                acc = tl.sum(acc, axis=0)
         n = count.to(tl.float32)
         if MODE == 1:
             acc = acc / tl.maximum(n, 1.0)
@@ -181,7 +213,7 @@ def _launch(x: Tensor, mask: Tensor | None, cu: Tensor | None, rows: int, mode: 
         x.shape[-2] if not packed else 0, d, 0 if packed else x.stride(0), x.stride(-2),
         0 if mask is None else mask.stride(0), out.stride(0),
         MODE=mode, PACKED=packed, HAS_MASK=mask is not None,
-        BLOCK_N=config.block_n, BLOCK_D=block_d, num_warps=config.num_warps)
+        BLOCK_N=config.block_n, BLOCK_D=block_d, ACC2D=config.acc2d, num_warps=config.num_warps)
     return out
 
 
