@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 import poolwise as pw
+from segment_reduce import timed
 
 D = 64
 KWARGS = {
@@ -85,16 +86,8 @@ def knn_on_cuda() -> dict:
 
 
 def _time(fn, reps: int = 50) -> float:
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    stop.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(stop) / reps
+    """Milliseconds per call (CUDA events; the median of rounds of ``reps`` calls)."""
+    return timed(fn, reps)
 
 
 def speed() -> dict:

@@ -95,15 +95,21 @@ def host_ms(fn: Callable[[], object], calls: int = 200) -> float:
     return host
 
 
+def batch(b: int, n: int, d: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, ...]:
+    """``(x, mask, packed, cu_seqlens, lengths)`` on ``device``: lengths U[N/4, N], seed 0
+    (``lengths`` stays on the CPU)."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(n // 4, n + 1, (b,), generator=gen)
+    x = torch.randn(b, n, d, generator=gen).to(device, dtype)
+    mask = (torch.arange(n)[None] < lengths[:, None]).to(device)
+    cu = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).to(device)
+    return x, mask, x[mask].contiguous(), cu, lengths
+
+
 def run(b: int, n: int, d: int, dtype: torch.dtype, sweep: bool) -> dict:
     from poolwise.pooling import triton_kernels as tk
 
-    gen = torch.Generator().manual_seed(0)
-    lengths = torch.randint(n // 4, n + 1, (b,), generator=gen)
-    x = torch.randn(b, n, d, generator=gen).to(DEV, dtype)
-    mask = (torch.arange(n)[None] < lengths[:, None]).to(DEV)
-    packed = x[mask].contiguous()
-    cu = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).to(DEV)
+    x, mask, packed, cu, lengths = batch(b, n, d, dtype, DEV)
     row_ids = torch.repeat_interleave(torch.arange(b), lengths).to(DEV)
     lengths_dev = lengths.to(DEV)
     size = x.element_size()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from segment_reduce import graph_timed
+from segment_reduce import batch, graph_timed
 
 TILES = [(64, 64, 4), (32, 128, 4), (64, 128, 4), (64, 256, 8)]
 SHAPES = [(64, 512, 768), (256, 1024, 1024)]
@@ -27,12 +27,7 @@ DEV = "cuda"  # a dry run on CPU (interpreted Triton) sets "cpu"
 def run(b: int, n: int, d: int, dtype: torch.dtype) -> list[dict]:
     from poolwise.pooling import triton_kernels as tk
 
-    gen = torch.Generator().manual_seed(0)
-    lengths = torch.randint(n // 4, n + 1, (b,), generator=gen)
-    x = torch.randn(b, n, d, generator=gen).to(DEV, dtype)
-    mask = (torch.arange(n)[None] < lengths[:, None]).to(DEV)
-    packed = x[mask].contiguous()
-    cu = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).to(DEV)
+    x, mask, packed, cu, lengths = batch(b, n, d, dtype, DEV)
     real_bytes = int(lengths.sum()) * d * x.element_size()
     buf = torch.empty_like(x)
     copy_gbps = 2 * x.numel() * x.element_size() / graph_timed(lambda: buf.copy_(x)) / 1e6
