@@ -34,11 +34,15 @@ from poolwise.models import KNNCentroidModel
 DEVICE = "cuda"  # a dry run on CPU sets "cpu"
 
 
+#: the short run of the agreement check
+AGREEMENT_RUN = {"k": 16, "pooler": "adapool", "num_samples": 4_000, "epochs": 2, "depth": 2, "num_heads": 8,
+                 "ffn_dim": 64, "batch_size": 64, "lr": 2e-3, "data_seed": 7}
+
+
 def agreement() -> dict:
-    base = {"k": 16, "pooler": "adapool", "num_samples": 4_000, "epochs": 2, "depth": 2, "num_heads": 8,
-            "ffn_dim": 64, "batch_size": 64, "lr": 2e-3, "data_seed": 7}
+    base = AGREEMENT_RUN
     torch.manual_seed(0)
-    model = KNNCentroidModel(16, 2, 8, 64, "adapool", {}, 0.0, 0.02).eval()
+    model = KNNCentroidModel(16, base["depth"], 8, 64, "adapool", {}, 0.0, 0.02).eval()
     x, _ = knn_centroid(256, 16, seed=7)
     with torch.no_grad():
         cpu_out = model(x)
