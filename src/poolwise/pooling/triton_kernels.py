@@ -119,13 +119,16 @@ if triton is not None:
             lo = 0
             hi = n_tokens
             base = x_ptr + row * stride_xb
-        shape = [BLOCK_N, BLOCK_D] if ACC2D else [BLOCK_D]
         if MODE == 4:
-            acc = tl.full(shape, float("-inf"), tl.float32)
+            start_value = float("-inf")
         elif MODE == 5:
-            acc = tl.full(shape, float("inf"), tl.float32)
+            start_value = float("inf")
         else:
-            acc = tl.zeros(shape, tl.float32)
+            start_value = 0.0
+        if ACC2D:
+            acc = tl.full([BLOCK_N, BLOCK_D], start_value, tl.float32)
+        else:
+            acc = tl.full([BLOCK_D], start_value, tl.float32)
         nan_seen = tl.zeros([BLOCK_D], tl.int32)
         count = tl.sum(tl.zeros([BLOCK_N], tl.int32), axis=0)
         counts = tl.zeros([BLOCK_N], tl.int32)
@@ -161,10 +164,10 @@ if triton is not None:
                 acc += v
             else:
                 acc += tl.sum(v, axis=0)
-            if MODE == 3 or not ACC2D:  # the rank needs the running count at every step
-                count += tl.sum(real.to(tl.int32), axis=0)
-            else:
+            if ACC2D and MODE != 3:  # the rank (MODE 3) needs the running count at every step
                 counts += real.to(tl.int32)
+            else:
+                count += tl.sum(real.to(tl.int32), axis=0)
         if ACC2D:
             if MODE != 3:
                 count = tl.sum(counts, axis=0)
