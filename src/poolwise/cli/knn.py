@@ -55,12 +55,12 @@ def run(args: argparse.Namespace) -> int:
     ks = int_list(args.k, "--k") if args.k else preset.ks
     seeds = int_list(args.seeds, "--seeds") if args.seeds else preset.seeds
     specs = [s for base in bases for s in grid_specs("adapool-knn", base, k=ks, pooler=poolers, seed=seeds)]
-    device = str(bases[0].get("device", "auto"))
-    if device.startswith("cuda") and not args.address:
+    cuda = [str(b["device"]) for b in bases if str(b.get("device", "auto")).startswith("cuda")]
+    if cuda and not args.address:
         import torch
 
         if not torch.cuda.is_available():  # fail before anything is written, not in every run
-            raise UsageError(f"device {device!r} (preset {args.preset!r} or --set) needs a CUDA device; "
+            raise UsageError(f"device {cuda[0]!r} (preset {args.preset!r} or --set) needs a CUDA device; "
                              "none is visible here (use --set device=cpu, or run on a GPU machine)")
 
     out = check_writable_dir(args.out or Path("results") / f"adapool-knn-{args.preset}")
