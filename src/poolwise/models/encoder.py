@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import attention
+from .attention import self_attention
 from .tiny_layer import can_fuse, fused_layer
 
 
@@ -52,10 +52,10 @@ class PreLNLayer(nn.Module):
             return fused_layer(self, x)
         b, n, d = x.shape
         h = self.num_heads
-        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(self.norm1(x)).view(b, n, 3, h, d // h)
         p_att = self.attn_dropout if self.training else 0.0
-        att = attention(q, k, v, self.use_small_kernel, p_att)
-        x = x + F.dropout(self.proj(att.transpose(1, 2).reshape(b, n, d)), p_att, self.training)
+        att = self_attention(qkv, self.use_small_kernel, p_att)
+        x = x + F.dropout(self.proj(att), p_att, self.training)
         hidden = F.dropout(F.gelu(self.fc1(self.norm2(x))), self.ffn_dropout, self.training)
         return x + F.dropout(self.fc2(hidden), self.dropout, self.training)
 
