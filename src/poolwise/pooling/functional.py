@@ -19,7 +19,8 @@ from torch import Tensor
 
 from .dispatch import gpu_reduce, real_token_kernel, route
 
-#: weight of a real token from its row's real-token count and its 1-based rank (both fp32)
+#: weight of a real token from its row's real-token count and its 1-based rank (both in the
+#: accumulation dtype: fp32, or fp64 for double input)
 WeightFn = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -27,6 +28,11 @@ def at_least_fp32(t: Tensor) -> Tensor:
     """``t`` in float32, or float64 when it already is (half precision computes in fp32;
     double precision is not rounded down)."""
     return t if t.dtype == torch.float64 else t.float()
+
+
+def _acc_dtype(x: Tensor) -> torch.dtype:
+    """The dtype sums over ``x``'s tokens accumulate in: fp32, fp64 for double input."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 # --------------------------------------------------------------------------- masks
@@ -204,7 +210,7 @@ def dense_weighted_sum(x: Tensor, weight: Tensor) -> Tensor:
     squeeze = weight.dim() == 2
     w = weight[:, None, :] if squeeze else weight
     if not route(x).eager:
-        out = (w.float()[..., None] * x.float()[:, None]).sum(2).to(x.dtype)
+        out = (at_least_fp32(w)[..., None] * at_least_fp32(x)[:, None]).sum(2).to(x.dtype)
     else:
         out = torch.bmm(w.to(x.dtype), x)
     return out.squeeze(1) if squeeze else out
@@ -218,12 +224,13 @@ def dense_extreme(x: Tensor, mask: Tensor, largest: bool) -> Tensor:
 
 
 def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
-    """Softmax in fp32 with padding filled by ``finfo.min`` (not ``-inf``), so a fully
+    """Softmax in fp32 (fp64 for double scores) with padding filled by ``finfo.min`` (not
+    ``-inf``), so a fully
     masked row gives uniform weights instead of NaN; the empty policy then decides the
     output. ``mask`` must broadcast against ``scores``."""
-    s = scores.float()
+    s = at_least_fp32(scores)
     if mask is not None:
-        s = s.masked_fill(~mask, torch.finfo(torch.float32).min)
+        s = s.masked_fill(~mask, torch.finfo(s.dtype).min)
     return torch.softmax(s, dim=dim)
 
 
@@ -264,10 +271,11 @@ def weighted_reduce(x: Tensor, mask: Tensor | None, weight: WeightFn, seg: Segme
     :math:`\sqrt n`, 3 rank-weighted mean): float32 CPU inference with a mask then runs it,
     walking each row's mask itself (no segment view, no weight vector) and reading every real
     token once as a contiguous stream."""
+    acc = _acc_dtype(x)
     if mask is None and seg is None:
         n = x.shape[1]
-        count = torch.full((1, 1), float(max(n, 1)), device=x.device)
-        rank = torch.arange(1, n + 1, device=x.device, dtype=torch.float32)[None]
+        count = torch.full((1, 1), float(max(n, 1)), device=x.device, dtype=acc)
+        rank = torch.arange(1, n + 1, device=x.device, dtype=acc)[None]
         return dense_weighted_sum(x, weight(count, rank).expand(x.shape[0], n))
     if kernel_mode is not None and seg is None:
         fused = fused_weighted_sum(x, mask, kernel_mode)
@@ -278,8 +286,8 @@ def weighted_reduce(x: Tensor, mask: Tensor | None, weight: WeightFn, seg: Segme
     if seg is not None:
         return reduce_segments(seg, weight)
     mask = keep_mask(x, mask)
-    count = counts(mask)[:, None].clamp_min(1).float()
-    return dense_weighted_sum(x, weight(count, ranks(mask).float()) * mask)
+    count = counts(mask)[:, None].clamp_min(1).to(acc)
+    return dense_weighted_sum(x, weight(count, ranks(mask).to(acc)) * mask)
 
 
 def fused_weighted_sum(x: Tensor, mask: Tensor | None, kernel_mode: int) -> Tensor | None:
@@ -308,7 +316,8 @@ def packed_weighted_sum(x: Tensor, cu_seqlens: Tensor, weight: WeightFn, kernel_
 
 def reduce_segments(seg: Segments, weight: WeightFn) -> Tensor:
     """:func:`weighted_reduce` on a :class:`Segments` view (padded or packed input)."""
-    return segment_weighted_sum(seg, weight(seg.counts[seg.row].float(), seg.rank.float()))
+    acc = _acc_dtype(seg.table)
+    return segment_weighted_sum(seg, weight(seg.counts[seg.row].to(acc), seg.rank.to(acc)))
 
 
 def masked_sum(x: Tensor, mask: Tensor | None = None, seg: Segments | None = None) -> Tensor:

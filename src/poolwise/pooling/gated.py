@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from .base import Pooler
 from .dispatch import route
-from .functional import dense_weighted_sum, masked_softmax
+from .functional import at_least_fp32, dense_weighted_sum, masked_softmax
 from .registry import register
 from .validation import check_dim, check_int, check_weight_dtype
 
@@ -67,7 +67,8 @@ class GatedAttentionPooling(Pooler):
         if mask is None or not route(x).eager:
             return masked_softmax(self._scores(x), mask)  # (B, N)
         # each score depends on its own token only: score the real tokens, skip the padding
-        scores = torch.zeros(mask.shape, device=x.device).masked_scatter(mask, self._scores(x[mask]).float())
+        real = at_least_fp32(self._scores(x[mask]))
+        scores = torch.zeros(mask.shape, device=x.device, dtype=real.dtype).masked_scatter(mask, real)
         return masked_softmax(scores, mask)
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
