@@ -22,3 +22,49 @@ def test_folded_output_projection_equals_the_per_token_form():
     torch.testing.assert_close(pool(x, mask), expected, atol=1e-5, rtol=1e-5)
     empty = pool(x, torch.zeros(3, 6, dtype=torch.bool))
     assert (empty == 0).all()  # the projection's bias does not leak into empty rows
+
+
+def _per_token(pool, x, mask):
+    """latent_attention by its definition: every token through the block, then the mean."""
+    tokens = x + pool.out_proj(pool._attend(x))
+    m = mask[..., None].to(x.dtype)
+    return (tokens * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def test_folded_queries_give_the_definition_and_its_gradients_in_float64():
+    torch.manual_seed(1)
+    pool = pw.get_pooler("latent_attention", dim=12, num_latents=7, num_heads=3, mlp_ratio=0.0).double()
+    with torch.no_grad():
+        for p in pool.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # move LayerNorm affines and biases off their init
+    x = torch.randn(4, 9, 12, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(4, 9) > 0.3
+    mask[:, 0] = True
+    g = torch.randn(4, 12, dtype=torch.float64)
+    grads = []
+    for fn in (lambda: pool(x, mask), lambda: _per_token(pool, x, mask)):
+        pool.zero_grad()
+        x.grad = None
+        out = fn()
+        (out * g).sum().backward()
+        grads.append((out.detach(), x.grad.clone(), [p.grad.clone() for p in pool.parameters()]))
+    (a, ax, ap), (b, bx, bp) = grads
+    torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(ax, bx, atol=1e-12, rtol=1e-10)
+    for pa, pb in zip(ap, bp):
+        torch.testing.assert_close(pa, pb, atol=1e-12, rtol=1e-10)
+
+
+def test_folded_dense_and_packed_routes_agree():
+    """Eager CPU packs the real tokens; the dense route (what torch.compile traces) pools the
+    padded batch under the mask: same values either way."""
+    torch.manual_seed(2)
+    pool = pw.get_pooler("latent_attention", dim=8, num_latents=4, num_heads=2, mlp_ratio=0.0)
+    x = torch.randn(3, 6, 8)
+    mask = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 0]]).bool()
+    packed = pool(x, mask)
+    dense = pool._pool_folded(x, lambda t: (t * mask[..., None]).sum(1) / mask.sum(1, keepdim=True))
+    torch.testing.assert_close(packed, dense, atol=1e-6, rtol=1e-5)
+    half = pool.to(torch.bfloat16)(x.bfloat16(), mask)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), packed, atol=5e-2, rtol=5e-2)

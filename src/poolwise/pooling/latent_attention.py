@@ -31,6 +31,15 @@ class LatentAttentionPooling(Pooler):
     Tokens never attend to each other, so padding cannot leak into real tokens.
     NV-Embed uses :math:`r = 512` latents and 8 heads.
 
+    Without the MLP (``mlp_ratio=0``, the setting of poolwise's frozen-backbone studies) the
+    pooler is computed in folded form, the same function at about half the cost per token:
+    the query projection moves onto the latent keys,
+    :math:`u_{hl} = s\,{W_Q^h}^\top k_{hl}`, so token :math:`i` scores latent :math:`l` of
+    head :math:`h` with :math:`\mathrm{LN}(x_i)^\top u_{hl}` (:math:`H r` products of length
+    :math:`D` instead of a :math:`D \times D` projection plus :math:`r D`), and because the
+    mean is linear the values are applied once per row to the mean attention weights,
+    :math:`y = \bar{x} + W_O \Vert_h \big(\tfrac{1}{n}\sum_i a_{hi}\big) V_h + b_O`.
+
     Args:
         dim (int): token feature size :math:`D`.
         num_latents (int): size :math:`r` of the latent dictionary. (default: ``512``)
@@ -83,13 +92,39 @@ class LatentAttentionPooling(Pooler):
         attended = F.scaled_dot_product_attention(q, k, v)  # every latent is valid: no mask
         return attended.transpose(1, 2).reshape(b, n, d)
 
+    def _folded_latents(self) -> tuple[Tensor, Tensor]:
+        """Keys with the query projection folded in, ``U`` ``(H r, D)`` (scale included), and
+        the values per head ``(H, r, D/H)``."""
+        h, hd, r = self.num_heads, self.dim // self.num_heads, self.num_latents
+        k, v = self.kv_proj(self.norm_latents(self.latents)).chunk(2, dim=-1)
+        kh = k.reshape(r, h, hd).transpose(0, 1)  # (H, r, hd)
+        u = torch.einsum("hre,hed->hrd", kh, self.q_proj.weight.view(h, hd, self.dim)) * hd ** -0.5
+        return u.reshape(h * r, self.dim), v.reshape(r, h, hd).transpose(0, 1)
+
+    def _pool_folded(self, x: Tensor, mean: Callable[[Tensor], Tensor]) -> Tensor:
+        """The MLP-free pooler over tokens ``x`` (``(B, N, D)`` or packed ``(T, D)``), ``mean``
+        reducing each row's real tokens: scores against the folded keys, a softmax per head
+        over the latents (at least fp32), the mean weights, then the values once per row."""
+        u, v = self._folded_latents()
+        h, r = self.num_heads, self.num_latents
+        scores = F.linear(self.norm_x(x), u.to(x.dtype))
+        weights = scores.unflatten(-1, (h, r)).softmax(-1, dtype=torch.promote_types(x.dtype, torch.float32))
+        weights = weights.flatten(-2)
+        mean_weights = mean(weights).view(-1, h, r).to(v.dtype)  # (B, H, r)
+        heads = torch.einsum("bhr,hre->bhe", mean_weights, v).reshape(-1, self.dim)
+        return mean(x) + self.out_proj(heads.to(x.dtype))
+
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
         if mask is not None and route(x).eager:
             # tokens never mix, so only the real ones need the per-token work: pack them
             return self._pool_packed(x[mask], cu_seqlens_of(mask))
+        if self.mlp is None:
+            return self._pool_folded(x, lambda t: masked_mean(t, mask))
         return self._finish(x, self._attend(x), lambda t: masked_mean(t, mask))
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
+        if self.mlp is None:
+            return self._pool_folded(x, lambda t: packed_mean(t, cu_seqlens))
         return self._finish(x, self._attend(x[None])[0], lambda t: packed_mean(t, cu_seqlens))
 
     def _finish(self, x: Tensor, attended: Tensor, mean: Callable[[Tensor], Tensor]) -> Tensor:
