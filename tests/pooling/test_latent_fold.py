@@ -68,3 +68,14 @@ def test_folded_dense_and_packed_routes_agree():
     half = pool.to(torch.bfloat16)(x.bfloat16(), mask)
     assert half.dtype == torch.bfloat16
     torch.testing.assert_close(half.float(), packed, atol=5e-2, rtol=5e-2)
+
+
+def test_the_fold_is_used_only_where_it_costs_less_and_both_forms_agree():
+    wide = pw.get_pooler("latent_attention", dim=384, num_latents=64, num_heads=4, mlp_ratio=0.0)
+    narrow = pw.get_pooler("latent_attention", dim=64, num_latents=64, num_heads=4, mlp_ratio=0.0)
+    with_mlp = pw.get_pooler("latent_attention", dim=384, num_latents=64, num_heads=4)
+    assert wide._fold and not narrow._fold and not with_mlp._fold
+    x = torch.randn(2, 5, 64)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]).bool()
+    torch.testing.assert_close(narrow(x, mask), narrow._pool_folded(x[mask], lambda t: torch.stack(
+        [t[:5].mean(0), t[5:].mean(0)])), atol=1e-5, rtol=1e-5)

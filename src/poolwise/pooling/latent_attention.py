@@ -31,8 +31,9 @@ class LatentAttentionPooling(Pooler):
     Tokens never attend to each other, so padding cannot leak into real tokens.
     NV-Embed uses :math:`r = 512` latents and 8 heads.
 
-    Without the MLP (``mlp_ratio=0``, the setting of poolwise's frozen-backbone studies) the
-    pooler is computed in folded form, the same function at about half the cost per token:
+    Without the MLP (``mlp_ratio=0``, the setting of poolwise's frozen-backbone studies) and
+    when it is cheaper (:math:`H r < D + 2r`: wide features, few latents) the pooler is
+    computed in folded form, the same function at about half the cost per token at D = 384:
     the query projection moves onto the latent keys,
     :math:`u_{hl} = s\,{W_Q^h}^\top k_{hl}`, so token :math:`i` scores latent :math:`l` of
     head :math:`h` with :math:`\mathrm{LN}(x_i)^\top u_{hl}` (:math:`H r` products of length
@@ -92,6 +93,12 @@ class LatentAttentionPooling(Pooler):
         attended = F.scaled_dot_product_attention(q, k, v)  # every latent is valid: no mask
         return attended.transpose(1, 2).reshape(b, n, d)
 
+    @property
+    def _fold(self) -> bool:
+        """Folded form: no MLP, and its per-token work (:math:`H r` products of length
+        :math:`D`) below the query projection's plus the attention's (:math:`D^2 + 2 r D`)."""
+        return self.mlp is None and self.num_heads * self.num_latents < self.dim + 2 * self.num_latents
+
     def _folded_latents(self) -> tuple[Tensor, Tensor]:
         """Keys with the query projection folded in, ``U`` ``(H r, D)`` (scale included), and
         the values per head ``(H, r, D/H)``."""
@@ -118,12 +125,12 @@ class LatentAttentionPooling(Pooler):
         if mask is not None and route(x).eager:
             # tokens never mix, so only the real ones need the per-token work: pack them
             return self._pool_packed(x[mask], cu_seqlens_of(mask))
-        if self.mlp is None:
+        if self._fold:
             return self._pool_folded(x, lambda t: masked_mean(t, mask))
         return self._finish(x, self._attend(x), lambda t: masked_mean(t, mask))
 
     def _pool_packed(self, x: Tensor, cu_seqlens: Tensor) -> Tensor:
-        if self.mlp is None:
+        if self._fold:
             return self._pool_folded(x, lambda t: packed_mean(t, cu_seqlens))
         return self._finish(x, self._attend(x[None])[0], lambda t: packed_mean(t, cu_seqlens))
 
