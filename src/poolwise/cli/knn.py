@@ -29,7 +29,7 @@ def register(commands: Any, experiments: Any) -> None:
         description="Train encoder + pooler from scratch on kNN-Centroid at several SNRs; "
         "signal-loss plot, table and runs.csv. Resumable: rerun the same command.")
     p.add_argument("--preset", default="quick",
-                   help="demo, quick, scaling, variants, paper or paper-gpu (default: quick)")
+                   help="demo, quick, scaling, variants, paper, paper-gpu or paper-short (default: quick)")
     p.add_argument("--poolers",
                    help="comma-separated poolers: registered names, or cls_token for the learned CLS token")
     p.add_argument("--k", help="comma-separated k values (SNR = k/128)")
