@@ -326,3 +326,36 @@ def test_next_token_features_are_keyed_by_the_articles_they_come_from(monkeypatc
     after = prepare(cfg, None)[0]
     assert before["docs"] != after["docs"] and {k: v for k, v in before.items() if k != "docs"} == {
         k: v for k, v in after.items() if k != "docs"}
+
+
+@pytest.mark.parametrize("pooler", ["mean", "max", "weighted_mean"])
+def test_poolers_without_weights_pool_each_split_once_with_the_same_run(csv_file, tiny_bert_dir, monkeypatch,
+                                                                        pooler):
+    """A pooler without trainable weights is run over each split once and the head trains on
+    the vectors: the history, the test metric and the attack figures are exactly those of
+    pooling every batch of every epoch (forced here by giving the pooler a trainable no-op)."""
+    import torch
+
+    from poolwise.experiments import features, frozen
+
+    calls = []
+    real = features.pool_split
+    monkeypatch.setattr(frozen, "pool_split",
+                        lambda pool, split: calls.append(len(split)) or real(pool, split))
+    once = run_frozen(_cfg(csv_file, tiny_bert_dir, pooler=pooler, seed=2))
+    assert calls == [42, 6, 12]  # train, validation, test: once each
+
+    original = frozen.get_pooler
+
+    def with_a_trainable_no_op(*args, **kwargs):
+        p = original(*args, **kwargs)
+        p.register_parameter("no_op", torch.nn.Parameter(torch.zeros(())))
+        return p
+
+    monkeypatch.setattr(frozen, "get_pooler", with_a_trainable_no_op)
+    calls.clear()
+    every_batch = run_frozen(_cfg(csv_file, tiny_bert_dir, pooler=pooler, seed=2))
+    assert calls == []
+    assert once["history"] == every_batch["history"]
+    for key in ("value", "val", "best_epoch", "fgsm_0.01", "fgsm_0.03", "fgsm_0.1"):
+        assert once["metrics"][key] == every_batch["metrics"][key], key

@@ -66,6 +66,35 @@ class FeatureSplit:
 
 
 @dataclass
+class PooledSplit:
+    """A split's rows pooled once, ``(n, F)``, by a pooler without trainable weights (its
+    output never changes, so training the head need not read the tokens every epoch); same
+    ``batch`` interface as :class:`FeatureSplit`, with the pooled vectors and no mask."""
+
+    vectors: Tensor
+    targets: Tensor
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def batch(self, rows: Tensor | np.ndarray) -> tuple[Tensor, None, Tensor]:
+        index = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+        return self.vectors[index], None, self.targets[index]
+
+
+def pool_split(pool: Callable[[Tensor, Tensor], Tensor], split: FeatureSplit,
+               batch: int = 256) -> PooledSplit:
+    """Every row of ``split`` through ``pool(x, mask)`` once, in batches (no gradients)."""
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(split), batch):
+            rows = np.arange(start, min(start + batch, len(split)))
+            x, mask, _ = split.batch(rows)
+            parts.append(pool(x, mask).reshape(len(rows), -1))
+    return PooledSplit(torch.cat(parts) if parts else torch.zeros(0, 0), split.targets)
+
+
+@dataclass
 class Features:
     splits: dict[str, FeatureSplit]
     dim: int

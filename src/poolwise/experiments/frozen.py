@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..data.cache import content_digest
 from ..pooling import Pooler, get_pooler, list_poolers, pooler_class
-from .features import Features, FeatureSplit, get_features
+from .features import Features, FeatureSplit, PooledSplit, get_features, pool_split
 from .fit import Progress, fit, iter_rows
 from .frozen_tasks import (
     FROZEN_TASKS,
@@ -210,14 +210,15 @@ def _loss(kind: str, out: Tensor, y: Tensor) -> Tensor:
     return F.mse_loss(out[scored], y[scored].float())
 
 
-def evaluate(model: PooledHead, split: FeatureSplit, metric: str, batch: int = 256) -> float:
-    """Accuracy (%), top-10 accuracy (%) or MSE of ``model`` on ``split``."""
+def evaluate(model: PooledHead, split: FeatureSplit | PooledSplit, metric: str, batch: int = 256) -> float:
+    """Accuracy (%), top-10 accuracy (%) or MSE of ``model`` on ``split`` (token features, or
+    vectors already pooled: then only the head runs)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for rows in iter_rows(len(split), batch):
             x, mask, y = split.batch(rows.numpy())
-            out = model(x, mask)
+            out = model(x, mask) if mask is not None else model.head(x)
             if metric == "mse":
                 scored = ~torch.isnan(y)
                 total += float(F.mse_loss(out[scored], y[scored].float(), reduction="sum"))
@@ -290,15 +291,20 @@ def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str,
     model = PooledHead(pooler, feats.dim, int(feats.meta["num_outputs"]))
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
+    # a pooler without trainable weights gives the same vectors every epoch: pool each split once
+    fixed = not any(p.requires_grad for p in pooler.parameters())
+    fit_train, fit_val, fit_test = ((pool_split(pooler, s) for s in (train, val, test)) if fixed
+                                    else (train, val, test))
 
     def loss_of(rows: Tensor) -> tuple[Tensor, int]:
-        x, mask, y = train.batch(rows.numpy())
-        return _loss(task.kind, model(x, mask), y), len(rows)
+        x, mask, y = fit_train.batch(rows.numpy())
+        out = model(x, mask) if mask is not None else model.head(x)
+        return _loss(task.kind, out, y), len(rows)
 
     result = fit(model, opt, cfg.epochs or task.epochs, lambda: iter_rows(len(train), cfg.batch_size, gen),
-                 loss_of, lambda: evaluate(model, val, task.metric), val_name=f"val_{task.metric}",
+                 loss_of, lambda: evaluate(model, fit_val, task.metric), val_name=f"val_{task.metric}",
                  higher_is_better=task.higher_is_better, progress=progress)
-    value = evaluate(model, test, task.metric)  # the one use of the test split
+    value = evaluate(model, fit_test, task.metric)  # the one use of the test split
     attacks = {}
     if task.kind != "regress":
         attacks = {f"fgsm_{eps:g}": attack_success(model, test, task.metric, eps) for eps in cfg.attack_eps}
