@@ -70,6 +70,7 @@ def test_reproduce_writes_plot_table_and_csv_then_report_rebuilds_them(tmp_path,
     assert r.returncode == 0, r.stderr
     assert (rebuilt / "runs.csv").read_text() == (out / "runs.csv").read_text()
     assert (rebuilt / "table.md").read_text() == table
+    assert not (rebuilt / "scaling.md").exists()  # one setting: no scaling report
 
 
 def test_a_sweep_with_other_settings_is_reported_apart(tmp_path, env):
@@ -83,6 +84,12 @@ def test_a_sweep_with_other_settings_is_reported_apart(tmp_path, env):
     table = (out / "table.md").read_text()
     assert "AvgPool [epochs=1]" in table and "AvgPool [epochs=2]" in table
     assert len(pd.read_csv(out / "runs.csv")) == 2
+    rebuilt = tmp_path / "rebuilt"  # two settings: report also rebuilds the scaling report
+    r = poolwise_main("report", "--db", str(out / "runs.sqlite"), "--out", str(rebuilt))
+    assert r.returncode == 0, r.stderr
+    scaling = (rebuilt / "scaling.md").read_text()
+    assert "| epochs=1 |" in scaling and "| epochs=2 |" in scaling
+    assert (rebuilt / "scaling.png").stat().st_size > 10_000
 
 
 def _done(db: Path) -> int:

@@ -37,7 +37,11 @@ def run(args: argparse.Namespace) -> int:
 
                 paths = write_vision_report(store, args.out)
             elif store.rows("adapool-knn", "done") or frame.empty:
+                from ..report.knn_scaling import write_scaling_report_if_several
+
                 paths = write_knn_report(store, args.out)
+                if paths:  # several settings (a scaling or variants sweep): loss and margin against FLOPs
+                    paths.update(write_scaling_report_if_several(store, args.out))
             else:
                 from ..report.pool_me_wisely import write_findings
 
