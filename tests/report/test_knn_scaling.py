@@ -57,3 +57,21 @@ def test_table_margins_and_files(tmp_path):
 def test_no_runs_with_flops_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no finished kNN runs"):
         write_scaling_report(pd.DataFrame(), tmp_path)
+
+
+def test_compact_labels_name_what_each_setting_changes():
+    from poolwise.report.knn_scaling import compact_labels
+
+    quick = {"batch_size": 64, "lr": 0.002, "dropout": 0.0, "num_samples": 20_000}
+    paper = {"batch_size": 750, "lr": 0.0005, "dropout": 0.1, "num_samples": 20_000}
+    points = [{**quick, "depth": 1}, {**quick, "depth": 2}, {**quick, "depth": 1, "num_samples": 80_000},
+              {**paper, "depth": 12}]
+    keys = ["batch_size", "depth", "dropout", "lr", "num_samples"]
+    labels = compact_labels(points, keys)
+    assert sorted(labels.values()) == sorted(["depth=1", "depth=2", "depth=1, num_samples=80000",
+                                              "batch_size=750, depth=12, dropout=0.1, lr=0.0005"])
+    variants = [{"dropout": 0.0, "epochs": 5}, {"dropout": 0.1, "epochs": 5}, {"dropout": 0.0, "epochs": 15}]
+    labels = compact_labels(variants, ["dropout", "epochs"])
+    assert sorted(labels.values()) == ["-", "dropout=0.1", "epochs=15"]
+    tied = compact_labels([{"epochs": 1}, {"epochs": 2}], ["epochs"])
+    assert sorted(tied.values()) == ["epochs=1", "epochs=2"]

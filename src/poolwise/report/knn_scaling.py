@@ -16,7 +16,7 @@ import pandas as pd
 from ..runner.store import ResultsStore
 from .figures import new_figure, to_png
 from .files import atomic_write_bytes, atomic_write_text
-from .settings import differing_keys, setting_label
+from .settings import differing_keys, setting_label, setting_text
 
 TASK = "adapool-knn"
 #: the paper's protocol: 1M sets, 5 folds (720k training sets an epoch), 100 epochs, 12 layers
@@ -30,16 +30,37 @@ def scaling_frame(store: ResultsStore) -> pd.DataFrame:
     differs between the runs' configs besides pooler, k and seed (e.g. ``depth=2, lr=0.002``)."""
     rows = [r for r in store.rows(task=TASK, status="done") if "train_flops" in r["metrics"]]
     varying = differing_keys([r["config"] for r in rows], ("pooler", "k", "seed"))
+    labels = compact_labels([r["config"] for r in rows], varying)
     records = []
     for row in rows:
         cfg, m = row["config"], row["metrics"]
         records.append({"pooler": cfg["pooler"], "k": cfg["k"], "snr": m["snr"], "seed": cfg["seed"],
                         "depth": cfg["depth"], "num_samples": cfg["num_samples"], "epochs": cfg["epochs"],
-                        "setting": setting_label(cfg, varying) or "-",
+                        "setting": labels[_setting_key(cfg, varying)],
                         "sample_gradients": m["sample_gradients"],
                         "train_flops": m["train_flops"], "test_signal_loss": m["test_signal_loss"],
                         "wall_s": row["wall_s"]})
     return pd.DataFrame.from_records(records)
+
+
+def _setting_key(cfg: dict, keys: list[str]) -> tuple[str, ...]:
+    return tuple(setting_text(cfg.get(k)) for k in keys)
+
+
+def compact_labels(configs: list[dict], varying: list[str]) -> dict[tuple[str, ...], str]:
+    """A short label per distinct setting: a key with more than two values among the settings
+    is always named (``depth=4``); a two-valued key only where the setting departs from the
+    value most settings share (``dropout=0.1`` on the one setting that has it), or everywhere
+    when the two are tied. A setting that departs in nothing is ``-`` (the reference)."""
+    settings = {_setting_key(cfg, varying): cfg for cfg in configs}
+    shown: dict[tuple[str, ...], list[str]] = {key: [] for key in settings}
+    for i, name in enumerate(varying):
+        counts = pd.Series([key[i] for key in settings]).value_counts()
+        for key in settings:
+            tied = len(counts) == 2 and counts.iloc[0] == counts.iloc[1]
+            if len(counts) > 2 or tied or counts[key[i]] < counts.iloc[0]:
+                shown[key].append(name)
+    return {key: setting_label(settings[key], shown[key]) or "-" for key in settings}
 
 
 def scaling_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -9,8 +9,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 
-def _text(value: Any) -> str:
+def setting_text(value: Any) -> str:
+    """A config value as the text labels show and compare (strings as they are, else JSON)."""
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+_text = setting_text
 
 
 def differing_keys(configs: Iterable[Mapping[str, Any]], axes: Iterable[str]) -> list[str]:
