@@ -210,6 +210,11 @@ def _loss(kind: str, out: Tensor, y: Tensor) -> Tensor:
     return F.mse_loss(out[scored], y[scored].float())
 
 
+def _scores(model: PooledHead, x: Tensor, mask: Tensor | None) -> Tensor:
+    """The model's outputs for token features ``(x, mask)``, or for pooled vectors (no mask)."""
+    return model(x, mask) if mask is not None else model.head(x)
+
+
 def evaluate(model: PooledHead, split: FeatureSplit | PooledSplit, metric: str, batch: int = 256) -> float:
     """Accuracy (%), top-10 accuracy (%) or MSE of ``model`` on ``split`` (token features, or
     vectors already pooled: then only the head runs)."""
@@ -218,7 +223,7 @@ def evaluate(model: PooledHead, split: FeatureSplit | PooledSplit, metric: str, 
     with torch.no_grad():
         for rows in iter_rows(len(split), batch):
             x, mask, y = split.batch(rows.numpy())
-            out = model(x, mask) if mask is not None else model.head(x)
+            out = _scores(model, x, mask)
             if metric == "mse":
                 scored = ~torch.isnan(y)
                 total += float(F.mse_loss(out[scored], y[scored].float(), reduction="sum"))
@@ -298,8 +303,7 @@ def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str,
 
     def loss_of(rows: Tensor) -> tuple[Tensor, int]:
         x, mask, y = fit_train.batch(rows.numpy())
-        out = model(x, mask) if mask is not None else model.head(x)
-        return _loss(task.kind, out, y), len(rows)
+        return _loss(task.kind, _scores(model, x, mask), y), len(rows)
 
     result = fit(model, opt, cfg.epochs or task.epochs, lambda: iter_rows(len(train), cfg.batch_size, gen),
                  loss_of, lambda: evaluate(model, fit_val, task.metric), val_name=f"val_{task.metric}",

@@ -14,8 +14,6 @@ def setting_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
-_text = setting_text
-
 
 def differing_keys(configs: Iterable[Mapping[str, Any]], axes: Iterable[str]) -> list[str]:
     """Config keys, other than ``axes`` (pooler, seed, ...), whose values differ between
@@ -23,14 +21,14 @@ def differing_keys(configs: Iterable[Mapping[str, Any]], axes: Iterable[str]) ->
     is compared among the configs that have it."""
     configs = list(configs)
     keys = set().union(*configs) - set(axes) if configs else set()
-    return sorted(k for k in keys if len({_text(cfg[k]) for cfg in configs if k in cfg}) > 1)
+    return sorted(k for k in keys if len({setting_text(cfg[k]) for cfg in configs if k in cfg}) > 1)
 
 
 def setting_label(config: Mapping[str, Any], keys: Iterable[str]) -> str:
     """``"epochs=2, data=b.csv"``: the values of ``keys`` in ``config`` (empty without keys)."""
     parts = []
     for key in keys:
-        text = _text(config.get(key))
+        text = setting_text(config.get(key))
         parts.append(f"{key}={text if len(text) <= 40 else text[:37] + '...'}")
     return ", ".join(parts)
 
@@ -52,8 +50,8 @@ def other_settings(stored: Iterable[Mapping[str, Any]], planned: Iterable[Mappin
     stored, planned = list(stored), list(planned)
     out = {}
     for key in sorted(set().union(*stored, *planned) - set(axes) if stored and planned else ()):
-        there = {_text(c[key]) for c in stored if key in c}
-        here = {_text(c[key]) for c in planned if key in c}
+        there = {setting_text(c[key]) for c in stored if key in c}
+        here = {setting_text(c[key]) for c in planned if key in c}
         if there and here and there - here:
             out[key] = (sorted(there), sorted(here))
     return out
