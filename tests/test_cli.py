@@ -92,6 +92,28 @@ def test_a_sweep_with_other_settings_is_reported_apart(tmp_path, env):
     assert (rebuilt / "scaling.png").stat().st_size > 10_000
 
 
+
+def test_report_step_needs_no_import_after_the_runs(tmp_path, env, monkeypatch):
+    """A sweep imports its report modules before the runs: a module edited (or broken) while a
+    sweep of hours runs must not cost the sweep its report."""
+    import poolwise.runner as runner
+
+    real = runner.run_sweep
+
+    def sweep_then_break_imports(*a, **kw):
+        summary = real(*a, **kw)
+        for name in [m for m in sys.modules if m.startswith("poolwise.report")]:
+            monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
+        return summary
+
+    monkeypatch.setattr(runner, "run_sweep", sweep_then_break_imports)
+    out = tmp_path / "out"
+    monkeypatch.setenv("POOLWISE_CACHE", env["POOLWISE_CACHE"])
+    r = poolwise_main("reproduce", "adapool-knn", "--preset", "variants", "--k", "2", "--poolers", "mean",
+                      "--out", str(out), "--quiet", "--set", "epochs=1", *TINY)
+    assert r.returncode == 0, r.stderr
+    assert (out / "table.md").exists() and (out / "scaling.md").exists()
+
 def _done(db: Path) -> int:
     try:
         con = sqlite3.connect(db, timeout=5)

@@ -39,9 +39,12 @@ def register(commands: Any, experiments: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # every report module is imported before the runs, not after: a sweep can last hours, and a
+    # report module edited meanwhile must not break the report step of a sweep started before
     from ..experiments.knn_presets import PRESETS
     from ..report import write_knn_report
     from ..report.knn import AXES as KNN_AXES
+    from ..report.knn_scaling import scaling_frame, write_scaling_report
     from ..runner import run_sweep
     from ..runner.progress import Progress
 
@@ -74,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
         summary = run_sweep(specs, store, runner, args.retry_failed, Progress(quiet=args.quiet))
         paths = write_knn_report(store, out) if store.rows("adapool-knn", "done") else {}
         if preset.points and paths:  # a compute-scaling sweep: loss and margin against FLOPs
-            from ..report.knn_scaling import scaling_frame, write_scaling_report
-
             frame = scaling_frame(store)
             if not frame.empty:
                 paths.update(write_scaling_report(frame, out))

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .compare import base_task, cell_text, paper_name, recommend, summarize, task_modality
 from .files import atomic_write_text
+from .pmw_axes import attack_section, length_section, size_section
 
 FIXED = ("first", "last", "mean", "sum", "max")
 
@@ -367,8 +368,6 @@ def findings_markdown(
 def write_findings(df: pd.DataFrame, out_dir: str | Path) -> Path:
     """``findings.md`` from a :func:`compare_frame`: the backbones, per-modality tables, the
     findings check and, when the runs cover several sizes, the size axis (``sizes.png``)."""
-    from .pmw_axes import attack_section, length_section, size_section
-
     if df.empty:
         raise ValueError("no finished frozen-backbone runs")
     by_modality: dict[str, list[str]] = {}
