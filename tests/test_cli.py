@@ -90,6 +90,23 @@ def test_a_sweep_with_other_settings_is_reported_apart(tmp_path, env):
     scaling = (rebuilt / "scaling.md").read_text()
     assert "| epochs=1 |" in scaling and "| epochs=2 |" in scaling
     assert (rebuilt / "scaling.png").stat().st_size > 10_000
+    from_csv = tmp_path / "from-csv"  # the same scaling report from runs.csv alone
+    r = poolwise_main("report", "--runs", str(rebuilt / "runs.csv"), "--out", str(from_csv))
+    assert r.returncode == 0, r.stderr
+    assert (from_csv / "scaling.md").read_text() == scaling
+    old = pd.read_csv(out / "runs.csv").drop(columns=["sample_gradients", "train_flops"])
+    old.to_csv(tmp_path / "old.csv", index=False)  # a runs.csv from before the compute columns
+    r = poolwise_main("report", "--runs", str(tmp_path / "old.csv"), "--out", str(from_csv))
+    assert r.returncode == 2 and "lacks the column(s) sample_gradients, train_flops" in r.stderr
+    one = pd.read_csv(out / "runs.csv")
+    one[one.epochs == 1].to_csv(tmp_path / "one.csv", index=False)
+    r = poolwise_main("report", "--runs", str(tmp_path / "one.csv"), "--out", str(from_csv))
+    assert r.returncode == 2 and "1 setting(s)" in r.stderr
+    r = poolwise_main("report", "--runs", str(tmp_path / "none.csv"), "--out", str(from_csv))
+    assert r.returncode == 2 and "no runs.csv at" in r.stderr
+    r = poolwise_main("report", "--runs", str(tmp_path / "one.csv"), "--db", str(out / "runs.sqlite"),
+                      "--out", str(from_csv))
+    assert r.returncode == 2 and "not allowed with argument" in r.stderr
 
 
 

@@ -75,3 +75,38 @@ def test_compact_labels_name_what_each_setting_changes():
     assert sorted(labels.values()) == ["-", "dropout=0.1", "epochs=15"]
     tied = compact_labels([{"epochs": 1}, {"epochs": 2}], ["epochs"])
     assert sorted(tied.values()) == ["epochs=1", "epochs=2"]
+
+
+def test_families_join_only_runs_that_differ_in_compute(tmp_path):
+    """The plot's lines: settings that differ only in depth / samples / epochs form a family;
+    an optimiser change starts another (the scaling study's quick and paper optimisers)."""
+    from poolwise.report.knn_scaling import scaling_frame
+    from poolwise.runner import RunSpec
+    from poolwise.runner.store import ResultsStore
+
+    quick = {"batch_size": 64, "lr": 0.002, "num_samples": 20_000, "epochs": 5}
+    points = [{**quick, "depth": 1}, {**quick, "depth": 2}, {**quick, "depth": 1, "num_samples": 80_000},
+              {"batch_size": 750, "lr": 5e-4, "num_samples": 20_000, "epochs": 5, "depth": 12}]
+    with ResultsStore(tmp_path / "runs.sqlite") as store:
+        for i, point in enumerate(points):
+            spec = RunSpec("adapool-knn", {**point, "pooler": "adapool", "k": 16, "seed": 0})
+            assert store.claim(spec) == "claimed"
+            metrics = {"snr": 0.125, "sample_gradients": point["num_samples"] * point["epochs"],
+                       "train_flops": 1e12 * (i + 1), "test_signal_loss": 0.01}
+            store.mark_done(spec, {"metrics": metrics}, 1.0)
+        df = scaling_frame(store)
+    families = dict(zip(df.depth.astype(str) + "/" + df.num_samples.astype(str), df.family))
+    assert families["1/20000"] == families["2/20000"] == families["1/80000"] == "batch_size=64, lr=0.002"
+    assert families["12/20000"] == "batch_size=750, lr=0.0005"
+    assert "depth=2" in set(df.setting)
+
+
+def test_parse_setting_inverts_setting_label():
+    from poolwise.report.settings import parse_setting, setting_label
+
+    cfg = {"lr": 0.0005, "dropout": 0.1, "fresh_data": True, "marker_std": None, "data": "a, b.csv",
+           "model": "sentence-transformers/all-MiniLM-L6-v2", "depth": 12}
+    assert parse_setting(setting_label(cfg, sorted(cfg))) == cfg
+    assert parse_setting("") == {}
+    with pytest.raises(ValueError, match="not a setting label"):
+        parse_setting("depth")

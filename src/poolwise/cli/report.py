@@ -13,8 +13,13 @@ def register(commands: Any, experiments: Any) -> None:
     rp = commands.add_parser(
         "report", help="rebuild plot, table and CSV from a results database",
         description="Rebuild every report file from a results database (kNN sweep, vision sweep, RL sweep, "
-        "comparison or the pool-me-wisely study, whichever it holds).")
-    rp.add_argument("--db", type=Path, required=True, help="the results database (runs.sqlite)")
+        "comparison or the pool-me-wisely study, whichever it holds), or the kNN scaling report from "
+        "a kNN sweep's runs.csv.")
+    source = rp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", type=Path, help="the results database (runs.sqlite)")
+    source.add_argument("--runs", type=Path, metavar="RUNS_CSV",
+                        help="a kNN sweep's runs.csv: rebuild scaling.md and scaling.png from it "
+                        "(for studies whose database was not kept)")
     rp.add_argument("--out", type=Path, required=True, help="output directory")
     rp.set_defaults(func=run)
 
@@ -22,6 +27,8 @@ def register(commands: Any, experiments: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..report import compare_frame, write_compare_files, write_knn_report
 
+    if args.runs is not None:
+        return _from_runs_csv(args.runs, args.out)
     if not args.db.exists():
         raise UsageError(f"no results database at {args.db}")
     check_writable_dir(args.out)
@@ -50,5 +57,23 @@ def run(args: argparse.Namespace) -> int:
                     paths["findings"] = write_findings(frame, args.out)
         except ValueError as err:
             raise UsageError(str(err)) from None
+    print_paths(paths)
+    return 0
+
+
+def _from_runs_csv(path: Path, out: Path) -> int:
+    from ..report.knn_scaling import scaling_frame_from_csv, write_scaling_report
+
+    if not path.is_file():
+        raise UsageError(f"no runs.csv at {path}")
+    check_writable_dir(out)
+    try:
+        frame = scaling_frame_from_csv(path)
+        if frame.empty or frame["setting"].nunique() < 2:
+            raise ValueError(f"{path} holds {frame['setting'].nunique() if not frame.empty else 0} "
+                             "setting(s) with a FLOP count; the scaling report compares two or more")
+        paths = write_scaling_report(frame, out)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     print_paths(paths)
     return 0

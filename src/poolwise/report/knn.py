@@ -36,6 +36,8 @@ def knn_frame(store: ResultsStore) -> pd.DataFrame:
             "baseline_query": m["baseline_query"], "wall_s": row["wall_s"],
             "train_samples_per_s": m.get("train_samples_per_s"), "epochs": cfg["epochs"],
             "depth": cfg["depth"], "num_heads": cfg["num_heads"], "num_samples": cfg["num_samples"],
+            # the compute a run spent: with the setting, enough to rebuild the scaling report
+            "sample_gradients": m.get("sample_gradients"), "train_flops": m.get("train_flops"),
             "host": row["host"], "key": row["key"],
         })
     df = pd.DataFrame.from_records(records)

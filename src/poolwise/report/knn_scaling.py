@@ -16,30 +16,61 @@ import pandas as pd
 from ..runner.store import ResultsStore
 from .figures import new_figure, to_png
 from .files import atomic_write_bytes, atomic_write_text
-from .settings import differing_keys, setting_label, setting_text
+from .settings import base_name, differing_keys, parse_setting, setting_label, setting_text
 
 TASK = "adapool-knn"
 #: the paper's protocol: 1M sets, 5 folds (720k training sets an epoch), 100 epochs, 12 layers
 PAPER_SAMPLE_GRADIENTS = 720_000 * 100
 PAPER_FLOPS = PAPER_SAMPLE_GRADIENTS * 6.0 * 12 * 128 * (4 * 16 ** 2 + 2 * 128 * 16 + 2 * 16 * 64)
 TARGET_MARGIN = 3.0  # the issue's target: AdaPool 3x below MaxPool at SNR 0.125
+#: config keys that set how much a run trains; the others (optimiser, dropout, ...) make a family
+COMPUTE_KEYS = ("depth", "num_samples", "epochs")
+MARKERS = "osD^vP*X"
+#: what a runs.csv needs for the scaling report
+CSV_COLUMNS = ("pooler", "setting", "k", "snr", "seed", "depth", "num_samples", "epochs",
+               "test_signal_loss", "wall_s", "sample_gradients", "train_flops")
 
 
 def scaling_frame(store: ResultsStore) -> pd.DataFrame:
     """One row per finished run that recorded its training FLOPs; ``setting`` names what
-    differs between the runs' configs besides pooler, k and seed (e.g. ``depth=2, lr=0.002``)."""
+    differs between the runs' configs besides pooler, k and seed (e.g. ``depth=2, lr=0.002``),
+    ``family`` the same without the compute keys (depth, samples, epochs): the runs of one
+    family differ only in how much they train, so the plot joins them in one line."""
     rows = [r for r in store.rows(task=TASK, status="done") if "train_flops" in r["metrics"]]
-    varying = differing_keys([r["config"] for r in rows], ("pooler", "k", "seed"))
-    labels = compact_labels([r["config"] for r in rows], varying)
+    return _frame([{**r["metrics"], "wall_s": r["wall_s"]} for r in rows], [r["config"] for r in rows])
+
+
+def scaling_frame_from_csv(path: str | Path) -> pd.DataFrame:
+    """:func:`scaling_frame` from a kNN report's ``runs.csv`` instead of the database: each
+    row's ``setting`` column gives its config (the keys that differ between runs), and the
+    ``sample_gradients`` / ``train_flops`` columns its compute."""
+    runs = pd.read_csv(path)
+    missing = [c for c in CSV_COLUMNS if c not in runs]
+    if missing:
+        raise ValueError(f"{path} lacks the column(s) {', '.join(missing)}: a runs.csv of a kNN sweep "
+                         "written by this version of poolwise is needed (poolwise report --db rebuilds it)")
+    runs = runs.dropna(subset=["train_flops"])
+    configs = [{**parse_setting(r.setting if isinstance(r.setting, str) else ""),  # one setting: empty
+                "pooler": base_name(r.pooler), "k": int(r.k), "seed": int(r.seed), "depth": int(r.depth),
+                "num_samples": int(r.num_samples), "epochs": int(r.epochs)}
+               for r in runs.itertuples(index=False)]
+    return _frame(runs.to_dict("records"), configs)
+
+
+def _frame(metrics: list[dict], configs: list[dict]) -> pd.DataFrame:
+    varying = differing_keys(configs, ("pooler", "k", "seed"))
+    labels = compact_labels(configs, varying)
+    family_keys = [k for k in varying if k not in COMPUTE_KEYS]
+    families = compact_labels(configs, family_keys)
     records = []
-    for row in rows:
-        cfg, m = row["config"], row["metrics"]
+    for cfg, m in zip(configs, metrics):
         records.append({"pooler": cfg["pooler"], "k": cfg["k"], "snr": m["snr"], "seed": cfg["seed"],
                         "depth": cfg["depth"], "num_samples": cfg["num_samples"], "epochs": cfg["epochs"],
                         "setting": labels[_setting_key(cfg, varying)],
+                        "family": families[_setting_key(cfg, family_keys)],
                         "sample_gradients": m["sample_gradients"],
                         "train_flops": m["train_flops"], "test_signal_loss": m["test_signal_loss"],
-                        "wall_s": row["wall_s"]})
+                        "wall_s": m["wall_s"]})
     return pd.DataFrame.from_records(records)
 
 
@@ -65,7 +96,9 @@ def compact_labels(configs: list[dict], varying: list[str]) -> dict[tuple[str, .
 
 def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean loss per compute point, SNR and pooler (columns), with margins over AdaPool."""
-    keys = ["setting", "depth", "sample_gradients", "train_flops", "snr"]
+    if "family" not in df:  # a frame built by hand: one family
+        df = df.assign(family="-")
+    keys = ["setting", "family", "depth", "sample_gradients", "train_flops", "snr"]
     wide = df.pivot_table(index=keys, columns="pooler", values="test_signal_loss", aggfunc="mean")
     seeds = df.groupby(keys)["seed"].nunique().rename("seeds")
     wall = df.groupby(keys)["wall_s"].mean().rename("wall_s_per_run")
@@ -77,7 +110,7 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    known = {"adapool", "max", "mean", "depth", "setting", "sample_gradients", "train_flops", "snr",
+    known = {"adapool", "max", "mean", "depth", "setting", "family", "sample_gradients", "train_flops", "snr",
              "seeds", "wall_s_per_run", "max/adapool", "mean/adapool"}
     poolers = [p for p in ("adapool", "max", "mean") if p in table] + sorted(
         c for c in table.columns if c not in known)
@@ -94,39 +127,59 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _point_label(r: pd.Series, several_amounts: bool) -> str:
+    """``d2`` (depth), with the sample-gradients where the table has several amounts."""
+    return f"d{int(r.depth)}" + (f", {r.sample_gradients / 1e3:.0f}k" if several_amounts else "")
+
+
 def _plot(table: pd.DataFrame) -> bytes:
+    """Loss and margins against FLOPs: colour the pooler, line style the SNR, marker the family;
+    a line joins only the points of one family (settings that differ in compute alone)."""
+    from matplotlib.lines import Line2D
+
     plt, fig, (ax_loss, ax_margin) = new_figure(12, 4.6, ncols=2)
     styles = {s: ls for s, ls in zip(sorted(table.snr.unique()), ("-", "--", ":", "-."))}
+    families = list(dict.fromkeys(table.sort_values("train_flops").family))
+    markers = {f: MARKERS[i % len(MARKERS)] for i, f in enumerate(families)}
     colours = {"adapool": "C0", "max": "C3", "mean": "C2"}
-    for snr, part in table.groupby("snr"):
+    margins = {"max/adapool": ("C3", "MaxPool / AdaPool"), "mean/adapool": ("C2", "AvgPool / AdaPool")}
+    several_amounts = table.sample_gradients.nunique() > 1
+    for (family, snr), part in table.groupby(["family", "snr"], sort=False):
         part = part.sort_values("train_flops")
+        kw = {"ls": styles[snr], "marker": markers[family], "ms": 5}
         for pooler, colour in colours.items():
             if pooler in part:
-                ax_loss.plot(part.train_flops, part[pooler], styles[snr], color=colour, marker="o",
-                             label=f"{pooler}, SNR {snr:.3g}")
-        if "max/adapool" in part:
-            ax_margin.plot(part.train_flops, part["max/adapool"], styles[snr], color="C3", marker="o",
-                           label=f"MaxPool / AdaPool, SNR {snr:.3g}")
-        if "mean/adapool" in part:
-            ax_margin.plot(part.train_flops, part["mean/adapool"], styles[snr], color="C2", marker="s",
-                           label=f"AvgPool / AdaPool, SNR {snr:.3g}")
-    if "max/adapool" in table:  # which depth each compute point has
-        for _, r in table.dropna(subset=["max/adapool"]).iterrows():
-            ax_margin.annotate(f"d{int(r.depth)}", (r.train_flops, r["max/adapool"]), fontsize=7,
-                               textcoords="offset points", xytext=(0, 5), ha="center")
+                ax_loss.plot(part.train_flops, part[pooler], color=colour, **kw)
+        for column, (colour, _) in margins.items():
+            if column in part:
+                ax_margin.plot(part.train_flops, part[column], color=colour, **kw)
+        if "max/adapool" in part:  # which depth (and amount of data) each point has
+            for _, r in part.dropna(subset=["max/adapool"]).iterrows():
+                ax_margin.annotate(_point_label(r, several_amounts), (r.train_flops, r["max/adapool"]),
+                                   fontsize=6, textcoords="offset points", xytext=(0, 5), ha="center")
     for ax in (ax_loss, ax_margin):
-        ax.axvline(PAPER_FLOPS, color="k", lw=1, ls=":", label="the paper's training compute")
+        ax.axvline(PAPER_FLOPS, color="k", lw=1, ls=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training FLOPs per run (encoder, approximate)")
         ax.grid(True, which="both", alpha=0.3)
-    ax_margin.axhline(TARGET_MARGIN, color="grey", lw=1, ls="--", label=f"{TARGET_MARGIN:.0f}x")
+    ax_margin.axhline(TARGET_MARGIN, color="grey", lw=1, ls="--")
     ax_loss.set_ylabel("test signal loss")
     ax_margin.set_ylabel("loss ratio over AdaPool")
     ax_loss.set_title("kNN-Centroid: loss against compute")
     ax_margin.set_title("AdaPool's margin against compute (dN: depth)")
-    ax_loss.legend(fontsize=7)
-    ax_margin.legend(fontsize=7)
+    # legends by role, not one entry per line: colours, line styles, markers
+    pooler_keys = [(f"{p}", c) for p, c in colours.items() if p in table]
+    ax_loss.legend(handles=[Line2D([], [], color=c, label=p) for p, c in pooler_keys]
+                   + [Line2D([], [], color="k", ls=ls, label=f"SNR {s:.3g}") for s, ls in styles.items()]
+                   + [Line2D([], [], color="k", ls=":", lw=1, label="the paper's training compute")],
+                   fontsize=7)
+    family_handles = [Line2D([], [], color="grey", ls="", marker=markers[f],
+                             label=f if len(f) <= 48 else f[:45] + "...") for f in families]
+    ax_margin.legend(handles=[Line2D([], [], color=c, label=name) for column, (c, name) in margins.items()
+                              if column in table]
+                     + [Line2D([], [], color="grey", ls="--", lw=1, label=f"{TARGET_MARGIN:.0f}x")]
+                     + (family_handles if len(families) > 1 else []), fontsize=6)
     return to_png(plt, fig)
 
 

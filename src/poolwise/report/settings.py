@@ -5,6 +5,7 @@ holds runs of other settings."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -31,6 +32,22 @@ def setting_label(config: Mapping[str, Any], keys: Iterable[str]) -> str:
         text = setting_text(config.get(key))
         parts.append(f"{key}={text if len(text) <= 40 else text[:37] + '...'}")
     return ", ".join(parts)
+
+
+def parse_setting(label: str) -> dict[str, Any]:
+    """The config values a :func:`setting_label` names: JSON values come back typed, other
+    text as strings; ``""`` gives ``{}``. Its inverse except where a value was cut short (over
+    40 characters) or holds text like ``", name="``, which reads as the next key."""
+    config: dict[str, Any] = {}
+    for part in re.split(r", (?=[A-Za-z_][A-Za-z0-9_]*=)", label) if label else ():
+        key, sep, text = part.partition("=")
+        if not sep:
+            raise ValueError(f"not a setting label: {label!r} (expected 'key=value, key=value')")
+        try:
+            config[key] = json.loads(text)
+        except json.JSONDecodeError:
+            config[key] = text
+    return config
 
 
 def labelled(name: str, setting: str) -> str:
