@@ -299,6 +299,23 @@ def test_fgsm_success_is_exact_on_a_margin_of_half_a_unit():
     assert head.head.weight.grad is None  # no gradient left behind on the trained head
 
 
+def test_fgsm_several_budgets_in_one_pass_equal_one_pass_each():
+    """One gradient per batch serves every budget: the same shares as a pass per budget, on a
+    learned pooler whose inputs the attack breaks partly."""
+    import torch
+
+    from poolwise.experiments.frozen import attack_success, attack_successes
+
+    torch.manual_seed(2)
+    head = PooledHead(get_pooler("adapool", dim=3), 3, 2).eval()
+    split = _Split(40)
+    split.x = split.x + 0.3 * torch.randn_like(split.x)
+    budgets = (0.05, 0.2, 0.4, 0.8)
+    each = {eps: attack_success(head, split, "accuracy", eps, batch=7) for eps in budgets}
+    assert attack_successes(head, split, "accuracy", budgets, batch=7) == each
+    assert len(set(each.values())) > 2  # the budgets break different shares: a real check
+
+
 def test_runs_report_attack_success_per_budget(csv_file, tiny_bert_dir):
     m = run_frozen(_cfg(csv_file, tiny_bert_dir, pooler="sum", attack_eps=[0.05, 0.5]))["metrics"]
     assert set(k for k in m if k.startswith("fgsm_")) == {"fgsm_0.05", "fgsm_0.5"}
