@@ -83,7 +83,7 @@ PRESETS: dict[str, Preset] = {
                 {"depth": 12, **_PAPER_FAMILY})),
     "variants": Preset(
         "what a practitioner would try at depth 2 (dropout, the paper's batch and lr, warm-up, a "
-        "larger marker init, fresh data, 3x longer): 8 settings x 2 SNRs x AdaPool/MaxPool, about 70 "
+        "larger marker init, fresh data, 3x longer): 8 settings x 2 SNRs x AdaPool/MaxPool, 25-70 "
         "minutes on 2 cores",
         {"num_heads": 8, "ffn_dim": 64, "num_samples": 20_000, "epochs": 5, "depth": 2, **_QUICK_FAMILY},
         (4, 16), poolers=("adapool", "max"), seeds=(0,),

@@ -169,8 +169,7 @@ def _plot(table: pd.DataFrame) -> bytes:
     ax_loss.set_title("kNN-Centroid: loss against compute")
     ax_margin.set_title("AdaPool's margin against compute (dN: depth)")
     # legends by role, not one entry per line: colours, line styles, markers
-    pooler_keys = [(f"{p}", c) for p, c in colours.items() if p in table]
-    ax_loss.legend(handles=[Line2D([], [], color=c, label=p) for p, c in pooler_keys]
+    ax_loss.legend(handles=[Line2D([], [], color=c, label=p) for p, c in colours.items() if p in table]
                    + [Line2D([], [], color="k", ls=ls, label=f"SNR {s:.3g}") for s, ls in styles.items()]
                    + [Line2D([], [], color="k", ls=":", lw=1, label="the paper's training compute")],
                    fontsize=7)
