@@ -44,11 +44,11 @@ def run(args: argparse.Namespace) -> int:
 
                 paths = write_vision_report(store, args.out)
             elif store.rows("adapool-knn", "done") or frame.empty:
-                from ..report.knn_scaling import write_scaling_report_if_several
+                from ..report.knn_scaling import scaling_frame, write_scaling_report_if_several
 
                 paths = write_knn_report(store, args.out)
                 if paths:  # several settings (a scaling or variants sweep): loss and margin against FLOPs
-                    paths.update(write_scaling_report_if_several(store, args.out))
+                    paths.update(write_scaling_report_if_several(scaling_frame(store), args.out))
             else:
                 from ..report.pool_me_wisely import write_findings
 
@@ -62,18 +62,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _from_runs_csv(path: Path, out: Path) -> int:
-    from ..report.knn_scaling import scaling_frame_from_csv, write_scaling_report
+    from ..report.knn_scaling import scaling_frame_from_csv, write_scaling_report_if_several
 
     if not path.is_file():
         raise UsageError(f"no runs.csv at {path}")
     check_writable_dir(out)
     try:
         frame = scaling_frame_from_csv(path)
-        if frame.empty or frame["setting"].nunique() < 2:
-            raise ValueError(f"{path} holds {frame['setting'].nunique() if not frame.empty else 0} "
-                             "setting(s) with a FLOP count; the scaling report compares two or more")
-        paths = write_scaling_report(frame, out)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    paths = write_scaling_report_if_several(frame, out)
+    if not paths:
+        settings = frame["setting"].nunique() if not frame.empty else 0
+        raise UsageError(f"{path} holds {settings} setting(s) with a FLOP count; the scaling report "
+                         "compares two or more")
     print_paths(paths)
     return 0

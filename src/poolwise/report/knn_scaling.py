@@ -198,15 +198,10 @@ def write_scaling_report(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Pat
     return paths
 
 
-def write_knn_scaling_report(store: ResultsStore, out_dir: str | Path) -> dict[str, Path]:
-    """:func:`write_scaling_report` from the store alone."""
-    return write_scaling_report(scaling_frame(store), out_dir)
-
-
-def write_scaling_report_if_several(store: ResultsStore, out_dir: str | Path) -> dict[str, Path]:
-    """The scaling report when the store's finished kNN runs span several settings (the
-    compute points of ``--preset scaling`` or ``variants``); nothing for a single setting."""
-    frame = scaling_frame(store)
-    if frame.empty or frame["setting"].nunique() < 2:
+def write_scaling_report_if_several(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
+    """The scaling report when the finished runs in ``df`` (:func:`scaling_frame` or
+    :func:`scaling_frame_from_csv`) span several settings (the compute points of
+    ``--preset scaling`` or ``variants``); nothing for a single setting."""
+    if df.empty or df["setting"].nunique() < 2:
         return {}
-    return write_scaling_report(frame, out_dir)
+    return write_scaling_report(df, out_dir)
