@@ -169,10 +169,28 @@ def _drop_table(dr: pd.DataFrame) -> str:
         paper = PAPER_TAG_DROP.get(base_name(r.pooler)) if r.env == "tag" else None
         lines.append(
             f"| {r.env} ({r.clean} → {r.noisy}) | {_label(r.pooler)} | {r.return_clean:.2f} → "
-            f"{r.return_noisy:.2f} | {100 * r.drop:.1f}% | {100 * r.drop_vs_random:.1f}% | "
+            f"{r.return_noisy:.2f} | {_percent(r.drop)} | {_percent(r.drop_vs_random)} | "
             f"{f'{paper:.1f}%' if paper is not None else '-'} |"
         )
     return "\n".join(lines)
+
+
+def _percent(value: float) -> str:
+    """A share as ``12.3%``; ``-`` where it is undefined (no margin over random to divide by)."""
+    return "-" if pd.isna(value) else f"{100 * value:.1f}%"
+
+
+def _unlearned(summ: pd.DataFrame, env: str, config: str) -> str | None:
+    """Why a check at ``config`` says nothing, or None: no pooler's mean final return is
+    above the random policy's by more than its own spread over seeds."""
+    part = summ[(summ.env == env) & (summ.config == config)]
+    margin = part["mean"] - part["random"]
+    if part.empty or (margin > part["std"].fillna(0)).any():
+        return None
+    best = part.loc[margin.idxmax()]
+    return (f"  * at this budget no pooler is clearly above the random policy at {config} (best: "
+            f"{_label(best.pooler)} {best['mean']:.2f} ± {best['std']:.2f} against {best['random']:.2f}): "
+            "this check says nothing yet")
 
 
 def _statistic(part: pd.DataFrame) -> tuple[str, str]:
@@ -230,6 +248,9 @@ def claim_lines(df: pd.DataFrame) -> list[str]:
             what = "MaxPool best on entity tokens" if claim == "max" else "AdaPool best on pixel tokens"
             out.append(f"* boxworld: {what}: **{'agrees' if top == claim else 'disagrees'}** "
                        f"(best: {_label(part.idxmax())} {part.max():.2f})")
+            why = _unlearned(summ, "boxworld", config)
+            if why:
+                out.append(why)
     return out
 
 
