@@ -51,3 +51,20 @@ def one_ray_at_a_time(tmp_path_factory):
     with open(root / "ray.lock", "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
+
+
+@pytest.fixture
+def benchmark_script(monkeypatch):
+    """``benchmark_script("ab_knn_train")``: a script of ``benchmarks/`` imported fresh as a module
+    (with ``benchmarks/`` on the path, as when it runs as a script)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+    def load(name: str):
+        sys.modules.pop(name, None)
+        return importlib.import_module(name)
+
+    return load

@@ -3,20 +3,16 @@ alternating round at a tiny size (this checkout against itself: the ratio is nea
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 @pytest.fixture()
-def ab(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    sys.modules.pop("ab_knn_train", None)
-    return importlib.import_module("ab_knn_train")
+def ab(benchmark_script):
+    return benchmark_script("ab_knn_train")
 
 
 def test_a_wrong_old_tree_is_refused_in_one_line(ab, tmp_path, capsys):
@@ -36,6 +32,6 @@ def test_markdown_names_the_cpu_and_both_ratios(ab):
 def test_one_round_against_this_checkout(ab, monkeypatch, tmp_path):
     monkeypatch.setattr(ab, "CONFIGS", ((1, 4),))
     out = tmp_path / "r.json"
-    assert ab.main(["--old", str(BENCH.parent / "src"), "--rounds", "1", "--json", str(out)]) == 0
+    assert ab.main(["--old", str(SRC), "--rounds", "1", "--json", str(out)]) == 0
     row = __import__("json").loads(out.read_text())["rows"][0]
     assert row["old"] > 0 and row["new"] > 0 and 0.2 < row["ratio"] < 5

@@ -3,20 +3,12 @@ per-token projection has at the study's setting, and the passes no run avoids)."
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture()
-def cost(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    sys.modules.pop("compare_cost", None)
-    return importlib.import_module("compare_cost")
+def cost(benchmark_script):
+    return benchmark_script("compare_cost")
 
 
 def test_widths_at_the_study_setting(cost):
