@@ -95,7 +95,7 @@ def gemm_width(name: str, dim: int, max_len: int) -> int:
 
     pooler = get_pooler({"name": name}, defaults=pooler_defaults(name, dim, max_len))
     if name == "gated":
-        return 2 * (pooler.hidden or min(dim, 128))
+        return pooler.gate.out_features  # its V and U projections, stacked
     # folded: H r scores a token; unfolded: the query projection and attention over r latents
     return min(pooler.num_heads * pooler.num_latents, dim + 2 * pooler.num_latents)
 

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.knn_presets import PRESETS
     from ..report import write_knn_report
     from ..report.knn import AXES as KNN_AXES
-    from ..report.knn_scaling import scaling_frame, write_scaling_report
+    from ..report.knn_scaling import scaling_frame, write_scaling_report_if_several
     from ..runner import run_sweep
     from ..runner.progress import Progress
 
@@ -77,9 +77,7 @@ def run(args: argparse.Namespace) -> int:
         summary = run_sweep(specs, store, runner, args.retry_failed, Progress(quiet=args.quiet))
         paths = write_knn_report(store, out) if store.rows("adapool-knn", "done") else {}
         if preset.points and paths:  # a compute-scaling sweep: loss and margin against FLOPs
-            frame = scaling_frame(store)
-            if not frame.empty:
-                paths.update(write_scaling_report(frame, out))
+            paths.update(write_scaling_report_if_several(scaling_frame(store), out))
     print_summary(summary)
     print_paths(paths)
     return 1 if summary.failed else 0
