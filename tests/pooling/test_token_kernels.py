@@ -295,3 +295,37 @@ def test_every_path_of_gem_and_softmax_gives_the_pytorch_result(kernel, path, na
     keep = mask.any(1)
     torch.testing.assert_close(got[keep], expect[keep], atol=2e-5, rtol=2e-5)
     assert (got[3] == 0).all()  # an empty row stays zero; the pooler's empty policy does the rest
+
+
+def test_kernel_path_can_be_forced_from_the_environment(kernel, monkeypatch):
+    """$POOLWISE_KERNEL_PATH picks the path of calls that name none (to time another CPU's
+    path on this one); a path the CPU lacks is refused by name."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 90, 40, generator=gen)
+    mask = torch.rand(3, 90, generator=gen) > 0.3
+    u = torch.randn(3, 8, 40, generator=gen)
+    monkeypatch.setenv("POOLWISE_KERNEL_PATH", "generic")
+    forced = kernel.attend_masked(x, mask, u)
+    assert torch.equal(forced, kernel.attend_masked(x, mask, u, "generic"))
+    if kernel.available_paths()[0] != "generic":  # forced and best differ in summation order
+        assert not torch.equal(forced, kernel.attend_masked(x, mask, u, kernel.available_paths()[0]))
+    monkeypatch.setenv("POOLWISE_KERNEL_PATH", "sse9")
+    with pytest.raises(RuntimeError, match="kernel path 'sse9' is not available"):
+        kernel.attend_masked(x, mask, u)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (70, 40), (200, 96)])
+def test_row_dots_equal_matrix_vector_product(kernel, path, shape):
+    """``row_dots`` (AdaPool's weight fingerprint) is W @ r on every path, rows past a
+    64-row block and columns past the vector width included; bad shapes are refused."""
+    if path not in kernel.available_paths():
+        pytest.skip(f"this CPU cannot run the {path} path")
+    gen = torch.Generator().manual_seed(shape[0])
+    w = torch.randn(*shape, generator=gen)
+    r = torch.randn(shape[1], generator=gen)
+    got = kernel.row_dots(w, r, path)
+    torch.testing.assert_close(got, (w.double() @ r.double()).float(), atol=1e-5, rtol=1e-5)
+    assert torch.equal(got, kernel.row_dots(w, r, path))  # deterministic: the cache compares exactly
+    with pytest.raises(RuntimeError, match="row_dots needs W"):
+        kernel.row_dots(w, torch.randn(shape[1] + 1), path)

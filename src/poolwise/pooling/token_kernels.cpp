@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -71,10 +72,15 @@ std::vector<std::string> available_paths() {
   return paths;
 }
 
-// The path to run: "" = the best the CPU has; a path the CPU lacks is refused.
+// The path to run: "" = $POOLWISE_KERNEL_PATH if set (to time another CPU's path on this
+// one), else the best the CPU has; a path the CPU lacks is refused.
 static std::string resolve(const std::string& path) {
   static const std::vector<std::string> ok = available_paths();
-  if (path.empty()) return ok.front();
+  if (path.empty()) {
+    const char* forced = std::getenv("POOLWISE_KERNEL_PATH");
+    if (!forced || !*forced) return ok.front();
+    return resolve(forced);
+  }
   TORCH_CHECK(std::find(ok.begin(), ok.end(), path) != ok.end(), "kernel path '", path,
               "' is not available on this CPU");
   return path;
@@ -143,6 +149,19 @@ torch::Tensor attend_masked(torch::Tensor x, torch::Tensor mask, torch::Tensor u
   auto out = torch::zeros({B, H, D}, u.options());
   DISPATCH(path, attend(x.data_ptr<float>(), nullptr, nullptr, nullptr, mask_ptr(mask), u.data_ptr<float>(), B, N,
                         H, D, out.data_ptr<float>()));
+  return out;
+}
+
+// W (R, C) @ r (C,) for contiguous float32 W and r, both threads at memory speed.
+torch::Tensor row_dots(torch::Tensor w, torch::Tensor r, std::string path) {
+  TORCH_CHECK(w.dim() == 2 && r.dim() == 1 && w.size(1) == r.size(0), "row_dots needs W (R, C) and r (C,); got ",
+              w.sizes(), " and ", r.sizes());
+  TORCH_CHECK(w.dtype() == torch::kFloat32 && r.dtype() == torch::kFloat32 && w.device().is_cpu() &&
+              r.device().is_cpu(), "row_dots: float32 CPU tensors only");
+  auto wc = w.contiguous();
+  auto rc = r.contiguous();
+  auto out = torch::empty({w.size(0)}, w.options());
+  DISPATCH(path, row_dots(wc.data_ptr<float>(), wc.size(0), wc.size(1), rc.data_ptr<float>(), out.data_ptr<float>()));
   return out;
 }
 
@@ -254,5 +273,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "temperature"_a, "keep"_a = false, "path"_a = "");
   m.def("softmax_pool_backward", &softmax_pool_backward, "softmax aggregation gradients: (dx, dt per row)", "x"_a,
         "mask"_a, "temperature"_a, "y"_a, "saved"_a, "g"_a, "need_x"_a = true, "path"_a = "");
+  m.def("row_dots", &row_dots, "W @ r for a float32 matrix and vector, on every thread", "w"_a, "r"_a,
+        "path"_a = "");
   m.def("available_paths", &available_paths, "instruction-set paths this CPU runs, best first");
 }
