@@ -19,11 +19,13 @@ namespace generic {
 #define VW 4
 #define ACC_S 8
 #define ACC_A 8
+#define ACC_W 8
 #define MAXH 4
 #include "token_kernels.inc"
 #undef VW
 #undef ACC_S
 #undef ACC_A
+#undef ACC_W
 #undef MAXH
 }  // namespace generic
 
@@ -35,11 +37,13 @@ namespace avx2 {
 #define VW 8
 #define ACC_S 12
 #define ACC_A 12
+#define ACC_W 12
 #define MAXH 4
 #include "token_kernels.inc"
 #undef VW
 #undef ACC_S
 #undef ACC_A
+#undef ACC_W
 #undef MAXH
 }  // namespace avx2
 #pragma GCC pop_options
@@ -50,11 +54,13 @@ namespace avx512 {
 #define VW 16
 #define ACC_S 16
 #define ACC_A 16
+#define ACC_W 32
 #define MAXH 8
 #include "token_kernels.inc"
 #undef VW
 #undef ACC_S
 #undef ACC_A
+#undef ACC_W
 #undef MAXH
 }  // namespace avx512
 #pragma GCC pop_options
