@@ -329,3 +329,24 @@ def test_row_dots_equal_matrix_vector_product(kernel, path, shape):
     assert torch.equal(got, kernel.row_dots(w, r, path))  # deterministic: the cache compares exactly
     with pytest.raises(RuntimeError, match="row_dots needs W"):
         kernel.row_dots(w, torch.randn(shape[1] + 1), path)
+
+
+@pytest.mark.parametrize("heads", [1, 3, 8])
+def test_attention_kernel_reads_strided_queries_and_writes_heads_first(kernel, heads):
+    """The kernel reads a query in place whatever its row and head strides (an expanded
+    shared query, a permuted GEMM output) and can write its output heads first; every layout
+    gives the same numbers as contiguous input and output. Bad query shapes name what was wrong."""
+    gen = torch.Generator().manual_seed(heads)
+    x = torch.randn(4, 140, 40, generator=gen)
+    mask = torch.rand(4, 140, generator=gen) > 0.2
+    mask[2] = False  # an empty row: zero in every layout (the output is not pre-zeroed)
+    shared = torch.randn(1, heads, 40, generator=gen)
+    want = kernel.attend_masked(x, mask, shared.expand(4, -1, -1).contiguous())
+    assert torch.equal(kernel.attend_masked(x, mask, shared.expand(4, -1, -1)), want)
+    permuted = torch.randn(heads, 4, 40, generator=gen).permute(1, 0, 2)  # heads B * D apart
+    want = kernel.attend_masked(x, mask, permuted.contiguous())
+    got = kernel.attend_masked(x, mask, permuted, heads_first=True)
+    assert got.shape == (4, heads, 40) and torch.equal(got, want) and (got[2] == 0).all()
+    assert heads == 1 or got.stride() == (40, 4 * 40, 1)
+    with pytest.raises(RuntimeError, match=r"query must be float32 \(B, H, D\) = \(4, H, 40\)"):
+        kernel.attend_masked(x, mask, torch.randn(4, heads, 80)[..., ::2])

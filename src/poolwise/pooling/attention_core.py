@@ -47,11 +47,15 @@ def folded_attention(
     m = q.shape[1]
     hd = d // num_heads
     qh = q.reshape(q.shape[0], m, num_heads, hd)
-    u = torch.einsum("bmhe,hed->bmhd", qh, k_proj.weight.view(num_heads, hd, d)) * scale
-    u = u.reshape(q.shape[0], m * num_heads, d).to(x.dtype).contiguous()  # layout matters to MKL
+    u = torch.einsum("bmhe,hed->bmhd", qh, k_proj.weight.view(num_heads, hd, d))
     if kernel is not None and (dropout == 0 or not training):
-        z = attend_real_tokens(kernel, x, mask, u.expand(b, -1, -1))
+        # in place while u is in cache (the kernel runs without autograd); the kernel reads u
+        # in the batched GEMM's layout (heads B * D apart; a view for one query) and writes z
+        # heads first, the layout the value projection reads: no copies
+        u = u.mul_(scale).reshape(q.shape[0], m * num_heads, d).to(x.dtype)
+        z = attend_real_tokens(kernel, x, mask, u.expand(b, -1, -1), heads_first=num_heads > 1)
         return _project_values(z.view(b, m, num_heads, d), v_proj, num_heads, hd), None
+    u = (u * scale).reshape(q.shape[0], m * num_heads, d).to(x.dtype).contiguous()  # layout matters to MKL
     # scores laid out (B, N, M*H) from a batched GEMV with x as the left operand: the fastest
     # layout for MKL (a single (B*N, D) @ (D, M*H) GEMM is ~3x slower for shared queries)
     scores = torch.bmm(x, u.expand(b, -1, -1).transpose(1, 2))
@@ -75,12 +79,19 @@ def _project_values(z: Tensor, v_proj: nn.Linear, num_heads: int, hd: int) -> Te
     return out
 
 
-def attend_real_tokens(kernel: Any, x: Tensor, mask: Tensor | None, query: Tensor) -> Tensor:
+def attend_real_tokens(kernel: Any, x: Tensor, mask: Tensor | None, query: Tensor,
+                       heads_first: bool = False) -> Tensor:
     """The compiled single-query attention kernel (every call goes through here): ``query`` ``(B, K, D)``
     scores the real tokens of padded ``x`` ``(B, N, D)`` under ``mask``; returns the
     softmax-weighted token sums ``(B, K, D)``. Each row's tokens are read from memory once, in
-    64-token blocks (scores, an online softmax across blocks, then the weighted sums)."""
-    return kernel.attend_masked(x.contiguous(), kernel_mask(x, mask), query.contiguous())
+    64-token blocks (scores, an online softmax across blocks, then the weighted sums).
+
+    ``query`` is read in place when each of its vectors is contiguous (any row and head
+    strides, an expanded one included); ``heads_first`` returns a view of a ``(K, B, D)``
+    tensor."""
+    if query.stride(-1) != 1:
+        query = query.contiguous()
+    return kernel.attend_masked(x.contiguous(), kernel_mask(x, mask), query, heads_first=heads_first)
 
 
 def standard_attention(

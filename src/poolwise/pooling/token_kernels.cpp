@@ -122,18 +122,32 @@ static torch::Tensor per_feature(const torch::Tensor& v, int64_t D, const char* 
   return v.reshape(-1).expand({D}).contiguous();
 }
 
+// A query (B, H, D) the kernels read in place: float32, each query vector contiguous; rows and
+// heads may have any strides (an expanded shared query has row stride 0).
+static void check_query(const torch::Tensor& u, int64_t B, int64_t D) {
+  TORCH_CHECK(u.dim() == 3 && u.dtype() == torch::kFloat32 && u.size(0) == B && u.size(2) == D &&
+              (u.stride(2) == 1 || D == 1), "query must be float32 (B, H, D) = (", B, ", H, ", D,
+              ") with contiguous query vectors; got ", u.sizes(), " with strides ", u.strides());
+}
+
+// The (B, H, D) output: heads_first allocates (H, B, D) and returns its (B, H, D) view, the
+// layout the value projection's batched GEMM (one per head) reads without a copy.
+static torch::Tensor attend_out(int64_t B, int64_t H, int64_t D, bool heads_first, const torch::Tensor& like) {
+  return heads_first ? torch::empty({H, B, D}, like.options()).permute({1, 0, 2})
+                     : torch::empty({B, H, D}, like.options());
+}
+
 // query (B, H, D) -> (B, H, D) over the real tokens of an index table; path "" = the best the CPU has.
 torch::Tensor attend_heads(torch::Tensor table, torch::Tensor index, torch::Tensor offsets, torch::Tensor counts,
                            torch::Tensor u, std::string path) {
-  TORCH_CHECK(u.dim() == 3, "query must be (B, H, D)");
-  TORCH_CHECK(table.dtype() == torch::kFloat32 && u.dtype() == torch::kFloat32, "float32 only");
-  TORCH_CHECK(table.is_contiguous() && u.is_contiguous(), "contiguous inputs only");
-  TORCH_CHECK(table.size(1) == u.size(2), "table and query widths differ");
+  TORCH_CHECK(table.dim() == 2 && table.dtype() == torch::kFloat32 && table.is_contiguous(),
+              "table must be contiguous float32 (T, D)");
+  check_query(u, counts.size(0), table.size(1));
   const int64_t B = u.size(0), H = u.size(1), D = u.size(2);
-  auto out = torch::zeros({B, H, D}, u.options());
+  auto out = attend_out(B, H, D, false, table);
   DISPATCH(path, attend(table.data_ptr<float>(), index.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
-                        counts.data_ptr<int64_t>(), nullptr, u.data_ptr<float>(), B, 0, H, D,
-                        out.data_ptr<float>()));
+                        counts.data_ptr<int64_t>(), nullptr, u.data_ptr<float>(), u.stride(0), u.stride(1), B, 0, H,
+                        D, out.data_ptr<float>(), out.stride(0), out.stride(1)));
   return out;
 }
 
@@ -141,20 +155,20 @@ torch::Tensor attend_heads(torch::Tensor table, torch::Tensor index, torch::Tens
 torch::Tensor attend_one(torch::Tensor table, torch::Tensor index, torch::Tensor offsets, torch::Tensor counts,
                          torch::Tensor u, std::string path) {
   TORCH_CHECK(u.dim() == 2, "query must be (B, D)");
-  return attend_heads(table, index, offsets, counts, u.unsqueeze(1).contiguous(), path).squeeze(1);
+  return attend_heads(table, index, offsets, counts, u.unsqueeze(1), path).squeeze(1);
 }
 
 static const bool* mask_ptr(const torch::Tensor& mask) { return mask.numel() ? mask.data_ptr<bool>() : nullptr; }
 
 // The same over padded x (B, N, D) and its bool keep-mask (an empty tensor: every token).
-torch::Tensor attend_masked(torch::Tensor x, torch::Tensor mask, torch::Tensor u, std::string path) {
+torch::Tensor attend_masked(torch::Tensor x, torch::Tensor mask, torch::Tensor u, std::string path,
+                            bool heads_first) {
   check_padded(x, mask);
-  TORCH_CHECK(u.dim() == 3 && u.dtype() == torch::kFloat32 && u.is_contiguous() && u.size(0) == x.size(0) &&
-              u.size(2) == x.size(2), "query must be contiguous float32 (B, H, D)");
+  check_query(u, x.size(0), x.size(2));
   const int64_t B = x.size(0), N = x.size(1), H = u.size(1), D = x.size(2);
-  auto out = torch::zeros({B, H, D}, u.options());
-  DISPATCH(path, attend(x.data_ptr<float>(), nullptr, nullptr, nullptr, mask_ptr(mask), u.data_ptr<float>(), B, N,
-                        H, D, out.data_ptr<float>()));
+  auto out = attend_out(B, H, D, heads_first, u);
+  DISPATCH(path, attend(x.data_ptr<float>(), nullptr, nullptr, nullptr, mask_ptr(mask), u.data_ptr<float>(),
+                        u.stride(0), u.stride(1), B, N, H, D, out.data_ptr<float>(), out.stride(0), out.stride(1)));
   return out;
 }
 
@@ -266,7 +280,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("attend_heads", &attend_heads, "single-query attention pooling, several heads", "table"_a, "index"_a,
         "offsets"_a, "counts"_a, "u"_a, "path"_a = "");
   m.def("attend_masked", &attend_masked, "single-query attention pooling of a padded batch", "x"_a, "mask"_a,
-        "u"_a, "path"_a = "");
+        "u"_a, "path"_a = "", "heads_first"_a = false);
   m.def("weighted_sum", &weighted_sum, "weighted sums of each row's real tokens", "table"_a, "index"_a,
         "offsets"_a, "counts"_a, "weights"_a, "path"_a = "");
   m.def("masked_sum", &masked_sum, "sum / mean / sqrt_len / rank-weighted mean of a padded batch", "x"_a,
