@@ -1,7 +1,8 @@
 """What AdaPool (mean query) costs part by part against ``mean``, and the least its design
 could cost on this CPU, in one run.
 
-    python benchmarks/attention_floor.py --md docs/results/attention-floor.md --json docs/results/attention-floor.json
+    python benchmarks/attention_floor.py --md docs/results/attention-floor.md \\
+        --json docs/results/attention-floor.json
 
 At the operator benchmark's batch (B=64, N=512, D=768 fp32, lengths U[128, 512]), inference,
 interleaved rounds (medians). AdaPool in folded form (``poolwise.pooling.attention_core``) is:
@@ -72,39 +73,38 @@ def run(rounds: int) -> dict:
             masked_mean(xs, mask[s:s + CHUNK])
             kernel.attend_masked(xs, ms, u[1][s:s + CHUNK])
 
-    cands = {
-        "mean (one read of the real tokens)": lambda: mean(x, mask),
-        "read: sum() of a contiguous buffer of that size": lambda: flat.sum(),
-        "GEMM (B, D) x (D, D)": lambda: F.linear(q, w),
-        f"GEMM ({big.shape[0]}, D) x (D, D): the best rate": lambda: F.linear(big, w),
-        "fingerprint of four (D, D) weights": lambda: [kernel.row_dots(m, probe) for m in weights],
-        "attention kernel, 1 head": lambda: kernel.attend_masked(x, km, u[1]),
-        "attention kernel, 8 heads": lambda: kernel.attend_masked(x, km, u[8]),
-        f"mean + attention kernel (1 head) in chunks of {CHUNK} rows": chunked,
-        "adapool": lambda: ada[1](x, mask),
-        "adapool[heads=8]": lambda: ada[8](x, mask),
+    parts = {
+        "mean": ("mean (one read of the real tokens)", lambda: mean(x, mask)),
+        "read": ("read: sum() of a contiguous buffer of that size", lambda: flat.sum()),
+        "gemm": ("GEMM (B, D) x (D, D)", lambda: F.linear(q, w)),
+        "big": (f"GEMM ({big.shape[0]}, D) x (D, D): the best rate", lambda: F.linear(big, w)),
+        "fingerprint": ("fingerprint of four (D, D) weights",
+                        lambda: [kernel.row_dots(m, probe) for m in weights]),
+        "kernel1": ("attention kernel, 1 head", lambda: kernel.attend_masked(x, km, u[1])),
+        "kernel8": ("attention kernel, 8 heads", lambda: kernel.attend_masked(x, km, u[8])),
+        "chunked": (f"mean + attention kernel (1 head) in chunks of {CHUNK} rows", chunked),
+        "adapool": ("adapool", lambda: ada[1](x, mask)),
+        "adapool[heads=8]": ("adapool[heads=8]", lambda: ada[8](x, mask)),
     }
-    ms = measure(cands, rounds, 4.0)
+    ms = measure(dict(parts.values()), rounds, 4.0)
+    t = {key: ms[label] for key, (label, _) in parts.items()}
     gemm_flops = 2 * b * d * d
-    best_rate = max(gemm_flops / ms["GEMM (B, D) x (D, D)"],
-                    2 * big.shape[0] * d * d / ms[f"GEMM ({big.shape[0]}, D) x (D, D): the best rate"])  # FLOP/ms
-    read_rate = real * d * 4 / ms["read: sum() of a contiguous buffer of that size"]  # bytes/ms
-    t_mean, t_gemm = ms["mean (one read of the real tokens)"], ms["GEMM (B, D) x (D, D)"]
-    t_read = ms["read: sum() of a contiguous buffer of that size"]
+    best_rate = max(gemm_flops / t["gemm"], 2 * big.shape[0] * d * d / t["big"])  # FLOP/ms
+    read_rate = real * d * 4 / t["read"]  # bytes/ms
     designs = {}
     for h in (1, 8):
         gemms = 2 if h == 1 else 4
         kernel_flops = 4 * real * d * h
-        parts = t_mean + ms[f"attention kernel, {h} head{'s' if h > 1 else ''}"] + gemms * t_gemm
-        limit = t_read + max(t_read, kernel_flops / best_rate) + gemms * gemm_flops / best_rate
-        if h == 1:
-            parts += ms["fingerprint of four (D, D) weights"]
+        summed = t["mean"] + t[f"kernel{h}"] + gemms * t["gemm"]
+        limit = t["read"] + max(t["read"], kernel_flops / best_rate) + gemms * gemm_flops / best_rate
+        if h == 1:  # the fingerprint: four D x D weights read once
+            summed += t["fingerprint"]
             limit += 4 * d * d * 4 / read_rate
         name = "adapool" if h == 1 else "adapool[heads=8]"
-        designs[name] = {"heads": h, "measured_ms": ms[name], "measured_x_mean": ms[name] / t_mean,
-                         "parts_ms": parts, "parts_x_mean": parts / t_mean, "limit_ms": limit,
-                         "limit_x_mean": limit / t_mean, "target_x_mean": TARGETS[h], "gemms": gemms,
-                         "kernel_gflops": kernel_flops / ms[f"attention kernel, {h} head{'s' if h > 1 else ''}"] / 1e6}
+        designs[name] = {"heads": h, "gemms": gemms, "measured_ms": t[name], "parts_ms": summed,
+                         "limit_ms": limit, "measured_x_mean": t[name] / t["mean"],
+                         "parts_x_mean": summed / t["mean"], "limit_x_mean": limit / t["mean"],
+                         "target_x_mean": TARGETS[h], "kernel_gflops": kernel_flops / t[f"kernel{h}"] / 1e6}
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "shape": [b, n, d], "real_tokens": real, "ms": ms,
             "best_gemm_gflops": best_rate / 1e6, "read_gbps": read_rate / 1e6, "designs": designs}
@@ -112,16 +112,16 @@ def run(rounds: int) -> dict:
 
 def render(res: dict) -> str:
     ms, t_mean = res["ms"], res["ms"]["mean (one read of the real tokens)"]
-    lines = [f"*{res['cpu']}, {res['threads']} threads, torch {res['torch']}; (B, N, D) = {tuple(res['shape'])} "
-             f"fp32, {res['real_tokens']:,} real tokens; best GEMM rate {res['best_gemm_gflops']:.0f} GFLOP/s, "
-             f"read {res['read_gbps']:.1f} GB/s*", "",
-             "| part | ms | x mean |", "|---|---|---|"]
+    head = (f"*{res['cpu']}, {res['threads']} threads, torch {res['torch']}; (B, N, D) = "
+            f"{tuple(res['shape'])} fp32, {res['real_tokens']:,} real tokens; best GEMM rate "
+            f"{res['best_gemm_gflops']:.0f} GFLOP/s, read {res['read_gbps']:.1f} GB/s*")
+    lines = [head, "", "| part | ms | x mean |", "|---|---|---|"]
     lines += [f"| {name} | {t:.2f} | {t / t_mean:.2f} |" for name, t in ms.items()]
     lines += ["", "| pooler | measured x mean | sum of parts x mean | at this CPU's limits x mean | target | "
               "attention kernel GFLOP/s |", "|---|---|---|---|---|---|"]
     for name, r in res["designs"].items():
-        lines.append(f"| {name} | {r['measured_x_mean']:.2f} | {r['parts_x_mean']:.2f} | {r['limit_x_mean']:.2f} | "
-                     f"{r['target_x_mean']:g} | {r['kernel_gflops']:.0f} |")
+        lines.append(f"| {name} | {r['measured_x_mean']:.2f} | {r['parts_x_mean']:.2f} | "
+                     f"{r['limit_x_mean']:.2f} | {r['target_x_mean']:g} | {r['kernel_gflops']:.0f} |")
     return "\n".join(lines)
 
 

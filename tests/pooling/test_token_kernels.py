@@ -350,3 +350,26 @@ def test_attention_kernel_reads_strided_queries_and_writes_heads_first(kernel, h
     assert heads == 1 or got.stride() == (40, 4 * 40, 1)
     with pytest.raises(RuntimeError, match=r"query must be float32 \(B, H, D\) = \(4, H, 40\)"):
         kernel.attend_masked(x, mask, torch.randn(4, heads, 80)[..., ::2])
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("query, heads", [("mean", 1), ("mean", 4), (0, 1), ([0, -1], 2)])
+@pytest.mark.parametrize("empty", ["zero", "nan"])
+def test_adapool_kernel_path_keeps_the_empty_policy(kernel, bias, query, heads, empty):
+    """The compiled AdaPool path skips the empty-row pass only where an empty row comes out
+    zero by itself (no bias, no residual); with biases or a token query's residual the policy
+    still applies; real rows equal the textbook form."""
+    torch.manual_seed(0)
+    pool = pw.get_pooler("adapool", dim=32, num_heads=heads, query=query, bias=bias, empty=empty).eval()
+    x = torch.randn(4, 70, 32)
+    mask = torch.rand(4, 70) > 0.3
+    mask[:, 0] = True
+    mask[:, -1] = True
+    mask[2] = False
+    with torch.no_grad():
+        got = pool(x, mask)
+        pool.folded = False
+        want = pool(x, mask)
+    fill = torch.zeros(32) if empty == "zero" else torch.full((32,), float("nan"))
+    torch.testing.assert_close(got[2], fill, equal_nan=True)
+    torch.testing.assert_close(got[[0, 1, 3]], want[[0, 1, 3]], atol=1e-5, rtol=1e-5)
