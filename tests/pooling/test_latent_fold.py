@@ -1,5 +1,6 @@
 """latent_attention without its MLP projects after the mean: same result as per token."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -31,13 +32,16 @@ def _per_token(pool, x, mask):
     return (tokens * m).sum(1) / m.sum(1).clamp(min=1)
 
 
-def test_folded_queries_give_the_definition_and_its_gradients_in_float64():
+@pytest.mark.parametrize("frozen", [False, True])
+def test_folded_queries_give_the_definition_and_its_gradients_in_float64(frozen):
+    """Output and every gradient equal the definition's; ``frozen``: features that need no
+    gradient (the studies' case, where the fold skips the LayerNorm's backward pass)."""
     torch.manual_seed(1)
     pool = pw.get_pooler("latent_attention", dim=12, num_latents=7, num_heads=3, mlp_ratio=0.0).double()
     with torch.no_grad():
         for p in pool.parameters():
             p.add_(0.3 * torch.randn_like(p))  # move LayerNorm affines and biases off their init
-    x = torch.randn(4, 9, 12, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4, 9, 12, dtype=torch.float64, requires_grad=not frozen)
     mask = torch.rand(4, 9) > 0.3
     mask[:, 0] = True
     g = torch.randn(4, 12, dtype=torch.float64)
@@ -47,10 +51,12 @@ def test_folded_queries_give_the_definition_and_its_gradients_in_float64():
         x.grad = None
         out = fn()
         (out * g).sum().backward()
-        grads.append((out.detach(), x.grad.clone(), [p.grad.clone() for p in pool.parameters()]))
+        x_grad = None if frozen else x.grad.clone()
+        grads.append((out.detach(), x_grad, [p.grad.clone() for p in pool.parameters()]))
     (a, ax, ap), (b, bx, bp) = grads
     torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
-    torch.testing.assert_close(ax, bx, atol=1e-12, rtol=1e-10)
+    if not frozen:
+        torch.testing.assert_close(ax, bx, atol=1e-12, rtol=1e-10)
     for pa, pb in zip(ap, bp):
         torch.testing.assert_close(pa, pb, atol=1e-12, rtol=1e-10)
 

@@ -114,7 +114,15 @@ class LatentAttentionPooling(Pooler):
         over the latents (at least fp32), the mean weights, then the values once per row."""
         u, v = self._folded_latents()
         h, r = self.num_heads, self.num_latents
-        scores = F.linear(self.norm_x(x), u.to(x.dtype))
+        # LN's affine folded into the keys: LN(x) u^T = xhat (u * gamma)^T + u beta. xhat, the
+        # parameter-free normalisation, needs no gradient when x needs none (frozen features),
+        # so training skips the (T, H r) x (H r, D) product that LN's gamma and beta would
+        # otherwise need: one of the three GEMMs of a training step
+        norm = self.norm_x
+        xhat = F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
+        keys = u if norm.weight is None else u * norm.weight
+        bias = None if norm.bias is None else u @ norm.bias
+        scores = F.linear(xhat, keys.to(x.dtype), None if bias is None else bias.to(x.dtype))
         weights = scores.unflatten(-1, (h, r)).softmax(-1, dtype=torch.promote_types(x.dtype, torch.float32))
         weights = weights.flatten(-2)
         mean_weights = mean(weights).view(-1, h, r).to(v.dtype)  # (B, H, r)
