@@ -43,6 +43,13 @@ def keep_mask(x: Tensor, mask: Tensor | None) -> Tensor:
     return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
 
 
+def packs_fewer_tokens(x: Tensor, mask: Tensor | None) -> bool:
+    """Whether gathering the real tokens of ``x`` under ``mask`` saves work: eager mode (the
+    packed shape depends on the data) and at least one padding token. Without padding the
+    gather would only copy the batch (6 MB a training step of the frozen studies)."""
+    return mask is not None and route(x).eager and not bool(mask.all())
+
+
 def cu_offsets(cu_seqlens: Tensor, device: torch.device) -> Tensor:
     """Packed offsets ``(B+1,)`` as int64 on ``device`` (the one conversion every caller uses)."""
     return cu_seqlens.to(device=device, dtype=torch.int64)

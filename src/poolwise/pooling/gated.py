@@ -6,8 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Pooler
-from .dispatch import route
-from .functional import at_least_fp32, dense_weighted_sum, masked_softmax
+from .functional import at_least_fp32, dense_weighted_sum, masked_softmax, packs_fewer_tokens
 from .registry import register
 from .validation import check_dim, check_int, check_weight_dtype
 
@@ -64,7 +63,7 @@ class GatedAttentionPooling(Pooler):
         return self.score(torch.tanh(v) * torch.sigmoid(u)).squeeze(-1)
 
     def _weights(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        if mask is None or not route(x).eager:
+        if not packs_fewer_tokens(x, mask):
             return masked_softmax(self._scores(x), mask)  # (B, N)
         # each score depends on its own token only: score the real tokens, skip the padding
         real = at_least_fp32(self._scores(x[mask]))

@@ -10,8 +10,7 @@ from torch import Tensor, nn
 
 from .attention_core import check_heads, mlp_block
 from .base import Pooler
-from .dispatch import route
-from .functional import cu_seqlens_of, masked_mean, packed_mean
+from .functional import cu_seqlens_of, masked_mean, packed_mean, packs_fewer_tokens
 from .registry import register
 from .validation import check_dim, check_float, check_int, check_weight_dtype
 
@@ -130,7 +129,7 @@ class LatentAttentionPooling(Pooler):
         return mean(x) + self.out_proj(heads.to(x.dtype))
 
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        if mask is not None and route(x).eager:
+        if packs_fewer_tokens(x, mask):
             # tokens never mix, so only the real ones need the per-token work: pack them
             return self._pool_packed(x[mask], cu_seqlens_of(mask))
         if self._fold:
