@@ -4,6 +4,8 @@ process (interleaved rounds, medians), with a check that both give the same outp
     git worktree add /tmp/old <rev>
     python benchmarks/ab_versions.py --old /tmp/old/src [--json out.json]
     python benchmarks/ab_versions.py --old /tmp/old/src --train --only "latent_attention[study]"
+    python benchmarks/ab_versions.py --old /tmp/old/src --train --shape 32,128,384 --no-padding \\
+        --only "latent_attention[study],gated"     # a training step of text-bbc's study
 
 ``--train`` times a training step on frozen features instead (forward, then backward to the
 pooler's parameters only), as the frozen-backbone studies run it.
@@ -33,10 +35,12 @@ CASES = {
     "weighted_mean": ("weighted_mean", {}),
     "wavg": ("wavg", {"max_len": "N"}), "softmax": ("softmax", {}), "gem": ("gem", {}),
     "attention": ("attention", {"dim": "D"}), "adapool": ("adapool", {"dim": "D"}),
+    "gated": ("gated", {"dim": "D"}),
     "adapool[query=0]": ("adapool", {"dim": "D", "query": 0}),
     "adapool[heads=8]": ("adapool", {"dim": "D", "num_heads": 8}),
     "attention[heads=8]": ("attention", {"dim": "D", "num_heads": 8}),
-    # the frozen-backbone studies' setting (experiments.frozen.POOLER_DEFAULTS)
+    # the frozen-backbone studies' settings (experiments.frozen.POOLER_DEFAULTS)
+    "attention[study]": ("attention", {"dim": "D", "num_heads": 4}),
     "latent_attention[study]": ("latent_attention", {"dim": "D", "num_latents": 64, "num_heads": 4,
                                                       "mlp_ratio": 0.0}),
 }
@@ -58,16 +62,25 @@ def main() -> None:
     ap.add_argument("--md", type=Path, help="also write the table as Markdown here")
     ap.add_argument("--train", action="store_true", help="time forward + backward to the parameters")
     ap.add_argument("--only", default="", help="comma-separated case labels (default: all)")
+    ap.add_argument("--shape", default="64,512,768", help="B,N,D of the batch (default: 64,512,768)")
+    ap.add_argument("--no-padding", action="store_true",
+                    help="every token real (lengths are U[N/4, N] otherwise), as in text-bbc's study")
     args = ap.parse_args()
+    try:
+        b, n, d = (int(v) for v in args.shape.split(","))
+    except ValueError:
+        ap.error(f"--shape must be three integers B,N,D; got {args.shape!r}")
+    if min(b, n, d) < 1 or n < 4:
+        ap.error(f"--shape needs B, D >= 1 and N >= 4; got {args.shape!r}")
     only = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = [c for c in only if c not in CASES]
     if unknown:
         ap.error(f"unknown case(s) {unknown}; known: {', '.join(CASES)}")
     old = _load_old(args.old)
-    b, n, d = 64, 512, 768
     torch.manual_seed(0)
     x = torch.randn(b, n, d)
-    mask = torch.arange(n)[None] < torch.randint(n // 4, n + 1, (b,))[:, None]
+    lengths = torch.full((b,), n) if args.no_padding else torch.randint(n // 4, n + 1, (b,))
+    mask = torch.arange(n)[None] < lengths[:, None]
     pairs = {}
     for label, (name, kwargs) in CASES.items():
         if only and label not in only:
@@ -101,6 +114,7 @@ def main() -> None:
     rows = [{"pooler": k, "old_ms": statistics.median(o), "new_ms": statistics.median(c),
              "new_over_old": statistics.median(c) / statistics.median(o)} for k, (o, c) in times.items()]
     what = "training step (frozen features)" if args.train else "inference"
+    what += ", no padding" if args.no_padding else ""
     print(f"poolwise A/B, {what}, at (B={b}, N={n}, D={d}) fp32, {torch.get_num_threads()} threads, "
           f"{cpu_name()}; outputs equal to 1e-4")
     print(f"{'pooler':20} {'old ms':>8} {'new ms':>8} {'new/old':>8}")
