@@ -28,7 +28,6 @@ them in the last-level cache.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -39,7 +38,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 import poolwise as pw
 from _machine import cpu_name
-from ops import lengths_between, measure, padded_batch, write_json, write_text
+from ops import lengths_between, measure, padded_batch, report_main
 from poolwise._ext import extension_error
 from poolwise.pooling.dispatch import kernel_mask, token_kernels
 from poolwise.pooling.functional import masked_mean
@@ -138,21 +137,7 @@ def render(res: dict) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--json", type=Path)
-    ap.add_argument("--md", type=Path)
-    args = ap.parse_args()
-    if args.rounds < 1:
-        ap.error(f"--rounds must be >= 1; got {args.rounds}")
-    res = run(args.rounds)
-    text = render(res)
-    print(text)
-    if args.json:
-        write_json(args.json, res)
-    if args.md:
-        write_text(args.md, text + "\n")
-    return 0
+    return report_main(__doc__, run, render)
 
 
 if __name__ == "__main__":

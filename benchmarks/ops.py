@@ -318,6 +318,33 @@ def write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)  # never leave a half-written results file
 
 
+def report_main(doc: str, run_fn: Callable[[int], dict], render_fn: Callable[[dict], str],
+                count: str = "rounds", default: int = 15,
+                png: Callable[[dict, Path], None] | None = None) -> int:
+    """The command line of a benchmark that times ``--<count>`` rounds, prints its table and
+    writes it as ``--json`` / ``--md`` (and ``--png`` when it can plot)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument(f"--{count}", type=int, default=default)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--md", type=Path)
+    if png is not None:
+        ap.add_argument("--png", type=Path)
+    args = ap.parse_args()
+    n = getattr(args, count)
+    if n < 1:
+        ap.error(f"--{count} must be >= 1; got {n}")
+    res = run_fn(n)
+    text = render_fn(res)
+    print(text)
+    if args.json:
+        write_json(args.json, res)
+    if args.md:
+        write_text(args.md, text + "\n")
+    if png is not None and args.png:
+        png(res, args.png)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=64)

@@ -21,7 +21,6 @@ The PNG puts each reduction's bandwidth beside the two references.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 import poolwise as pw
 from _machine import cpu_name
-from ops import lengths_between, measure, padded_batch, st_recipes, write_json, write_text
+from ops import lengths_between, measure, padded_batch, report_main, st_recipes
 from poolwise._ext import extension_error
 from poolwise.pooling.dispatch import token_kernels
 from poolwise.pooling.functional import Segments
@@ -134,24 +133,7 @@ def plot(res: dict, path: Path) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=11)
-    ap.add_argument("--json", type=Path)
-    ap.add_argument("--md", type=Path)
-    ap.add_argument("--png", type=Path)
-    args = ap.parse_args()
-    if args.rounds < 1:
-        ap.error(f"--rounds must be >= 1; got {args.rounds}")
-    res = run(args.rounds)
-    text = render(res)
-    print(text)
-    if args.json:
-        write_json(args.json, res)
-    if args.md:
-        write_text(args.md, text + "\n")
-    if args.png:
-        plot(res, args.png)
-    return 0
+    return report_main(__doc__, run, render, default=11, png=plot)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ trained on frozen features), beside ``mean``'s step. The PyTorch formula is what
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -23,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import poolwise as pw
 from _machine import cpu_name
-from ops import lengths_between, padded_batch, write_json, write_text
+from ops import lengths_between, padded_batch, report_main
 from poolwise.pooling import use_dense
 
 
@@ -77,21 +76,7 @@ def render(res: dict) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--json", type=Path)
-    ap.add_argument("--md", type=Path)
-    args = ap.parse_args()
-    if args.repeats < 1:
-        ap.error(f"--repeats must be >= 1; got {args.repeats}")
-    res = run(args.repeats)
-    text = render(res)
-    print(text)
-    if args.json:
-        write_json(args.json, res)
-    if args.md:
-        write_text(args.md, text + "\n")
-    return 0
+    return report_main(__doc__, run, render, count="repeats", default=3)
 
 
 if __name__ == "__main__":
