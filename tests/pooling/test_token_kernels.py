@@ -207,7 +207,8 @@ def test_the_default_path_is_the_best_the_cpu_has_and_unknown_paths_are_refused(
     default = kernel.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, u)
     best = kernel.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, u, paths[0])
     assert torch.equal(default, best)
-    with pytest.raises(RuntimeError, match="kernel path 'sse9' is not available"):
+    refused = rf"kernel path 'sse9' is not available on this CPU \(it runs {', '.join(paths)}\)"
+    with pytest.raises(RuntimeError, match=refused):
         kernel.attend_heads(seg.table, seg.index, seg.offsets, seg.counts, u, "sse9")
 
 
@@ -310,7 +311,7 @@ def test_kernel_path_can_be_forced_from_the_environment(kernel, monkeypatch):
     if kernel.available_paths()[0] != "generic":  # forced and best differ in summation order
         assert not torch.equal(forced, kernel.attend_masked(x, mask, u, kernel.available_paths()[0]))
     monkeypatch.setenv("POOLWISE_KERNEL_PATH", "sse9")
-    with pytest.raises(RuntimeError, match="kernel path 'sse9' is not available"):
+    with pytest.raises(RuntimeError, match="POOLWISE_KERNEL_PATH=sse9: kernel path 'sse9' is not available"):
         kernel.attend_masked(x, mask, u)
 
 

@@ -97,8 +97,8 @@ class AdaPool(Pooler):
         :math:`r` and every bias, compared exactly. Version counters would not do: edits
         through ``.data`` (EMA teachers) do not move them, and inference tensors have none.
         Any non-adversarial change of a weight changes :math:`W r`. With the compiled
-        ``kernel`` the four products run on every thread at memory speed (0.3 ms at D=768 on
-        2 cores, against 1 ms for ``torch.mv``, which runs on one)."""
+        ``kernel`` the four products run on every thread at memory speed (0.3-0.5 ms at D=768
+        on 2 cores, against 1 ms for ``torch.mv``, which runs on one)."""
         lins = (self.q_proj, self.k_proj, self.v_proj, self.out_proj)
         wq, wk, wv, wo = (lin.weight for lin in lins)
         with torch.no_grad():

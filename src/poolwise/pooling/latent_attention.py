@@ -116,10 +116,11 @@ class LatentAttentionPooling(Pooler):
         # LN's affine folded into the keys: LN(x) u^T = xhat (u * gamma)^T + u beta. xhat, the
         # parameter-free normalisation, needs no gradient when x needs none (frozen features),
         # so training skips the (T, H r) x (H r, D) product that LN's gamma and beta would
-        # otherwise need: one of the three GEMMs of a training step
+        # otherwise need: one of the three GEMMs of a training step. (A unit weight, not
+        # none: PyTorch's CPU LayerNorm takes twice as long without a weight.)
         norm = self.norm_x
-        ones = torch.ones(norm.normalized_shape, dtype=x.dtype, device=x.device)  # PyTorch's CPU
-        xhat = F.layer_norm(x, norm.normalized_shape, ones, None, norm.eps)  # LN is 2x slower without weight
+        ones = torch.ones(norm.normalized_shape, dtype=x.dtype, device=x.device)
+        xhat = F.layer_norm(x, norm.normalized_shape, ones, None, norm.eps)
         keys = u if norm.weight is None else u * norm.weight
         bias = None if norm.bias is None else u @ norm.bias
         scores = F.linear(xhat, keys.to(x.dtype), None if bias is None else bias.to(x.dtype))

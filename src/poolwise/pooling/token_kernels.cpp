@@ -82,13 +82,17 @@ std::vector<std::string> available_paths() {
 // one), else the best the CPU has; a path the CPU lacks is refused.
 static std::string resolve(const std::string& path) {
   static const std::vector<std::string> ok = available_paths();
+  std::string known;
+  for (const auto& p : ok) known += (known.empty() ? "" : ", ") + p;
   if (path.empty()) {
     const char* forced = std::getenv("POOLWISE_KERNEL_PATH");
     if (!forced || !*forced) return ok.front();
-    return resolve(forced);
+    TORCH_CHECK(std::find(ok.begin(), ok.end(), forced) != ok.end(), "POOLWISE_KERNEL_PATH=", forced,
+                ": kernel path '", forced, "' is not available on this CPU (it runs ", known, ")");
+    return forced;
   }
   TORCH_CHECK(std::find(ok.begin(), ok.end(), path) != ok.end(), "kernel path '", path,
-              "' is not available on this CPU");
+              "' is not available on this CPU (it runs ", known, ")");
   return path;
 }
 
