@@ -170,18 +170,20 @@ class AdaPool(Pooler):
         no empty-row pass after it (a quarter of a millisecond at (64, 512, 768))."""
         if self.bias or self.residual or not self.folded:
             return None
-        kernel = route(x, self.q_proj.weight, self.k_proj.weight,
-                       kernel=not (self.training and self.dropout > 0)).kernel
+        kernel = self._route(x).kernel
         return None if kernel is None else self._pool_kernel(x, mask, kernel)
 
+    def _route(self, x: Tensor) -> Any:
+        """The folded form's path; the compiled kernel only where no dropout is drawn."""
+        dropout_on = self.training and self.dropout > 0
+        return route(x, self.q_proj.weight, self.k_proj.weight, kernel=not dropout_on)
+
     def _pool(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        seg, kernel = None, None
+        seg = None
         if self.folded:
-            dropout_on = self.training and self.dropout > 0
-            path = route(x, self.q_proj.weight, self.k_proj.weight, kernel=not dropout_on)
-            kernel = path.kernel  # reads the padded batch itself: no segment view needed
-            if kernel is not None:
-                return self._pool_kernel(x, mask, kernel)
+            path = self._route(x)
+            if path.kernel is not None:  # reads the padded batch itself: no segment view needed
+                return self._pool_kernel(x, mask, path.kernel)
             if path.segments:
                 seg = Segments.of(x, mask)
         q = self.compute_query(x, mask, seg)
