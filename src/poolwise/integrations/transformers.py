@@ -11,7 +11,6 @@ prefix can be excluded from pooling per row without touching the caller's mask.
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,9 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..models.hf import load_local_model
+from ..models.hf import check_backbone, load_local_model, max_input_length, token_outputs
 from ..pooling import EmbeddingHead, Pooler, get_pooler
-from ._common import exclude_prompt
+from ._common import pool_like_st
+from .st_config import read_st_dir
 
 ONNX_OPSET = 17
 CONFIG_NAME = "poolwise_pooler.json"
@@ -90,49 +90,70 @@ def load_head(folder: str | Path) -> EmbeddingHead | None:
 
 class PooledEncoder(nn.Module):
     """A Hugging Face model, a poolwise pooler and, optionally, an :class:`EmbeddingHead`
-    (projection, truncation, normalisation, quantisation) applied by :meth:`encode`."""
+    (projection, truncation, normalisation, quantisation) applied by :meth:`encode`.
 
-    def __init__(self, model: nn.Module, tokenizer: Any, pooler: Pooler, max_length: int = 512,
-                 head: EmbeddingHead | None = None) -> None:
+    The model runs as its own forward does on a right-padded batch, whatever the tokenizer's
+    padding side (see :mod:`poolwise.models.hf`): poolwise passes no ``position_ids``.
+    ``include_prompt`` says whether a prompt given to :meth:`encode` is pooled (False: only
+    the text after it is); ``normalize`` is :meth:`encode`'s default."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, pooler: Pooler, max_length: int | None = None,
+                 head: EmbeddingHead | None = None, include_prompt: bool = False,
+                 normalize: bool = False) -> None:
         super().__init__()
-        # inputs are cut to what the model's position table holds (a longer input would index past it)
-        positions = getattr(model.config, "max_position_embeddings", None)
-        if isinstance(positions, int) and positions > 0:
-            max_length = min(max_length, positions)
-        self.model, self.tokenizer, self.pooler, self.max_length = model, tokenizer, pooler, max_length
-        self.head = head
+        check_backbone(model)
+        self.model, self.tokenizer, self.pooler = model, tokenizer, pooler
+        # cut inputs like sentence-transformers would, never past the model's position table
+        self.max_length = max_input_length(None, tokenizer, model, max_length)
+        self.head, self.include_prompt, self.normalize = head, include_prompt, normalize
         self.dim = int(model.config.hidden_size)
-        self._takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
 
     @classmethod
     def from_pretrained(cls, path: str | Path, pooler: str | dict | Pooler | None = None,
-                        max_length: int = 512, device: str = "cpu", **pooler_kwargs: Any) -> PooledEncoder:
-        """Load a local model directory. ``pooler=None`` uses the pooler saved there by
-        :meth:`save_pretrained`, else ``"mean"``; a head saved there is loaded too."""
+                        max_length: int | None = None, device: str = "cpu", gguf_file: str | None = None,
+                        **pooler_kwargs: Any) -> PooledEncoder:
+        """Load a local model directory: a Hugging Face one, a sentence-transformers one, or a
+        folder with one GGUF file (``gguf_file=`` names it among several).
+
+        ``pooler=None`` uses the pooler saved there by :meth:`save_pretrained`, else the
+        sentence-transformers ``Pooling`` config (with its ``include_prompt`` and its
+        ``Normalize``), else ``"mean"``; a head saved there is loaded too. Inputs are cut to
+        ``max_length``, else ``sentence_bert_config.json``'s ``max_seq_length``, else the
+        tokenizer's ``model_max_length``. A sentence-transformers pipeline with modules that
+        poolwise does not run (``Dense``, ...) is refused when ``pooler=None``."""
         path = Path(path)
-        tokenizer, model = load_local_model(path)
+        st = read_st_dir(path)
+        if st is not None and pooler is None and (st.others or st.pooler is None):
+            what = ", ".join(st.others) or "no Pooling module"
+            raise ValueError(f"{path}: the sentence-transformers pipeline has {what} after the transformer, "
+                             "which PooledEncoder does not run; use SentenceTransformer (with use_pooler), "
+                             "or name a pooler to pool the transformer's outputs yourself")
+        model_dir = st.transformer_dir if st is not None else path
+        tokenizer, model = load_local_model(model_dir, gguf_file)
         dim = int(model.config.hidden_size)
+        include_prompt, normalize = False, False
         if pooler is None and (path / CONFIG_NAME).is_file():
             pool = load_pooler(path)
+        elif pooler is None and st is not None:
+            pool = get_pooler(st.pooler, defaults={"dim": dim}, **pooler_kwargs)
+            include_prompt, normalize = st.include_prompt, st.normalize
         else:
             pool = get_pooler(pooler or "mean", defaults={"dim": dim}, **pooler_kwargs)
-        return cls(model, tokenizer, pool, max_length, load_head(path)).to(device).eval()
+        length = max_input_length(model_dir, tokenizer, model, max_length)
+        return cls(model, tokenizer, pool, length, load_head(path), include_prompt,
+                   normalize).to(device).eval()
 
     def token_outputs(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """The model's last hidden states ``(B, N, D)``, positions counted from each row's first
-        real token (so left and right padding agree)."""
-        kwargs = {}
-        if self._takes_position_ids:
-            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        """The model's last hidden states ``(B, N, D)``, laid out like the input: for any
+        padding side, what the model's own forward gives on the right-padded batch."""
+        return token_outputs(self.model, input_ids, attention_mask)[0]
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor,
                 prompt_lengths: Tensor | None = None) -> Tensor:
-        tokens = self.token_outputs(input_ids, attention_mask)
-        mask = attention_mask.bool()
-        if prompt_lengths is not None:
-            mask = exclude_prompt(mask, prompt_lengths)
-        return self.pooler(tokens, mask)
+        tokens, mask = token_outputs(self.model, input_ids, attention_mask, restore=False)
+        if self.include_prompt:
+            prompt_lengths = None
+        return pool_like_st(self.pooler, tokens, mask, prompt_lengths)
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens a prompt prefix occupies at the start of an encoded input, leading special
@@ -142,12 +163,14 @@ class PooledEncoder(nn.Module):
         lead = next((i for i in range(len(with_special)) if with_special[i:i + len(bare)] == bare), 0)
         return lead + len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = False,
+    def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool | None = None,
                prompt: str | Sequence[str] | None = None, chunk_size: int | None = None,
                stride: int = 0) -> Tensor:
         """Embeddings ``(len(texts), D)``. ``prompt`` (one for all, or one per text) is
-        prepended to each text and excluded from pooling. With a :attr:`head`, its output
-        (int8 or packed bits when it quantises); normalising is then the head's job.
+        prepended to each text and, unless :attr:`include_prompt`, excluded from pooling.
+        ``normalize=None`` takes :attr:`normalize` (True for a sentence-transformers model
+        with a ``Normalize`` module). With a :attr:`head`, its output (int8 or packed bits when
+        it quantises); normalising is then the head's job.
 
         ``chunk_size`` encodes texts longer than it in windows of ``chunk_size`` tokens whose
         neighbours share ``stride`` tokens of context, and pools every token of the text once
@@ -157,11 +180,12 @@ class PooledEncoder(nn.Module):
         (a window sees only ``stride`` tokens of its neighbours)."""
         if isinstance(texts, str):
             raise TypeError("texts must be a list of strings, not a single string")
-        if chunk_size is not None:
-            return self._encode_chunked(texts, normalize, prompt, chunk_size, stride)
-        if normalize and self.head is not None:
+        explicit, normalize = normalize, (self.normalize if normalize is None else normalize)
+        if explicit and self.head is not None:
             raise ValueError("this encoder has a head: set EmbeddingHead(normalize=True) instead of "
                              "encode(normalize=True), so truncation comes before normalisation")
+        if chunk_size is not None:
+            return self._encode_chunked(texts, normalize, prompt, chunk_size, stride)
         prompts = [prompt] * len(texts) if isinstance(prompt, str) or prompt is None else list(prompt)
         if len(prompts) != len(texts):
             raise ValueError(f"got {len(prompts)} prompts for {len(texts)} texts")
@@ -196,8 +220,6 @@ class PooledEncoder(nn.Module):
         if not (isinstance(chunk_size, int) and isinstance(stride, int) and 0 <= stride < chunk_size - 2):
             raise ValueError(f"need 0 <= stride < chunk_size - 2 (room for special tokens); got "
                              f"chunk_size={chunk_size!r}, stride={stride!r}")
-        if normalize and self.head is not None:
-            raise ValueError("this encoder has a head: set EmbeddingHead(normalize=True) instead")
         device = next(self.model.parameters()).device
         rows = []
         with torch.no_grad():
@@ -227,14 +249,16 @@ class PooledEncoder(nn.Module):
                 return self.head(emb)
         return torch.nn.functional.normalize(emb, dim=-1) if normalize else emb
 
-    def export_onnx(self, path: str | Path, normalize: bool = False, opset: int = ONNX_OPSET) -> Path:
+    def export_onnx(self, path: str | Path, normalize: bool | None = None, opset: int = ONNX_OPSET) -> Path:
         """Write backbone + pooler (+ head) as one ONNX graph: inputs ``input_ids`` and
         ``attention_mask`` (int64, ``(batch, sequence)``, both axes dynamic), output
-        ``embedding`` (``normalize=True`` L2-normalises when there is no head). Traced with
+        ``embedding`` (``normalize=True`` L2-normalises when there is no head; None takes
+        :attr:`normalize`). Traced with
         PyTorch's TorchScript-based exporter in eval mode; poolwise takes its dense, shape-free
         paths while tracing, so the graph runs for any batch size, length and padding side."""
         if normalize and self.head is not None:
             raise ValueError("this encoder has a head: its normalize setting applies, not normalize=")
+        normalize = self.normalize if normalize is None else normalize
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         graph = _OnnxGraph(self, normalize).eval()
