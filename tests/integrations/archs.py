@@ -12,6 +12,9 @@ import torch
 
 WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "big", "red", "is", "of", "and", "to",
          "in", "it", "was", "for", "with", "as", "query", "passage", ":", ".", ","]
+# single characters too: a tokenizer class that transformers forces for a model type (Qwen2's
+# byte-level BPE) reads the vocabulary without our word-level model and splits into characters
+CHARS = [c for c in "bcdefghijklmnopqrstuvwxyz\u0120" if c not in WORDS]
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def _tokenizer(layout: str, decoder: bool) -> Any:
     from transformers import PreTrainedTokenizerFast
 
     specials = _SPECIALS[layout]
-    vocab = {w: i for i, w in enumerate(specials + WORDS)}
+    vocab = {w: i for i, w in enumerate(specials + WORDS + CHARS)}
     unk = next(s for s in specials if "unk" in s.lower())
     tok = Tokenizer(models.WordLevel(vocab, unk_token=unk))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

@@ -262,7 +262,10 @@ class PooledEncoder(nn.Module):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         graph = _OnnxGraph(self, normalize).eval()
-        batch = self.tokenizer(["a b c", "a"], padding=True, return_tensors="pt")
+        # the traced batch must be padded and longer than a few tokens: a model's length-1 or
+        # no-padding branches would otherwise be baked into the graph
+        batch = self.tokenizer(["the quick brown fox jumps over the lazy dog", "a"], padding=True,
+                               return_tensors="pt")
         device = next(self.model.parameters()).device
         args = (batch["input_ids"].to(device), batch["attention_mask"].to(device))
         import warnings
