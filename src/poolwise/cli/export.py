@@ -17,12 +17,15 @@ def register(commands: Any, experiments: Any) -> None:
         "export", help="export a Hugging Face model + poolwise pooler as one ONNX graph (parity-checked)",
         description="Trace a local Hugging Face model directory and a pooler into one ONNX graph "
         "(input_ids, attention_mask -> embedding; dynamic batch and sequence axes), then run it with "
-        "onnxruntime on right- and left-padded batches against PyTorch. Exit 1 when they differ.")
+        "onnxruntime on right- and left-padded batches against the model's own forward pass on each "
+        "text alone pooled by reference code (and sentence-transformers' encode for a "
+        "sentence-transformers directory). Exit 1 when they differ.")
     p.add_argument("model", type=Path, help="a local Hugging Face model directory")
     p.add_argument("--onnx", type=Path, required=True, help="output .onnx file")
     p.add_argument("--pooler", help="a pooler name, or a folder with a saved poolwise pooler "
                    "(default: the pooler saved in MODEL, else mean)")
-    p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings in the graph")
+    p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings in the graph "
+                   "(default: as the model declares; a sentence-transformers Normalize module)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.set_defaults(func=run)
 
@@ -49,23 +52,55 @@ def run(args: argparse.Namespace) -> int:
         enc = PooledEncoder.from_pretrained(args.model, pooler)
     except (ValueError, OSError) as err:
         raise UsageError(f"{args.model}: {first_line(err)}") from None
-    path = enc.export_onnx(args.onnx, normalize=args.normalize, opset=args.opset)
+    path = enc.export_onnx(args.onnx, normalize=args.normalize or None, opset=args.opset)
     session = onnxruntime.InferenceSession(str(path))
-    worst = 0.0
+    want, how = _reference(enc, args.model, pooler)
+    worst, side_of_worst = 0.0, "right"
     for side in ("right", "left"):
         enc.tokenizer.padding_side = side
-        batch = enc.tokenizer(SAMPLE, padding=True, return_tensors="pt")
-        got = session.run(None, {"input_ids": batch["input_ids"].numpy(),
-                                 "attention_mask": batch["attention_mask"].numpy()})[0]
-        with torch.no_grad():
-            ref = enc(batch["input_ids"], batch["attention_mask"])
-            if enc.head is not None:
-                ref = enc.head(ref)
-            elif args.normalize:
-                ref = torch.nn.functional.normalize(ref, dim=-1)
-        worst = max(worst, float((torch.from_numpy(got).float() - ref.float()).abs().max()))
+        batch = enc.tokenizer(SAMPLE, padding=True, truncation=True, max_length=enc.max_length,
+                              return_tensors="np")
+        got = session.run(None, {"input_ids": batch["input_ids"].astype("int64"),
+                                 "attention_mask": batch["attention_mask"].astype("int64")})[0]
+        for name, ref in want.items():
+            dev = float((torch.from_numpy(got).double() - ref.double()).abs().max())
+            if dev >= worst:
+                worst, side_of_worst = dev, f"{side} padding vs {name}"
     ok = worst <= TOLERANCE
     verdict = "ok" if ok else "FAIL"
-    print(f"{path}: {enc.pooler.name} pooler, onnxruntime {onnxruntime.__version__} vs PyTorch on right- and "
-          f"left-padded batches: max difference {worst:.1e} ({verdict}, tolerance {TOLERANCE:.0e})")
+    print(f"{path}: {enc.pooler.name} pooler; onnxruntime {onnxruntime.__version__} on right- and left-padded "
+          f"batches vs {' and vs '.join(how)}: max difference {worst:.1e} ({side_of_worst}; {verdict}, "
+          f"tolerance {TOLERANCE:.0e})")
     return 0 if ok else 1
+
+
+def _reference(enc: Any, model_dir: Path, pooler: Any) -> tuple[dict[str, Any], list[str]]:
+    """What the graph must equal, computed without the exported path: the Hugging Face model's
+    own forward on each sample alone pooled by reference code (then the head or normalisation),
+    and sentence-transformers' encode when the directory is a sentence-transformers model
+    exported with its own pooling."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..integrations.reference import own_forward_tokens, reference_pool
+
+    tokens = own_forward_tokens(enc.model, enc.tokenizer, SAMPLE, enc.max_length)
+    emb, how = reference_pool(enc.pooler, tokens)
+    if enc.head is not None:
+        with torch.no_grad():
+            emb = enc.head(emb.to(next(enc.head.parameters(), torch.zeros(0)).dtype))
+        how += " + the head"
+    elif enc.normalize:
+        emb, how = F.normalize(emb, dim=-1), how + ", normalised"
+    want = {"the model's own forward": emb}
+    labels = [f"the model's own forward on each text alone + {how}"]
+    if pooler is None and enc.head is None and (model_dir / "modules.json").is_file():
+        try:
+            from ..integrations.sentence_transformers import load_model
+
+            st = load_model(str(model_dir), device="cpu")
+            want["sentence-transformers"] = st.encode(SAMPLE, convert_to_tensor=True).cpu()
+            labels.append("sentence-transformers' encode")
+        except (ImportError, ValueError):
+            pass  # no sentence-transformers here: the model's own forward is the reference
+    return want, labels
