@@ -31,6 +31,7 @@ class Arch:
     decoder: bool = False
 
 
+_DECODER_IDS = {"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 2}
 _SMALL = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32}
 ARCHS = [
     Arch("bert", "BertConfig", {**_SMALL, "max_position_embeddings": 64}, "bert"),
@@ -44,22 +45,24 @@ ARCHS = [
                                             "max_position_embeddings": 64}, "bert"),
     Arch("electra", "ElectraConfig", {**_SMALL, "embedding_size": 8, "max_position_embeddings": 64}, "bert"),
     Arch("albert", "AlbertConfig", {**_SMALL, "embedding_size": 8, "max_position_embeddings": 64}, "bert"),
-    Arch("deberta-v2", "DebertaV2Config", {**_SMALL, "max_position_embeddings": 64, "relative_attention": True,
-                                           "position_buckets": 8, "pos_att_type": ["p2c", "c2p"],
+    Arch("deberta-v2", "DebertaV2Config", {**_SMALL, "max_position_embeddings": 64,
+                                           "relative_attention": True, "position_buckets": 8,
+                                           "pos_att_type": ["p2c", "c2p"],
                                            "position_biased_input": False}, "bert"),
-    Arch("modernbert", "ModernBertConfig", {**_SMALL, "max_position_embeddings": 64, "global_attn_every_n_layers": 1,
-                                            "pad_token_id": 0, "cls_token_id": 2, "sep_token_id": 3,
+    Arch("modernbert", "ModernBertConfig", {**_SMALL, "max_position_embeddings": 64,
+                                            "global_attn_every_n_layers": 1, "pad_token_id": 0,
+                                            "cls_token_id": 2, "sep_token_id": 3,
                                             "bos_token_id": 2, "eos_token_id": 3}, "bert"),
     Arch("t5-encoder", "T5Config", {"d_model": 16, "num_layers": 2, "num_heads": 2, "d_kv": 8, "d_ff": 32,
                                     "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0}, "t5"),
     Arch("gpt2", "GPT2Config", {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 64,
                                 "bos_token_id": 0, "eos_token_id": 0}, "plain", "last", True),
     Arch("llama", "LlamaConfig", {**_SMALL, "num_key_value_heads": 1, "max_position_embeddings": 64,
-                                  "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 2}, "bos", "last", True),
+                                  **_DECODER_IDS}, "bos", "last", True),
     Arch("qwen2", "Qwen2Config", {**_SMALL, "num_key_value_heads": 1, "max_position_embeddings": 64,
-                                  "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 2}, "plain", "last", True),
+                                  **_DECODER_IDS}, "plain", "last", True),
     Arch("mistral", "MistralConfig", {**_SMALL, "num_key_value_heads": 1, "max_position_embeddings": 64,
-                                      "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 2, "sliding_window": None},
+                                      **_DECODER_IDS, "sliding_window": None},
          "bos", "last", True),
 ]
 BY_NAME = {a.name: a for a in ARCHS}
@@ -82,12 +85,14 @@ def _tokenizer(layout: str, decoder: bool) -> Any:
     unk = next(s for s in specials if "unk" in s.lower())
     tok = Tokenizer(models.WordLevel(vocab, unk_token=unk))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    pairs = {"bert": ("[CLS]", "[SEP]", "[PAD]"), "roberta": ("<s>", "</s>", "<pad>"), "t5": (None, "</s>", "<pad>"),
+    pairs = {"bert": ("[CLS]", "[SEP]", "[PAD]"), "roberta": ("<s>", "</s>", "<pad>"),
+             "t5": (None, "</s>", "<pad>"),
              "bos": ("<s>", None, "<pad>"), "plain": (None, None, "<|endoftext|>")}
     bos, eos, pad = pairs[layout]
     single = " ".join(p for p in (bos and f"{bos}:0", "$A:0", eos and f"{eos}:0") if p)
     used = [t for t in (bos, eos) if t]
-    tok.post_processor = processors.TemplateProcessing(single=single, special_tokens=[(t, vocab[t]) for t in used])
+    tok.post_processor = processors.TemplateProcessing(single=single,
+                                                       special_tokens=[(t, vocab[t]) for t in used])
     kwargs = {"unk_token": unk, "pad_token": pad}
     if layout == "bert":
         kwargs |= {"cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}

@@ -153,7 +153,8 @@ def test_an_st_directory_with_a_dense_module_is_refused_without_a_pooler(arch_di
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
     tr = Transformer(str(arch_dirs["bert"]))
-    st.SentenceTransformer(modules=[tr, Pooling(16, "mean"), Dense(16, 8)], device="cpu").save(str(tmp_path / "d"))
+    model = st.SentenceTransformer(modules=[tr, Pooling(16, "mean"), Dense(16, 8)], device="cpu")
+    model.save(str(tmp_path / "d"))
     with pytest.raises(ValueError, match="Dense after the transformer"):
         PooledEncoder.from_pretrained(tmp_path / "d")
     assert PooledEncoder.from_pretrained(tmp_path / "d", "max").pooler.name == "max"

@@ -105,7 +105,8 @@ def test_every_report_has_an_own_forward_and_a_normalisation_row(tiny_bert_dir):
     report = verify(_minilm())
     rows = {c.name: c for c in report.checks}
     assert rows["equals the model's own forward"].passed
-    assert "reference mean (float64, written apart) of each text alone" in rows["equals the model's own forward"].detail
+    own = rows["equals the model's own forward"].detail
+    assert "reference mean (float64, written apart) of each text alone" in own
     assert "declared by a Normalize module" in rows["normalisation"].detail
     assert "against encode()'s output" in rows["declared vs actual pooling"].detail
     # the other padding side is reported for sentence-transformers, not failed: BERT has absolute positions

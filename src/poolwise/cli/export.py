@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
                 worst, side_of_worst = dev, f"{side} padding vs {name}"
     ok = worst <= TOLERANCE
     verdict = "ok" if ok else "FAIL"
-    print(f"{path}: {enc.pooler.name} pooler; onnxruntime {onnxruntime.__version__} on right- and left-padded "
-          f"batches vs {' and vs '.join(how)}: max difference {worst:.1e} ({side_of_worst}; {verdict}, "
+    print(f"{path}: {enc.pooler.name} pooler; onnxruntime {onnxruntime.__version__} on right- and "
+          f"left-padded batches vs {' and vs '.join(how)}: max difference {worst:.1e} "
+          f"({side_of_worst}; {verdict}, "
           f"tolerance {TOLERANCE:.0e})")
     return 0 if ok else 1
 

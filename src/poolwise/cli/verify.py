@@ -54,9 +54,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable_file(args.json, "--json")
     from ..integrations.sentence_transformers import load_model
     from ..integrations.transformers import PooledEncoder
-    from ..integrations.verify import TEXTS, Check, verify
-
-    from ..integrations.verify import agreement
+    from ..integrations.verify import TEXTS, Check, agreement, verify
 
     ours = None
     try:

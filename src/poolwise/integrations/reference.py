@@ -23,6 +23,11 @@ def _weighted(rows: Tensor, weights: Tensor) -> Tensor:
     return (rows * weights[:, None]).sum(0)
 
 
+def _positional(rows: Tensor) -> Tensor:
+    n = len(rows)
+    return _weighted(rows, torch.arange(1, n + 1, dtype=rows.dtype)) / (n * (n + 1) / 2)
+
+
 #: poolwise name -> float64 function of one row's real tokens ``(n, D)``
 REFERENCE: dict[str, Callable[[Tensor], Tensor]] = {
     "first": lambda r: r[0],
@@ -32,7 +37,7 @@ REFERENCE: dict[str, Callable[[Tensor], Tensor]] = {
     "max": lambda r: r.max(0).values,
     "min": lambda r: r.min(0).values,
     "mean_sqrt_len": lambda r: r.sum(0) / len(r) ** 0.5,
-    "weighted_mean": lambda r: _weighted(r, torch.arange(1, len(r) + 1, dtype=r.dtype)) / (len(r) * (len(r) + 1) / 2),
+    "weighted_mean": _positional,
 }
 
 

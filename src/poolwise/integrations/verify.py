@@ -303,7 +303,8 @@ def pipe_other(side: str) -> str:
     return "left" if side == "right" else "right"
 
 
-def _own_forward_check(report: Report, pipe: _Pipeline, tokens: list[Tensor], outputs: dict[str, Tensor]) -> None:
+def _own_forward_check(report: Report, pipe: _Pipeline, tokens: list[Tensor],
+                       outputs: dict[str, Tensor]) -> None:
     """The pipeline's batched encode under both padding sides against the model's own forward
     (each text alone) pooled by the reference, then normalised if the pipeline declares it."""
     label = "equals the model's own forward"
