@@ -271,6 +271,8 @@ def verify(model: Any, texts: Sequence[str] | None = None, declared: str | None 
             emb = reference_pool(cand, tokens)[0].float()
             scores[cand] = float(F.cosine_similarity(F.normalize(emb, dim=-1), target, dim=-1).min())
         best = max(scores, key=scores.get)
+        if said in scores and scores[said] >= scores[best] - 1e-6:  # ties: mean and mean_sqrt_len
+            best = said                                             # point the same way
         detail = (f"best match {best} (min cosine {scores[best]:.6f}) among reference poolings of the "
                   "model's own token vectors, against encode()'s output")
         if said is None:
