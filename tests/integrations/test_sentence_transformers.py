@@ -6,10 +6,10 @@ import torch
 st = pytest.importorskip("sentence_transformers")
 from sentence_transformers.sentence_transformer.modules import Pooling  # noqa: E402
 
+from poolwise.integrations._common import exclude_prompt  # noqa: E402
 from poolwise.integrations.sentence_transformers import (  # noqa: E402
     ST_MODES,
     PoolwisePooling,
-    exclude_prompt,
     load_model,
     use_pooler,
 )

@@ -12,12 +12,16 @@ Learned weights are stored as ``model.safetensors`` beside the module's ``config
 
 from __future__ import annotations
 
+import types
+import warnings
 from typing import Any, ClassVar
 
 import torch
 
 from ..pooling import ST_MODES, EmbeddingHead, Pooler, get_pooler
-from ._common import exclude_prompt
+from ..pooling.functional import pad_packed
+from ._common import pool_like_st
+from .st_config import _LEGACY_KEYS, pooler_from_st_config
 
 try:  # sentence-transformers >= 6
     from sentence_transformers.base.modules.module import Module
@@ -45,11 +49,28 @@ class PoolwisePooling(Module):
         return self.pool.config()
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Pool ``token_embeddings`` as sentence-transformers' ``Pooling`` reads its features:
+        a padded batch with ``attention_mask``, or the packed ``(1, T, D)`` tokens and
+        ``cu_seq_lens_q`` offsets of its flash-attention path; ``prompt_length`` when
+        ``include_prompt`` is False; ``token_weights_sum`` of a ``WordWeights`` module."""
         x = features["token_embeddings"]
-        mask = features["attention_mask"].bool()
-        if not self.include_prompt and features.get("prompt_length") is not None:
-            mask = exclude_prompt(mask, features["prompt_length"])
-        features["sentence_embedding"] = self.pool(x, mask)
+        prompt = None if self.include_prompt else features.get("prompt_length")
+        if isinstance(prompt, torch.Tensor) and prompt.numel() == 1:
+            prompt = int(prompt.reshape(-1)[0])
+        if isinstance(prompt, int) and prompt == 0:
+            prompt = None
+        weights = features.get("token_weights_sum")
+        if "cu_seq_lens_q" in features:  # unpadded (flash-attention varlen) batch
+            packed, cu = x.reshape(-1, x.shape[-1]), features["cu_seq_lens_q"]
+            if prompt is None and weights is None:
+                features["sentence_embedding"] = self.pool.packed(packed, cu)
+                return features
+            x, mask = pad_packed(packed, cu)
+        else:
+            mask = features.get("attention_mask")
+            if mask is None or mask.shape[-1] != x.shape[1]:  # as sentence-transformers: all real
+                mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        features["sentence_embedding"] = pool_like_st(self.pool, x, mask.bool(), prompt, weights)
         return features
 
     def get_embedding_dimension(self) -> int:
@@ -127,6 +148,7 @@ def use_pooler(model: Any, pooler: str | dict | Pooler = "mean", include_prompt:
             new = PoolwisePooling(dim, pooler, keep, **pooler_kwargs)
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
             model._modules[name] = new.to(device)
+            reach_include_prompt(model)
             if head is not None:
                 if head.dim != new.get_embedding_dimension():
                     raise ValueError(f"head dim={head.dim} does not match the pooler's output "
@@ -139,6 +161,25 @@ def use_pooler(model: Any, pooler: str | dict | Pooler = "mean", include_prompt:
                     model._modules[str(j)] = m
             return model
     raise ValueError("the model has no Pooling module to replace")
+
+
+def _set_pooling_include_prompt(model: Any, include_prompt: bool) -> None:
+    """sentence-transformers' ``set_pooling_include_prompt``, for its ``Pooling`` module and
+    poolwise's :class:`PoolwisePooling` alike (the first of them in the pipeline)."""
+    for module in model:
+        if type(module).__name__ in ("Pooling", "PoolwisePooling"):
+            module.include_prompt = bool(include_prompt)
+            return
+    warnings.warn("set_pooling_include_prompt: the pipeline has no pooling module; nothing changed",
+                  stacklevel=2)
+
+
+def reach_include_prompt(model: Any) -> Any:
+    """Make ``model.set_pooling_include_prompt`` reach a :class:`PoolwisePooling` module
+    (sentence-transformers' own method looks for its ``Pooling`` class only and would do
+    nothing). Called by :func:`use_pooler` and :func:`load_model`; returns ``model``."""
+    model.set_pooling_include_prompt = types.MethodType(_set_pooling_include_prompt, model)
+    return model
 
 
 def load_model(path: str, **kwargs: Any) -> Any:
@@ -167,7 +208,7 @@ def load_model(path: str, **kwargs: Any) -> Any:
     remote = _remote_code_entries(root)
     if remote:  # an auto_map can name code in another repository, fetched when online
         raise ValueError(f"{path} asks for remote code ({'; '.join(remote[:3])}); refusing to trust it")
-    return SentenceTransformer(str(root), trust_remote_code=True, **kwargs)
+    return reach_include_prompt(SentenceTransformer(str(root), trust_remote_code=True, **kwargs))
 
 
 def _remote_code_entries(root: Any) -> list[str]:
@@ -195,33 +236,7 @@ def _remote_code_entries(root: Any) -> list[str]:
     return found
 
 
-_LEGACY_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
-                "pooling_mode_mean_tokens": "mean",
-                "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
-                "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
 _TO_ST = {v: k for k, v in ST_MODES.items()}
-
-
-def pooler_from_st_config(config: dict[str, Any]) -> tuple[str | dict, int, bool]:
-    """Read a sentence-transformers ``1_Pooling/config.json`` (5.x boolean keys or 6.x
-    ``pooling_mode``) as ``(poolwise spec, embedding dimension, include_prompt)``. Several
-    modes become a ``multi`` pooler concatenating in sentence-transformers' order."""
-    dim = config.get("embedding_dimension", config.get("word_embedding_dimension"))
-    if dim is None:
-        raise ValueError("not a sentence-transformers pooling config (no embedding dimension): "
-                         f"{sorted(config)}")
-    mode = config.get("pooling_mode")
-    if mode is None:
-        modes = [m for key, m in _LEGACY_KEYS.items() if config.get(key)] or ["mean"]
-    else:
-        modes = [mode] if isinstance(mode, str) else list(mode)
-    unknown = [m for m in modes if m not in ST_MODES]
-    if unknown:
-        raise ValueError(f"unknown sentence-transformers pooling mode(s) {unknown}; "
-                         f"known: {sorted(ST_MODES)}")
-    names = [ST_MODES[m] for m in modes]
-    spec: str | dict = names[0] if len(names) == 1 else {"name": "multi", "poolers": names}
-    return spec, int(dim), bool(config.get("include_prompt", True))
 
 
 def pooler_to_st_config(pooler: Pooler, embedding_dimension: int, include_prompt: bool = True,
