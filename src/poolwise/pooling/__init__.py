@@ -22,6 +22,7 @@ from .multi import MultiPooling
 from .registry import ST_MODES, get_pooler, list_poolers, pooler_class, register
 from .softmax import SoftmaxPooling
 from .streaming import PoolState, adapool_query, mergeable, pool_chunks
+from .warm_start import warm_start
 from .wavg import WeightedAveragePooling
 
 __all__ = [
@@ -30,5 +31,5 @@ __all__ = [
     "MinPooling", "MultiPooling", "PoolState", "Pooler", "SoftmaxPooling", "SumPooling",
     "WeightedAveragePooling", "WeightedMeanPooling",
     "ST_MODES", "adapool_query", "get_pooler", "list_poolers", "mergeable", "pack_bits", "pool_chunks",
-    "pooler_class", "register", "unpack_bits", "use_dense",
+    "pooler_class", "register", "unpack_bits", "use_dense", "warm_start",
 ]

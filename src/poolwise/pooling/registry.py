@@ -61,7 +61,8 @@ def pooler_class(name: str) -> type[Pooler]:
 
 
 def get_pooler(spec: str | dict[str, Any] | Pooler | Sequence[Any], *,
-               defaults: Mapping[str, Any] | None = None, **kwargs: Any) -> Pooler:
+               defaults: Mapping[str, Any] | None = None, warm_start: str | None = None,
+               **kwargs: Any) -> Pooler:
     """Resolve ``spec`` to a pooler: the one resolver of poolwise.
 
     ``spec`` may be a registered name (``"mean"``, ``"map"``) or a sentence-transformers mode
@@ -70,8 +71,14 @@ def get_pooler(spec: str | dict[str, Any] | Pooler | Sequence[Any], *,
     (returned as is). ``kwargs`` go to the constructor; unknown or missing arguments raise a
     ``TypeError`` that names them. ``defaults`` (e.g. ``{"dim": 384, "max_len": 512}``) fill
     in the constructor arguments that the pooler accepts and ``spec``/``kwargs`` leave unset,
-    so callers build parameter-free and learned poolers alike from a name.
+    so callers build parameter-free and learned poolers alike from a name. ``warm_start``
+    (``"mean"``, ``"first"``, ``"last"``) sets a learned pooler's weights so it equals that
+    pooling exactly at initialisation (:func:`~poolwise.pooling.warm_start.warm_start`).
     """
+    if warm_start is not None:
+        from .warm_start import warm_start as _warm
+
+        return _warm(get_pooler(spec, defaults=defaults, **kwargs), warm_start)
     if isinstance(spec, Pooler):
         if kwargs:
             raise TypeError(f"get_pooler got a ready pooler and extra arguments {sorted(kwargs)}")
