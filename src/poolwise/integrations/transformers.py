@@ -150,10 +150,28 @@ class PooledEncoder(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor,
                 prompt_lengths: Tensor | None = None) -> Tensor:
-        tokens, mask = token_outputs(self.model, input_ids, attention_mask, restore=False)
+        tokens, mask = self._tokens_without_empty_rows(input_ids, attention_mask)
         if self.include_prompt:
             prompt_lengths = None
         return pool_like_st(self.pooler, tokens, mask, prompt_lengths)
+
+    def _tokens_without_empty_rows(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Token outputs (right-padded) and their mask; rows without a real token (``""`` on a
+        tokenizer that adds no special token) never reach the model (a decoder cannot run on
+        zero tokens), so the pooler's empty-row policy decides their embedding."""
+        if torch.jit.is_tracing():
+            return token_outputs(self.model, input_ids, attention_mask, restore=False)
+        real = attention_mask.bool().any(1)
+        if bool(real.all()):
+            return token_outputs(self.model, input_ids, attention_mask, restore=False)
+        b, n = attention_mask.shape
+        tokens = torch.zeros(b, max(n, 1), self.dim, device=input_ids.device,
+                             dtype=next(self.model.parameters()).dtype)
+        mask = torch.zeros(b, max(n, 1), dtype=attention_mask.dtype, device=attention_mask.device)
+        if bool(real.any()):
+            out, sub = token_outputs(self.model, input_ids[real], attention_mask[real], restore=False)
+            tokens[real, : out.shape[1]], mask[real, : sub.shape[1]] = out, sub
+        return tokens, mask
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens a prompt prefix occupies at the start of an encoded input, leading special

@@ -59,6 +59,8 @@ def load_local_model(path: str | Path, gguf: str | None = None) -> tuple[Any, An
     except (OSError, ValueError, KeyError) as err:
         raise ValueError(f"cannot load a model from {path}: {str(err).splitlines()[0]}") from None
     check_backbone(model, path)
+    if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # decoders often ship none; padding is masked anyway
     return tokenizer, model
 
 

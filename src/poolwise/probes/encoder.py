@@ -19,6 +19,9 @@ class HFTextEncoder:
     def __init__(self, path: str | Path, max_length: int = 128, device: str = "cpu") -> None:
         path = Path(path)
         self.tokenizer, model = load_local_model(path)
+        # right padding: every model builds its own positions correctly for it (inputs_embeds
+        # carry no positions), and a causal model's real tokens never see the padding after them
+        self.tokenizer.padding_side = "right"
         self.model = model.to(device)
         self.max_length, self.device = max_length, device
         self.dim = int(self.model.config.hidden_size)
