@@ -143,7 +143,7 @@ def use_pooler(model: Any, pooler: str | dict | Pooler = "mean", include_prompt:
     :class:`~poolwise.pooling.EmbeddingHead` right after the pooler, in place of any
     ``Normalize``/``PoolwisePooling`` modules there (the head normalises after truncating).
     ``warm_start=True`` initialises a learned pooler to compute exactly what the replaced
-    module computed (its mean, CLS or last token; see :mod:`~poolwise.pooling.warm_start`),
+    module computed (its mean, CLS or last token; see :mod:`~poolwise.pooling.warm`),
     so the model's embeddings are unchanged until training moves them; a string names the
     pooling to start from."""
     modules = list(model._modules.items())

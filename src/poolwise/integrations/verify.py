@@ -236,7 +236,7 @@ def verify(model: Any, texts: Sequence[str] | None = None, declared: str | None 
             pipe.padding_side = side
     dev = _dev(single, batched)
     add(Check("batch neighbours (model)", dev <= 1e-4, dev, 1e-4, "encode alone vs in one batch"))
-    _own_forward_check(report, pipe, tokens, {side: batched, pipe_other(side): flipped})
+    _own_forward_check(report, pipe, tokens, {side: batched, _other_side(side): flipped})
     if st_model is not None:
         add(agreement(model, st_model, texts, "equals sentence-transformers' encode",
                       "this pipeline vs SentenceTransformer(dir).encode, one batch"))
@@ -301,7 +301,7 @@ def agreement(a: Any, b: Any, texts: Sequence[str], name: str, detail: str) -> C
     return Check(name, dev <= 1e-4, dev, 1e-4, detail)
 
 
-def pipe_other(side: str) -> str:
+def _other_side(side: str) -> str:
     return "left" if side == "right" else "right"
 
 

@@ -22,7 +22,7 @@ from .multi import MultiPooling
 from .registry import ST_MODES, get_pooler, list_poolers, pooler_class, register
 from .softmax import SoftmaxPooling
 from .streaming import PoolState, adapool_query, mergeable, pool_chunks
-from .warm_start import warm_start
+from .warm import warm_start
 from .wavg import WeightedAveragePooling
 
 __all__ = [

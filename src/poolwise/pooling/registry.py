@@ -73,10 +73,10 @@ def get_pooler(spec: str | dict[str, Any] | Pooler | Sequence[Any], *,
     in the constructor arguments that the pooler accepts and ``spec``/``kwargs`` leave unset,
     so callers build parameter-free and learned poolers alike from a name. ``warm_start``
     (``"mean"``, ``"first"``, ``"last"``) sets a learned pooler's weights so it equals that
-    pooling exactly at initialisation (:func:`~poolwise.pooling.warm_start.warm_start`).
+    pooling exactly at initialisation (:func:`~poolwise.pooling.warm.warm_start`).
     """
     if warm_start is not None:
-        from .warm_start import warm_start as _warm
+        from .warm import warm_start as _warm
 
         return _warm(get_pooler(spec, defaults=defaults, **kwargs), warm_start)
     if isinstance(spec, Pooler):
