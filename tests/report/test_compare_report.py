@@ -218,3 +218,12 @@ def test_attack_success_is_tabled_and_checked(tmp_path):
     assert "Sum lowest success of the fixed poolings | **agrees** |" in text
     assert "Avg below Max and Sum | **disagrees** |" in text
     store.close()
+
+
+def test_table_rows_name_the_papers_pooler_only_where_it_differs():
+    from poolwise.report.compare import pooler_label
+
+    assert pooler_label("first") == "first (paper: CLS)"
+    assert pooler_label("last") == "last" and pooler_label("max") == "max"
+    assert pooler_label("mean [epochs=2]") == "mean [epochs=2] (paper: Avg)"
+    assert pooler_label("gem") == "gem"

@@ -13,10 +13,11 @@ from .figures import new_figure, to_png
 from .files import atomic_write_bytes, atomic_write_text
 from .settings import base_name, differing_keys, labelled, setting_label
 
-#: the paper's names for our poolers
+#: the paper's names for our poolers (its "Last/CLS" is one family: the CLS token of an encoder,
+#: the last token of a decoder)
 PAPER_NAMES = {
-    "first": "Last (CLS)",
-    "cls": "Last (CLS)",
+    "first": "CLS",
+    "cls": "CLS",
     "last": "Last",
     "mean": "Avg",
     "sum": "Sum",
@@ -33,6 +34,13 @@ def paper_name(label: str) -> str:
     ``Avg [epochs=2]``."""
     name = base_name(label)
     return PAPER_NAMES.get(name, name) + label[len(name):]
+
+def pooler_label(label: str) -> str:
+    """A table row's name: poolwise's, plus the paper's where it differs (``mean (paper: Avg)``,
+    ``first (paper: CLS)``, ``last``)."""
+    paper = paper_name(label)
+    return label if paper.lower() == label.lower() else f"{label} (paper: {base_name(paper)})"
+
 
 #: what a frozen-backbone sweep varies; every other config key is part of a run's setting
 #: (the backbone and the maximum length are shown in the task's label, see :func:`task_label`)
@@ -183,7 +191,7 @@ def task_table(summary: pd.DataFrame, task: str) -> str:
     for r in s.itertuples():
         cell = cell_text(r.mean, r.std, r.n)
         cell = f"**{cell}**" if r.pooler == best else cell
-        lines.append(f"| {r.pooler} ({paper_name(r.pooler)}) | {cell} | {r.n} |")
+        lines.append(f"| {pooler_label(r.pooler)} | {cell} | {r.n} |")
     return "\n".join(lines)
 
 
