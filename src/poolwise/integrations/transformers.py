@@ -29,6 +29,8 @@ CONFIG_NAME = "poolwise_pooler.json"
 WEIGHTS_NAME = "poolwise_pooler.safetensors"
 HEAD_CONFIG_NAME = "poolwise_head.json"
 HEAD_WEIGHTS_NAME = "poolwise_head.safetensors"
+#: the encoder's own settings: input length, whether prompts are pooled, default normalisation
+ENCODER_CONFIG_NAME = "poolwise_encoder.json"
 
 
 def _load_state(module: nn.Module, weights: Path, cfg_path: Path, what: str) -> None:
@@ -68,6 +70,24 @@ def load_pooler(folder: str | Path) -> Pooler:
     if weights.is_file():
         _load_state(pooler, weights, cfg_path, f"pooler ({pooler.name})")
     return pooler
+
+
+def _encoder_settings(folder: Path) -> dict[str, Any] | None:
+    """The settings :meth:`PooledEncoder.save_pretrained` wrote, checked, or None."""
+    file = folder / ENCODER_CONFIG_NAME
+    if not file.is_file():
+        return None
+    try:
+        cfg = json.loads(file.read_text())
+        out = {"max_length": cfg["max_length"], "include_prompt": cfg["include_prompt"],
+               "normalize": cfg["normalize"]}
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{file}: not a poolwise encoder config ({err})") from None
+    if not (isinstance(out["max_length"], int) and out["max_length"] > 0) or not all(
+            isinstance(out[k], bool) for k in ("include_prompt", "normalize")):
+        raise ValueError(f"{file}: expected a positive int max_length and boolean include_prompt, "
+                         f"normalize; got {out}")
+    return out
 
 
 def load_head(folder: str | Path) -> EmbeddingHead | None:
@@ -139,6 +159,10 @@ class PooledEncoder(nn.Module):
             include_prompt, normalize = st.include_prompt, st.normalize
         else:
             pool = get_pooler(pooler or "mean", defaults={"dim": dim}, **pooler_kwargs)
+        saved = _encoder_settings(path)
+        if saved is not None and pooler is None:
+            include_prompt, normalize = saved["include_prompt"], saved["normalize"]
+            max_length = max_length or saved["max_length"]
         length = max_input_length(model_dir, tokenizer, model, max_length)
         return cls(model, tokenizer, pool, length, load_head(path), include_prompt,
                    normalize).to(device).eval()
@@ -302,6 +326,9 @@ class PooledEncoder(nn.Module):
         self.model.save_pretrained(str(path))
         self.tokenizer.save_pretrained(str(path))
         (path / CONFIG_NAME).write_text(json.dumps(self.pooler.config(), indent=2))
+        settings = {"max_length": self.max_length, "include_prompt": self.include_prompt,
+                    "normalize": self.normalize}
+        (path / ENCODER_CONFIG_NAME).write_text(json.dumps(settings, indent=2))
         state = self.pooler.state_dict()
         if state:
             from safetensors.torch import save_file
