@@ -172,3 +172,19 @@ def test_cli_on_an_st_directory_checks_pooled_encoder_against_sentence_transform
     r = poolwise_main("verify", str(pkg.get_model_path()))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PooledEncoder equals sentence-transformers' encode  pass" in r.stdout
+
+
+def test_a_learned_pooler_in_sentence_transformers_is_checked_against_its_float64_twin():
+    model = use_pooler(_minilm(), "adapool", num_heads=4)
+    report = verify(model)
+    row = next(c for c in report.checks if c.name == "equals the model's own forward")
+    assert row.passed and "poolwise adapool in float64 on each unpadded row" in row.detail, report.table()
+
+
+def test_a_pooled_encoder_with_a_learned_pooler_is_verified_in_half_precision_too(tiny_bert_dir):
+    from poolwise.integrations.transformers import PooledEncoder
+
+    report = verify(PooledEncoder.from_pretrained(tiny_bert_dir, "adapool", num_heads=2))
+    rows = {c.name: c for c in report.checks}
+    assert report.passed, report.table()
+    assert rows["fp16 pooling"].deviation is not None and rows["bf16 pooling"].deviation is not None

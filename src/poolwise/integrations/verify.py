@@ -37,6 +37,7 @@ It accepts a ``SentenceTransformer`` or a :class:`~poolwise.integrations.transfo
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Sequence
@@ -112,6 +113,17 @@ def _pooling_module(model: Any) -> tuple[int, Any]:
     raise ValueError("the pipeline has no pooling module (a module whose class name contains 'Pool')")
 
 
+class _PoolerModule(torch.nn.Module):
+    """A PooledEncoder's pooler behind the features interface of a sentence-transformers module."""
+
+    def __init__(self, pool: Any) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {"sentence_embedding": self.pool(features["token_embeddings"], features["attention_mask"])}
+
+
 class _Pipeline:
     """What the checks need from a model: its Hugging Face backbone and tokenizer (for the
     model's own forward), its pooling, what follows it, and its encode."""
@@ -121,8 +133,7 @@ class _Pipeline:
         if hasattr(model, "pooler") and hasattr(model, "token_outputs"):  # a PooledEncoder
             self.after, self.declared, self.max_length = [], model.pooler.name, model.max_length
             self.pooler = model.pooler
-            self.module = lambda f: {"sentence_embedding": model.pooler(f["token_embeddings"],
-                                                                        f["attention_mask"])}
+            self.module = _PoolerModule(model.pooler)
             self.backbone, self.tokenizer = model.model, model.tokenizer
             self.normalize = bool(model.normalize) and model.head is None
             if model.head is not None:
@@ -190,6 +201,14 @@ def _layouts(tokens: list[Tensor], left: bool) -> tuple[Tensor, Tensor]:
     return x, mask
 
 
+def _in_dtype(module: Any, dtype: torch.dtype) -> Any:
+    """A pooling module as a half-precision pipeline runs it: a learned one with its weights in
+    ``dtype`` (a copy), a parameter-free one as it is."""
+    if isinstance(module, torch.nn.Module) and any(True for _ in module.parameters()):
+        return copy.deepcopy(module).to(dtype)
+    return module
+
+
 def _pool(module: Any, x: Tensor, mask: Tensor) -> Tensor:
     with torch.no_grad():
         return module({"token_embeddings": x, "attention_mask": mask})["sentence_embedding"].float()
@@ -244,7 +263,7 @@ def verify(model: Any, texts: Sequence[str] | None = None, declared: str | None 
     for label, dtype, tol in (("fp16", torch.float16, 1e-2), ("bf16", torch.bfloat16, 3e-2)):
         try:  # plus an all-padding row: a clamp(count, 1e-9) is 0 in fp16, and 0 / 0 is NaN
             low = torch.cat([x, torch.zeros_like(x[:1])]).to(dtype)
-            pooled = _pool(module, low, torch.cat([mask, torch.zeros_like(mask[:1])]))
+            pooled = _pool(_in_dtype(module, dtype), low, torch.cat([mask, torch.zeros_like(mask[:1])]))
             finite = bool(torch.isfinite(pooled).all())
             dev = _dev(pooled[:-1], right) if finite else float("inf")
             detail = "finite (an empty row included), close to fp32" if finite else f"NaN or inf in {label}"
@@ -277,6 +296,11 @@ def verify(model: Any, texts: Sequence[str] | None = None, declared: str | None 
                   "model's own token vectors, against encode()'s output")
         if said is None:
             add(Check("declared vs actual pooling", True, None, None, detail + "; nothing declared"))
+        elif said not in scores:  # a learned pooler: the own-forward row compares it with its twin
+            add(Check("declared vs actual pooling", True, None, None,
+                      f"declared {said}, a learned pooler (not a reference pooling; see the own-forward "
+                      "row); "
+                      + detail))
         else:
             said_score = scores.get(said, float("nan"))
             ok = said in scores and said_score >= 1 - 1e-4
