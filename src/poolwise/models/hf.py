@@ -48,7 +48,9 @@ def load_local_model(path: str | Path, gguf: str | None = None) -> tuple[Any, An
     gguf = gguf or gguf_file(path)
     if gguf is None and not (path / "config.json").is_file():
         raise ValueError(f"{path} is not a Hugging Face model directory (no config.json, no .gguf file)")
-    kwargs = {"gguf_file": gguf} if gguf else {}
+    if gguf is None:
+        check_safetensors(path)
+    kwargs = {"gguf_file": gguf} if gguf else {"use_safetensors": True}
     try:
         config = AutoConfig.from_pretrained(str(path), **kwargs)
         auto = AutoModelForTextEncoding if _encoder_of(config) else AutoModel
@@ -62,6 +64,23 @@ def load_local_model(path: str | Path, gguf: str | None = None) -> tuple[Any, An
     if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None:
         tokenizer.pad_token = tokenizer.eos_token  # decoders often ship none; padding is masked anyway
     return tokenizer, model
+
+
+#: weight files that are Python pickles: loading one can run code
+PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a model directory whose weights are only pickles (``pytorch_model.bin``, ...),
+    naming the file and how to convert it: poolwise never unpickles weights."""
+    if any(path.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for pattern in PICKLED for p in path.glob(pattern))
+    if pickled:
+        raise ValueError(
+            f"{path}: weights only in {', '.join(pickled[:3])} (a Python pickle, which can run code when "
+            "loaded); poolwise loads safetensors only. If you trust the file, convert it once: python -c "
+            f"\"from transformers import AutoModel; AutoModel.from_pretrained('{path}').save_pretrained('{path}')\"")
 
 
 def _encoder_of(config: Any) -> bool:
