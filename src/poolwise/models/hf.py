@@ -80,7 +80,8 @@ def check_safetensors(path: Path) -> None:
         raise ValueError(
             f"{path}: weights only in {', '.join(pickled[:3])} (a Python pickle, which can run code when "
             "loaded); poolwise loads safetensors only. If you trust the file, convert it once: python -c "
-            f"\"from transformers import AutoModel; AutoModel.from_pretrained('{path}').save_pretrained('{path}')\"")
+            f"\"from transformers import AutoModel; m = AutoModel.from_pretrained('{path}'); "
+            f"m.save_pretrained('{path}')\"")
 
 
 def _encoder_of(config: Any) -> bool:
