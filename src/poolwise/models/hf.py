@@ -61,6 +61,7 @@ def load_local_model(path: str | Path, gguf: str | None = None) -> tuple[Any, An
     except (OSError, ValueError, KeyError) as err:
         raise ValueError(f"cannot load a model from {path}: {str(err).splitlines()[0]}") from None
     check_backbone(model, path)
+    check_tokenizer(tokenizer, model, path)
     if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None:
         tokenizer.pad_token = tokenizer.eos_token  # decoders often ship none; padding is masked anyway
     return tokenizer, model
@@ -92,6 +93,18 @@ def _encoder_of(config: Any) -> bool:
 
     kind = getattr(config, "model_type", None)
     return kind in ENC and ENC[kind] != BASE.get(kind) and ENC[kind].endswith("EncoderModel")
+
+
+def check_tokenizer(tokenizer: Any, model: nn.Module, where: Any = "the model") -> None:
+    """Refuse a tokenizer that cannot be the model's: transformers builds one with only its
+    special tokens when a directory lacks the tokenizer files, and every word then maps to the
+    unknown token (plausible-looking embeddings, chance accuracy)."""
+    size = getattr(model.config, "vocab_size", None)
+    have = len(tokenizer)
+    if isinstance(size, int) and size >= 1000 and have < size // 10:
+        raise ValueError(f"{where}: the tokenizer has {have} tokens for a model with a {size}-word "
+                         "vocabulary; the tokenizer files (tokenizer.json, vocab.txt, ...) are missing or "
+                         "belong to another model")
 
 
 def check_backbone(model: nn.Module, where: Any = "the model") -> None:
