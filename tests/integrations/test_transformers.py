@@ -197,5 +197,5 @@ def test_a_model_directory_without_its_tokenizer_files_is_refused(tmp_path):
     shutil.copytree(pkg.get_model_path(), path)
     for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
         (path / name).unlink()
-    with pytest.raises(ValueError, match="the tokenizer has 5 tokens for a model with a 30522-word vocabulary"):
+    with pytest.raises(ValueError, match="tokenizer has 5 tokens for a model with a 30522-word vocabulary"):
         PooledEncoder.from_pretrained(path)
