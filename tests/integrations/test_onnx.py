@@ -78,3 +78,22 @@ def test_cli_export_fails_when_the_graph_differs_from_the_models_own_forward(tin
     monkeypatch.setattr(tr, "token_outputs", shifted)
     r = poolwise_main("export", str(tiny_bert_dir), "--onnx", str(tmp_path / "m.onnx"))
     assert r.returncode == 1 and "FAIL" in r.stdout, r.stdout + r.stderr
+
+
+def test_cli_export_checks_options_before_loading_and_warns_of_untrained_poolers(tiny_bert_dir, tmp_path):
+    for opset in ("3", "99"):
+        r = poolwise_main("export", str(tiny_bert_dir), "--onnx", str(tmp_path / "m.onnx"), "--opset", opset)
+        assert r.returncode == 2 and "--opset must be 14 to 20" in r.stderr
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    r = poolwise_main("export", str(tiny_bert_dir), "--onnx", str(notes))
+    assert r.returncode == 2 and "not an ONNX file; pass --force" in r.stderr
+    assert notes.read_text() == "my notes"
+    r = poolwise_main("export", str(tiny_bert_dir), "--onnx", str(tmp_path / "w.onnx"), "--pooler", "wavg")
+    assert r.returncode == 2 and "needs max_len" in r.stderr and "Traceback" not in r.stderr
+    r = poolwise_main("export", str(tiny_bert_dir), "--onnx", str(tmp_path / "a.onnx"), "--pooler", "adapool")
+    assert r.returncode == 0 and "adapool pooler is untrained" in r.stderr
+    r = poolwise_main("export", str(tiny_bert_dir), "--onnx", str(tmp_path / "a.onnx"), "--pooler", "mean")
+    assert r.returncode == 0 and "untrained" not in r.stderr  # overwriting an ONNX file is fine
+    r = poolwise_main("export", str(tiny_bert_dir), "--onnx", str(notes), "--force")
+    assert r.returncode == 0

@@ -188,3 +188,9 @@ def test_a_pooled_encoder_with_a_learned_pooler_is_verified_in_half_precision_to
     rows = {c.name: c for c in report.checks}
     assert report.passed, report.table()
     assert rows["fp16 pooling"].deviation is not None and rows["bf16 pooling"].deviation is not None
+
+
+def test_cli_declared_names_a_learned_pooler_without_a_traceback(tiny_bert_dir):
+    r = poolwise_main("verify", str(tiny_bert_dir), "--declared", "adapool")
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    assert "declared adapool, a learned pooler" in r.stdout

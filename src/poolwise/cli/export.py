@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from ._common import UsageError, check_writable_file, first_line
 
 SAMPLE = ["a short text", "a somewhat longer text to pad the other rows of the batch", "x"]
 TOLERANCE = 1e-4
+#: opsets the TorchScript-based exporter writes and the graph's operators need (attention: 14)
+OPSETS = range(14, 21)
 
 
 def register(commands: Any, experiments: Any) -> None:
@@ -26,7 +29,9 @@ def register(commands: Any, experiments: Any) -> None:
                    "(default: the pooler saved in MODEL, else mean)")
     p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings in the graph "
                    "(default: as the model declares; a sentence-transformers Normalize module)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=int, default=17, help=f"ONNX opset, {OPSETS.start} to {OPSETS.stop - 1} "
+                   "(default 17)")
+    p.add_argument("--force", action="store_true", help="overwrite --onnx even when it is not an ONNX file")
     p.add_argument("--gguf-file", help="the GGUF file to load in MODEL (default: its only .gguf file)")
     p.set_defaults(func=run)
 
@@ -37,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from ..integrations.transformers import PooledEncoder, load_pooler
 
     check_writable_file(args.onnx, "--onnx")
+    if args.opset not in OPSETS:
+        raise UsageError(f"--opset must be {OPSETS.start} to {OPSETS.stop - 1}; got {args.opset}")
+    if args.onnx.is_file() and args.onnx.stat().st_size and not args.force and not _is_onnx(args.onnx):
+        raise UsageError(f"--onnx {args.onnx} exists and is not an ONNX file; pass --force to overwrite it")
     try:
         import onnxruntime
     except ImportError:
@@ -51,8 +60,14 @@ def run(args: argparse.Namespace) -> int:
         pooler = args.pooler
     try:
         enc = PooledEncoder.from_pretrained(args.model, pooler, gguf_file=args.gguf_file)
-    except (ValueError, OSError) as err:
+    except (ValueError, TypeError, OSError) as err:
         raise UsageError(f"{args.model}: {first_line(err)}") from None
+    saved = pooler is None and (args.model / "poolwise_pooler.json").is_file()  # MODEL's own pooler
+    trained = saved or (pooler is not None and not isinstance(pooler, str))  # or --pooler DIR
+    if any(True for _ in enc.pooler.parameters()) and not trained:
+        print(f"poolwise: warning: the {enc.pooler.name} pooler is untrained (random weights): the graph is "
+              "checked, but its embeddings mean nothing until the pooler is trained (pass --pooler DIR "
+              "with a saved pooler)", file=sys.stderr)
     path = enc.export_onnx(args.onnx, normalize=args.normalize or None, opset=args.opset)
     session = onnxruntime.InferenceSession(str(path))
     want, how = _reference(enc, args.model, pooler)
@@ -74,6 +89,16 @@ def run(args: argparse.Namespace) -> int:
           f"({side_of_worst}; {verdict}, "
           f"tolerance {TOLERANCE:.0e})")
     return 0 if ok else 1
+
+
+def _is_onnx(path: Path) -> bool:
+    try:
+        import onnx
+
+        onnx.load(str(path), load_external_data=False)
+        return True
+    except Exception:  # any parse failure: not an ONNX file
+        return False
 
 
 def _reference(enc: Any, model_dir: Path, pooler: Any) -> tuple[dict[str, Any], list[str]]:

@@ -31,7 +31,7 @@ def register(commands: Any, experiments: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pooling import get_pooler
+    from ..pooling import pooler_class
 
     st_dir = (args.model / "modules.json").is_file()
     if not st_dir and not (args.model / "config.json").is_file() and not any(args.model.glob("*.gguf")):
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     declared = None
     if args.declared:
         try:
-            declared = get_pooler(args.declared).name
+            declared = pooler_class(args.declared).name  # a name: nothing is built here
         except ValueError as err:
             raise UsageError(first_line(err)) from None
     if args.json is not None:
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 skipped = first_line(err)
         else:
             model = PooledEncoder.from_pretrained(args.model, declared, gguf_file=args.gguf_file)
-    except (ValueError, OSError) as err:
+    except (ValueError, TypeError, OSError) as err:
         raise UsageError(f"{args.model}: {first_line(err)}") from None
     report = verify(model, texts, declared, name=str(args.model))
     if st_dir:
