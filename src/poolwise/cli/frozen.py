@@ -149,13 +149,15 @@ def _seed_count(text: str) -> int:
 
 def _list_tasks() -> int:
     from ..experiments import FROZEN_TASKS
-    from ..experiments.frozen_tasks import backbone_objective
+    from ..experiments.frozen_tasks import HF_BACKBONES, backbone_objective
 
     width = max(map(len, FROZEN_TASKS))
     for t in FROZEN_TASKS.values():
         print(f"{t.name:<{width}}  {t.modality:<10} {t.context:<6} {t.description}")
         names = ", ".join(f"{b} ({backbone_objective(b)})" for b in t.backbones)
-        print(f"{'':<{width}}  backbones: {names} "
+        extra = [b for b in HF_BACKBONES if b not in t.backbones] if t.modality == "text" else []
+        more = "".join(f", {b} ({backbone_objective(b)})" for b in extra)
+        print(f"{'':<{width}}  backbones: {names}{more} "
               "(the first is the default; masked-pretrained ones also as NAME-s, NAME-l)")
     return 0
 
