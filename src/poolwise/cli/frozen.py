@@ -167,7 +167,8 @@ def _specs(task: str, poolers: str | None, seeds: int, base: dict[str, Any]) -> 
 
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1; got {seeds}")
-    names = pooler_names(poolers) if poolers else default_poolers(task)
+    names = pooler_names(poolers) if poolers else default_poolers(task, base.get("backbone", ""),
+                                                                  base.get("model", ""))
     kwargs = planned_pooler_kwargs(task, names, base.get("pooler_kwargs"))
     if kwargs:
         base = {**base, "pooler_kwargs": kwargs}

@@ -30,6 +30,7 @@ from .frozen_tasks import (
     FrozenTask,
     backbone_is_neutral,
     backbone_objective,
+    is_causal_backbone,
 )
 from .registry import register_task
 
@@ -72,10 +73,12 @@ def planned_pooler_kwargs(task: str, poolers: list[str], given: Any) -> Any:
     return given
 
 
-def default_poolers(task: str) -> list[str]:
-    """The paper's six (``token`` = CLS or last token, as the backbone dictates) plus AdaPool."""
+def default_poolers(task: str, backbone: str = "", model: str = "") -> list[str]:
+    """The paper's six (``token`` = CLS or last token, as the backbone dictates: the last real
+    token of a causal decoder, the only one that has read the whole text) plus AdaPool."""
     t = FROZEN_TASKS[task]
-    return [t.token_pooler, "mean", "sum", "max", "wavg", "latent_attention", "adapool"]
+    token = "last" if is_causal_backbone(backbone, model) else t.token_pooler
+    return [token, "mean", "sum", "max", "wavg", "latent_attention", "adapool"]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ the paper calls it *global* context (the whole input matters) or *local* (one pl
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,37 @@ def _model_path(model: str, backbone: str = "") -> Path:
         raise ValueError(f"--model {model}: not a Hugging Face model directory (no config.json, "
                          "no .gguf file)")
     return path
+
+
+def is_causal_backbone(backbone: str, model: str = "") -> bool:
+    """Whether a text backbone is a causal decoder (its last token has read the whole text):
+    ``smollm2``, or a ``--model`` directory whose config names a causal-LM architecture (or a
+    GGUF file, llama.cpp's decoder format)."""
+    if backbone == "smollm2":
+        return True
+    if backbone not in ("hf", "") or not model:
+        return False
+    path = Path(model)
+    if not (path / "config.json").is_file():
+        return any(path.glob("*.gguf"))
+    try:
+        config = json.loads((path / "config.json").read_text())
+        archs = [a for a in config.get("architectures") or [] if isinstance(a, str)]
+    except (OSError, ValueError, AttributeError):
+        return False
+    if any("CausalLM" in a or "LMHeadModel" in a for a in archs):
+        return True
+    try:  # a base model saved without its head: a type that has a causal LM and no masked LM
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as CAUSAL,
+        )
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_MASKED_LM_MAPPING_NAMES as MASKED,
+        )
+    except ImportError:
+        return False
+    kind = config.get("model_type")
+    return kind in CAUSAL and kind not in MASKED
 
 
 def smollm2_path() -> Path:
