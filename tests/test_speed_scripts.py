@@ -44,3 +44,19 @@ def test_operator_table_has_a_pure_read_column_and_reads_older_results(benchmark
     assert "read 2.00 ms" in md
     del res["stream_read_ms"], row["bw_vs_read"]  # a result file written before the column
     assert "| mean | 2.00 | 1.00 | 32.0x faster | 0.84 |  |" in ops.render_md(res)
+
+
+def test_frozen_stats_tests_the_claims_with_holm_and_three_outcomes(benchmark_script):
+    import pandas as pd
+
+    fs = benchmark_script("frozen_stats")
+    rows = []
+    for pooler, values in {"last": [80.0, 80.4, 79.8], "mean": [74.0, 74.5, 73.9],
+                           "max": [79.0, 81.5, 78.0], "first": [57.0, 58.0, 57.5]}.items():
+        rows += [{"task": "t", "metric": "accuracy", "pooler": pooler, "value": v} for v in values]
+    frame = pd.DataFrame(rows)
+    assert fs.claims(frame) == [("t", "last", "max"), ("t", "last", "mean")]
+    text = fs.table(frame)
+    assert "| t | last vs max | inconclusive" in text and "**inconclusive** |" in text
+    assert "| t | last vs mean | last better" in text and "**last better** |" in text
+    assert "| t | mean (paper: Avg) | 74.13 ± 0.32 [95% CI ± 0.80] | 3 |" in text
