@@ -78,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
                               return_tensors="np")
         got = session.run(None, {"input_ids": batch["input_ids"].astype("int64"),
                                  "attention_mask": batch["attention_mask"].astype("int64")})[0]
+        got = torch.from_numpy(got).double()
         for name, ref in want.items():
-            dev = float((torch.from_numpy(got).double() - ref.double()).abs().max())
+            dev = float((got - ref.double()).abs().max())
             if dev >= worst:
                 worst, side_of_worst = dev, f"{side} padding vs {name}"
     ok = worst <= TOLERANCE
@@ -115,7 +116,7 @@ def _reference(enc: Any, model_dir: Path, pooler: Any) -> tuple[dict[str, Any], 
     emb, how = reference_pool(enc.pooler, tokens)
     if enc.head is not None:
         with torch.no_grad():
-            emb = enc.head(emb.to(next(enc.head.parameters(), torch.zeros(0)).dtype))
+            emb = enc.head(emb.float())
         how += " + the head"
     elif enc.normalize:
         emb, how = F.normalize(emb, dim=-1), how + ", normalised"

@@ -50,12 +50,8 @@ def _st_member(pooler: Pooler, x: Tensor, mask: Tensor, kept: Tensor, tws: Tenso
     else:
         w = kept.to(acc)
     total = torch.einsum("bn,bnd->bd", w, x.to(acc))
-    if tws is not None:
-        denom = tws.to(acc).reshape(-1, 1)
-        denom = denom.sqrt() if pooler.name == "mean_sqrt_len" else denom
-    else:
-        denom = w.sum(1, keepdim=True)
-        denom = denom.sqrt() if pooler.name == "mean_sqrt_len" else denom
+    denom = tws.to(acc).reshape(-1, 1) if tws is not None else w.sum(1, keepdim=True)
+    denom = denom.sqrt() if pooler.name == "mean_sqrt_len" else denom
     out = total / denom.clamp_min(1e-9)
     empty = ~kept.any(1, keepdim=True)  # the empty-row policy of the pooler itself
     if pooler.empty == "raise" and bool(empty.any()):

@@ -248,7 +248,7 @@ def verify(model: Any, texts: Sequence[str] | None = None, declared: str | None 
     with torch.no_grad():
         batched = pipe.encode(texts, len(texts))
         single = torch.cat([pipe.encode([t], 1) for t in texts])
-        pipe.padding_side = "left" if side == "right" else "right"
+        pipe.padding_side = _other_side(side)
         try:
             flipped = pipe.encode(texts, len(texts))
         finally:
