@@ -258,7 +258,7 @@ def compare(args: argparse.Namespace) -> int:
 
         summary = summarize(frame)
         for label in labels:
-            print(f"{label}: {recommend(summary, label)['verdict']}")
+            print(f"{label}: {recommend(summary, label, frame)['verdict']}")
     print_paths({w: p for w, p in paths.items() if not w.endswith(".png") or w[:-4] in labels})
     return rc
 

@@ -14,12 +14,13 @@ def register(commands: Any, experiments: Any) -> None:
         "report", help="rebuild plot, table and CSV from a results database",
         description="Rebuild every report file from a results database (kNN sweep, vision sweep, RL sweep, "
         "comparison or the pool-me-wisely study, whichever it holds), or the kNN scaling report from "
-        "a kNN sweep's runs.csv.")
+        "a report's runs.csv.")
     source = rp.add_mutually_exclusive_group(required=True)
     source.add_argument("--db", type=Path, help="the results database (runs.sqlite)")
     source.add_argument("--runs", type=Path, metavar="RUNS_CSV",
-                        help="a kNN sweep's runs.csv: rebuild scaling.md and scaling.png from it "
-                        "(for studies whose database was not kept)")
+                        help="a report's runs.csv (kNN, vision, RL with curves.csv beside it, a comparison "
+                        "or the pool-me-wisely study, with items.csv beside it where kept): rebuild "
+                        "the report's files from it, for studies whose database was not kept")
     rp.add_argument("--out", type=Path, required=True, help="output directory")
     rp.set_defaults(func=run)
 
@@ -62,19 +63,58 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _from_runs_csv(path: Path, out: Path) -> int:
-    from ..report.knn_scaling import scaling_frame_from_csv, write_scaling_report_if_several
+    import pandas as pd
 
     if not path.is_file():
         raise UsageError(f"no runs.csv at {path}")
     check_writable_dir(out)
+    df = pd.read_csv(path)
+    source = f"rebuilt from `{path.name}`"
     try:
-        frame = scaling_frame_from_csv(path)
+        if "test_signal_loss" in df:
+            paths = _knn_from_csv(df, path, out, source)
+        elif {"test_acc", "canvas"} <= set(df.columns):
+            from ..report.vision import write_vision_files
+
+            paths = write_vision_files(df, out, source)
+        elif "final_return" in df:
+            from ..report.rl import write_rl_files
+
+            curves = path.with_name("curves.csv")
+            paths = write_rl_files(df, pd.read_csv(curves) if curves.is_file() else pd.DataFrame(
+                columns=["env", "config", "pooler", "seed", "env_steps", "return_mean"]), out, source)
+        elif {"metric", "value", "task", "pooler"} <= set(df.columns):
+            paths = _compare_from_csv(df, path, out)
+        else:
+            raise UsageError(f"{path} is not the runs.csv of a poolwise report (its columns: "
+                             f"{', '.join(map(str, df.columns[:8]))}, ...)")
     except ValueError as err:
         raise UsageError(str(err)) from None
-    paths = write_scaling_report_if_several(frame, out)
-    if not paths:
-        settings = frame["setting"].nunique() if not frame.empty else 0
-        raise UsageError(f"{path} holds {settings} setting(s) with a FLOP count; the scaling report "
-                         "compares two or more")
     print_paths(paths)
     return 0
+
+
+def _knn_from_csv(df: Any, path: Path, out: Path, source: str) -> dict[str, Path]:
+    from ..report.knn import write_knn_files
+    from ..report.knn_scaling import scaling_frame_from_csv, write_scaling_report_if_several
+
+    paths = write_knn_files(df, out, source)
+    if {"sample_gradients", "train_flops"} <= set(df.columns) and df["train_flops"].notna().all():
+        paths.update(write_scaling_report_if_several(scaling_frame_from_csv(path), out))
+    return paths
+
+
+def _compare_from_csv(df: Any, path: Path, out: Path) -> dict[str, Path]:
+    import pandas as pd
+
+    from ..report import write_compare_files
+    from ..report.pool_me_wisely import write_findings
+
+    items = path.with_name("items.csv")
+    if items.is_file():  # per-item test results, kept beside runs.csv
+        hits = pd.read_csv(items, dtype={"hits": str}).set_index("key")["hits"]
+        df = df.assign(hits=df["key"].map(hits).fillna(""))
+    paths = write_compare_files(df, out)
+    if df["modality"].nunique() > 1:  # a pool-me-wisely study
+        paths["findings"] = write_findings(df, out)
+    return paths

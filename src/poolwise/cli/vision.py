@@ -33,7 +33,7 @@ def register(commands: Any, experiments: Any) -> None:
         description="Train a ViT with each pooler (ClsToken, AvgPool, MaxPool, AdaPool with the focal, "
         "mean and corner queries) from scratch; accuracy table beside the paper's CIFAR numbers, "
         "accuracy-vs-SNR plot, findings.md and runs.csv. Resumable: rerun the same command.")
-    p.add_argument("--preset", default="quick", help="demo, quick or paper (default: quick)")
+    p.add_argument("--preset", default="quick", help="demo, quick, tokens64 or paper (default: quick)")
     p.add_argument("--poolers", help="comma-separated variants: cls_token, adapool-focal, adapool-mean, "
                    "adapool-corner or any registered pooler (default: the paper's six)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the preset's; paper: fold = seed %% 5)")

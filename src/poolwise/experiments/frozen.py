@@ -218,9 +218,11 @@ def _scores(model: PooledHead, x: Tensor, mask: Tensor | None) -> Tensor:
     return model(x, mask) if mask is not None else model.head(x)
 
 
-def evaluate(model: PooledHead, split: FeatureSplit | PooledSplit, metric: str, batch: int = 256) -> float:
+def evaluate(model: PooledHead, split: FeatureSplit | PooledSplit, metric: str, batch: int = 256,
+             hits: list[bool] | None = None) -> float:
     """Accuracy (%), top-10 accuracy (%) or MSE of ``model`` on ``split`` (token features, or
-    vectors already pooled: then only the head runs)."""
+    vectors already pooled: then only the head runs); ``hits``, when given, receives each
+    item's hit in order (accuracy metrics), for paired tests between runs."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -236,6 +238,8 @@ def evaluate(model: PooledHead, split: FeatureSplit | PooledSplit, metric: str, 
                 hit = (out.topk(min(k, out.shape[1]), dim=1).indices == y[:, None]).any(dim=1)
                 total += float(hit.sum()) * 100.0
                 count += len(y)
+                if hits is not None:
+                    hits.extend(bool(h) for h in hit)
     return total / count
 
 
@@ -322,7 +326,8 @@ def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str,
     result = fit(model, opt, cfg.epochs or task.epochs, lambda: iter_rows(len(train), cfg.batch_size, gen),
                  loss_of, lambda: evaluate(model, fit_val, task.metric), val_name=f"val_{task.metric}",
                  higher_is_better=task.higher_is_better, progress=progress)
-    value = evaluate(model, fit_test, task.metric)  # the one use of the test split
+    test_hits: list[bool] = []
+    value = evaluate(model, fit_test, task.metric, hits=test_hits)  # the one use of the test split
     attacks = {}
     if task.kind != "regress":
         attacks = {f"fgsm_{eps:g}": v for eps, v in attack_successes(model, test, task.metric,
@@ -332,6 +337,8 @@ def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str,
             "metric": task.metric,
             "value": value,
             f"test_{task.metric}": value,
+            # one 0/1 per test item, in the split's order: paired tests between poolers and seeds
+            "test_hits": "".join("1" if h else "0" for h in test_hits) or None,
             "val": result.best_score,
             "best_epoch": result.best_epoch,
             "train_s": time.perf_counter() - start,

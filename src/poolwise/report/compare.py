@@ -1,10 +1,12 @@
-"""Report of frozen-backbone comparisons: runs.csv, a table per task (mean +- std over seeds,
-best in bold), bar plots with error bars, and a recommendation that says whether the winner's
-margin is larger than the seed spread."""
+"""Report of frozen-backbone comparisons: runs.csv, a table per task (mean, sample std and 95%
+interval over seeds, best in bold), bar plots with 95% intervals, and a recommendation from a
+test of the best pooler against the runner-up (:mod:`poolwise.report.verdicts`: Welch over seeds
+and, where runs stored their per-item test results, a paired bootstrap over test items)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -12,6 +14,8 @@ from ..runner.store import ResultsStore
 from .figures import new_figure, to_png
 from .files import atomic_write_bytes, atomic_write_text
 from .settings import base_name, differing_keys, labelled, setting_label
+from .stats import cell, describe
+from .verdicts import SPREAD, better
 
 #: the paper's names for our poolers (its "Last/CLS" is one family: the CLS token of an encoder,
 #: the last token of a decoder)
@@ -114,6 +118,8 @@ def compare_frame(store: ResultsStore, tasks: list[str] | None = None) -> pd.Dat
                 "host": row["host"],
                 "key": row["key"],
                 **{k: v for k, v in m.items() if k.startswith("fgsm_")},  # attack success (%) per budget
+                # one 0/1 per test item (the scored metric's hit), for paired tests; "" when not stored
+                "hits": m.get("test_hits") or "",
             }
         )
     df = pd.DataFrame.from_records(records)
@@ -127,22 +133,42 @@ def task_modality(task: str) -> str:
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std (over seeds, population) and run count per task and pooler, ranked best first."""
+    """Mean, sample std, 95% interval half-width (``ci95``) and run count per task and pooler,
+    ranked best first."""
     g = df.groupby(["task", "pooler", "metric"], sort=False)["value"]
-    s = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=0), "n": g.size()}).reset_index()
+    s = describe(g).reset_index()
     s["lower_better"] = s["metric"].isin(LOWER_IS_BETTER)
     s["order"] = s["mean"].where(s["lower_better"], -s["mean"])
     return s.sort_values(["task", "order"]).drop(columns="order").reset_index(drop=True)
 
 
-def cell_text(mean: float, std: float, n: int) -> str:
-    """``mean ± std``; a single seed has no spread to show."""
-    return f"{mean:.4g} ± {std:.2g}" if n > 1 else f"{mean:.4g} (1 seed)"
+def cell_text(mean: float, std: float, n: int, ci95: float | None = None) -> str:
+    """``mean ± std [±ci95]`` (sample std, 95% t-interval); a single seed has no spread."""
+    return cell(mean, std, ci95, n)
 
 
-def recommend(summary: pd.DataFrame, task: str) -> dict[str, object]:
-    """Best and runner-up pooler on ``task``, and whether the gap beats the seed spread
-    (gap > std(best) + std(runner-up); with one seed the spread is unknown)."""
+def per_seed(df: pd.DataFrame, task: str) -> dict[str, list[float]]:
+    """Each pooler's per-seed values on ``task``."""
+    part = df[df["task"] == task]
+    return {p: list(g.sort_values("seed")["value"]) for p, g in part.groupby("pooler", sort=False)}
+
+
+def per_item(df: pd.DataFrame, task: str) -> dict[str, Any] | None:
+    """Each pooler's ``(seeds, items)`` 0/1 test hits on ``task``, or None where any run of
+    the task lacks them (runs stored before they were kept, regression tasks)."""
+    import numpy as np
+
+    part = df[df["task"] == task]
+    if "hits" not in part or (part["hits"].fillna("") == "").any():
+        return None
+    out = {p: np.array([[c == "1" for c in h] for h in g.sort_values("seed")["hits"]], dtype=float)
+           for p, g in part.groupby("pooler", sort=False)}
+    return out if len({a.shape[1] for a in out.values()}) == 1 else None
+
+
+def recommend(summary: pd.DataFrame, task: str, df: pd.DataFrame | None = None) -> dict[str, object]:
+    """Best and runner-up pooler on ``task`` and a test between them (``df``: the runs, for
+    the per-seed values and per-item hits; without it the verdict can only name the order)."""
     s = summary[summary["task"] == task].reset_index(drop=True)
     best = s.iloc[0]
     out: dict[str, object] = {
@@ -157,26 +183,21 @@ def recommend(summary: pd.DataFrame, task: str) -> dict[str, object]:
         return out
     second = s.iloc[1]
     gap = abs(float(best["mean"] - second["mean"]))
-    spread = float(best["std"] + second["std"])
-    clear = None if min(best["n"], second["n"]) < 2 else gap > spread
-    out.update(
-        runner_up=second["pooler"], runner_up_mean=float(second["mean"]), gap=gap, spread=spread, clear=clear
-    )
-    if clear is None:
-        out["verdict"] = (
+    out.update(runner_up=second["pooler"], runner_up_mean=float(second["mean"]), gap=gap)
+    if df is None or min(best["n"], second["n"]) < 2:
+        out.update(clear=None, p=None, verdict=(
             f"{best['pooler']} is best, {second['pooler']} second (gap {gap:.3g}); "
-            "one seed, so the seed spread is unknown: run more seeds"
-        )
-    elif clear:
-        out["verdict"] = (
-            f"use {best['pooler']}: it beats {second['pooler']} by {gap:.3g}, more than the "
-            f"seed spread ({spread:.3g})"
-        )
+            "one seed (or no per-seed values), so nothing was tested: run more seeds"))
+        return out
+    check = better(per_seed(df, task), best["pooler"], second["pooler"],
+                   higher=not bool(best["lower_better"]), items=per_item(df, task))
+    out.update(clear=check.outcome == "holds", p=check.p, check=check.detail)
+    if check.outcome == "holds":
+        out["verdict"] = (f"use {best['pooler']}: it beats {second['pooler']} by {gap:.3g} "
+                          f"({check.detail.split(', ', 1)[1]})")
     else:
-        out["verdict"] = (
-            f"{best['pooler']} and {second['pooler']} are within the seed spread "
-            f"(gap {gap:.3g} <= {spread:.3g}); either will do"
-        )
+        out["verdict"] = (f"{best['pooler']} and {second['pooler']} are not distinguishable here (gap "
+                          f"{gap:.3g}, {check.detail.split(', ', 1)[1]}): either will do, or run more seeds")
     return out
 
 
@@ -189,9 +210,9 @@ def task_table(summary: pd.DataFrame, task: str) -> str:
         "|---|---|---|",
     ]
     for r in s.itertuples():
-        cell = cell_text(r.mean, r.std, r.n)
-        cell = f"**{cell}**" if r.pooler == best else cell
-        lines.append(f"| {pooler_label(r.pooler)} | {cell} | {r.n} |")
+        text = cell_text(r.mean, r.std, r.n, r.ci95)
+        text = f"**{text}**" if r.pooler == best else text
+        lines.append(f"| {pooler_label(r.pooler)} | {text} | {r.n} |")
     return "\n".join(lines)
 
 
@@ -199,14 +220,14 @@ def plot_task(summary: pd.DataFrame, task: str) -> bytes:
     s = summary[summary["task"] == task]
     plt, fig, ax = new_figure(6.0, 3.6)
     colors = ["tab:green" if i == 0 else "tab:blue" for i in range(len(s))]
-    ax.bar(range(len(s)), s["mean"], yerr=s["std"], color=colors, capsize=4)
+    ax.bar(range(len(s)), s["mean"], yerr=s["ci95"].fillna(0), color=colors, capsize=4)
     ax.set_xticks(range(len(s)), [paper_name(p) for p in s["pooler"]], rotation=30, ha="right")
     metric = s["metric"].iloc[0]
     ax.set_ylabel(f"test {metric}")
     if metric != "mse":
-        lo = float((s["mean"] - s["std"]).min())
+        lo = float((s["mean"] - s["ci95"].fillna(0)).min())
         ax.set_ylim(max(0.0, lo - 0.15 * (float(s["mean"].max()) - lo + 1)), None)
-    ax.set_title(f"{task}: mean ± std over seeds (best in green)")
+    ax.set_title(f"{task}: mean and 95% interval over seeds (best in green)")
     ax.grid(axis="y", alpha=0.3)
     return to_png(plt, fig)
 
@@ -227,10 +248,15 @@ def write_compare_files(
     """The files of :func:`write_compare_report` from a :func:`compare_frame`."""
     out = Path(out_dir)
     summary = summarize(df)
-    paths = {"csv": atomic_write_text(out / "runs.csv", df.to_csv(index=False))}
-    md = [f"# {title}", ""]
+    paths = {"csv": atomic_write_text(out / "runs.csv", df.drop(columns="hits", errors="ignore")
+                                      .to_csv(index=False))}
+    if "hits" in df and (df["hits"].fillna("") != "").any():  # per-item results, beside runs.csv
+        paths["items"] = atomic_write_text(out / "items.csv", df[["key", "hits"]].to_csv(index=False))
+    md = [f"# {title}", "", f"Cells: mean {SPREAD}. Recommendations: the best pooler tested against the "
+          "runner-up (Welch across seeds; with per-item results, also a paired bootstrap over test items, "
+          "the larger p deciding; level 0.05).", ""]
     for task in summary["task"].unique():
-        rec = recommend(summary, task)
+        rec = recommend(summary, task, df)
         paths[f"{task}.png"] = atomic_write_bytes(out / f"{task}.png", plot_task(summary, task))
         wall = df[df["task"] == task]["wall_s"].sum()
         md += [

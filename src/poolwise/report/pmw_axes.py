@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .compare import paper_name
+from .compare import LOWER_IS_BETTER, paper_name
 from .figures import new_figure, to_png
 from .files import atomic_write_bytes
+from .verdicts import Check, beats_each, better, holm, verdict
 
 SIZE_ORDER = ("s", "m", "l")
 TOKEN_POOLERS = ("first", "last", "cls")
@@ -49,25 +50,75 @@ def _gap(frame: pd.DataFrame, size: str) -> float | None:
     return None if token is None or "mean" not in rows.index else abs(float(rows[token] - rows["mean"]))
 
 
-def size_checks(sizes: pd.DataFrame) -> pd.DataFrame:
-    """Per task: W-Avg's and Attn's change from the smallest to the largest backbone, and the
-    |CLS/Last - Avg| gap at both ends (the paper: the first two grow, the gap narrows)."""
-    rows = []
+def scores(df: pd.DataFrame, task: str, pooler: str, column: str = "value") -> list[float]:
+    """Per-seed values of ``pooler`` on task label ``task``, ordered by seed, higher-is-better
+    for the ``value`` column (an error is negated)."""
+    part = df[(df["task"] == task) & (df["pooler"] == pooler)].sort_values("seed")
+    sign = -1.0 if column == "value" and part["metric"].isin(LOWER_IS_BETTER).any() else 1.0
+    return [sign * float(v) for v in part[column]]
+
+
+def _labels(df: pd.DataFrame, task: str) -> dict[str, str]:
+    """size -> task label of ``task`` on its pooling-neutral backbones."""
+    neutral = df[df["neutral"].astype(bool) & ~df["task"].str.contains("len=", regex=False)
+                 & (df["base_task"] == task)]
+    return {backbone_size(b): t for t, b in neutral.groupby("task")["backbone"].first().items()}
+
+
+def _trend_check(df: pd.DataFrame, labels: dict[str, str], pooler: str) -> Check | None:
+    present = [z for z in SIZE_ORDER if z in labels]
+    big, small = scores(df, labels[present[-1]], pooler), scores(df, labels[present[0]], pooler)
+    if not big or not small:
+        return None
+    return better({f"{pooler}@{present[-1]}": big, f"{pooler}@{present[0]}": small},
+                  f"{pooler}@{present[-1]}", f"{pooler}@{present[0]}")
+
+
+def _gap_values(df: pd.DataFrame, label: str, sign: float) -> list[float] | None:
+    token = next((p for p in TOKEN_POOLERS if scores(df, label, p)), None)
+    if token is None or not scores(df, label, "mean"):
+        return None
+    return [sign * (t - m) for t, m in zip(scores(df, label, token), scores(df, label, "mean"))]
+
+
+def _gap_check(df: pd.DataFrame, labels: dict[str, str]) -> Check | None:
+    """The CLS/Last - Avg gap, signed by its direction on the smallest size and paired by seed,
+    smaller on the largest size than on the smallest."""
+    present = [z for z in SIZE_ORDER if z in labels]
+    small = _gap_values(df, labels[present[0]], 1.0)
+    if not small:
+        return None
+    sign = 1.0 if sum(small) >= 0 else -1.0
+    small, large = [sign * g for g in small], _gap_values(df, labels[present[-1]], sign)
+    if not large:
+        return None
+    return better({"gap@small": small, "gap@large": large}, "gap@small", "gap@large")
+
+
+def size_checks(df: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
+    """Per task: W-Avg's and Attn's change from the smallest to the largest backbone, the
+    |CLS/Last - Avg| gap at both ends (the paper: the first two grow, the gap narrows), and
+    the test of each (Holm-corrected over this table)."""
+    rows, checks = [], []
     for task, frame in sizes.groupby("base_task", sort=True):
         present = [z for z in SIZE_ORDER if z in set(frame["size"])]
         lo, hi = present[0], present[-1]
-        g_lo, g_hi = _gap(frame, lo), _gap(frame, hi)
-        rows.append({"task": task, "sizes": f"{lo}->{hi}", "wavg": _trend(frame, "wavg"),
-                     "latent_attention": _trend(frame, "latent_attention"), "gap_small": g_lo,
-                     "gap_large": g_hi})
+        labels = _labels(df, task)
+        row = {"task": task, "sizes": f"{lo}->{hi}", "wavg": _trend(frame, "wavg"),
+               "latent_attention": _trend(frame, "latent_attention"), "gap_small": _gap(frame, lo),
+               "gap_large": _gap(frame, hi)}
+        for name, check in (("wavg_check", _trend_check(df, labels, "wavg")),
+                            ("attn_check", _trend_check(df, labels, "latent_attention")),
+                            ("gap_check", _gap_check(df, labels))):
+            row[name] = len(checks) if check is not None else None
+            if check is not None:
+                checks.append(check)
+        rows.append(row)
+    checks = holm(checks)
+    for row in rows:
+        for name in ("wavg_check", "attn_check", "gap_check"):
+            row[name] = None if row[name] is None else checks[row[name]]
     return pd.DataFrame(rows)
-
-
-def _verdict(values: list[bool]) -> str:
-    if not values:
-        return "not run"
-    held = sum(values)
-    return "agrees" if held == len(values) else "disagrees" if not held else f"partly ({held}/{len(values)})"
 
 
 def plot_sizes(sizes: pd.DataFrame) -> bytes:
@@ -99,10 +150,13 @@ def size_section(df: pd.DataFrame, summary: pd.DataFrame, out: Path) -> str:
     if sizes.empty:
         return ""
     atomic_write_bytes(out / "sizes.png", plot_sizes(sizes))
-    checks = size_checks(sizes)
+    checks = size_checks(df, sizes)
 
     def num(x: float | None) -> str:
         return "-" if x is None or pd.isna(x) else f"{x:+.3g}"
+
+    def judged(column: str) -> list[Check]:
+        return [c for c in checks[column] if c is not None]
 
     md = ["## Backbone size", "",
           "Each pooler's score on the pooling-neutral backbones in three sizes (`poolwise pretrain "
@@ -113,17 +167,20 @@ def size_section(df: pd.DataFrame, summary: pd.DataFrame, out: Path) -> str:
     for r in checks.to_dict("records"):
         md.append(f"| {r['task']} | {r['sizes']} | {num(r['wavg'])} | {num(r['latent_attention'])} | "
                   f"{num(r['gap_small'])} | {num(r['gap_large'])} |")
-    wavg = [v > 0 for v in checks["wavg"].dropna()]
-    attn = [v > 0 for v in checks["latent_attention"].dropna()]
-    gaps = [lg < sm for sm, lg in zip(checks["gap_small"], checks["gap_large"])
-            if not (pd.isna(sm) or pd.isna(lg))]
-    md += ["", "| paper's claim | our check | verdict |", "|---|---|---|",
+    md += ["", "| paper's claim | our check (Welch over seeds, Holm over this table) | verdict |",
+           "|---|---|---|",
            f"| W-Avg improves as models grow | W-Avg higher on the largest than the smallest | "
-           f"**{_verdict(wavg)}** |",
+           f"**{verdict(judged('wavg_check'))}** |",
            f"| Attn improves as models grow | Attn higher on the largest than the smallest | "
-           f"**{_verdict(attn)}** |",
-           f"| the CLS-Avg gap narrows as models grow | gap smaller on the largest | **{_verdict(gaps)}** |",
-           "", "![sizes](sizes.png)"]
+           f"**{verdict(judged('attn_check'))}** |",
+           f"| the CLS-Avg gap narrows as models grow | gap (signed as on the smallest, paired by seed) "
+           f"smaller on the largest | **{verdict(judged('gap_check'))}** |", ""]
+    for r in checks.to_dict("records"):
+        for name, what in (("wavg_check", "W-Avg grows"), ("attn_check", "Attn grows"),
+                           ("gap_check", "gap narrows")):
+            if r[name] is not None:
+                md.append(f"* {r['task']}, {what}: {r[name].text()}")
+    md += ["", "![sizes](sizes.png)"]
     return "\n".join(md)
 
 
@@ -153,14 +210,16 @@ def length_section(df: pd.DataFrame, summary: pd.DataFrame, out: Path) -> str:
     md = ["## Maximum length", "",
           "Each pooler's score with inputs cut to each maximum length (words for our encoders, "
           "tokens for Hugging Face ones); best-worst spread among the poolers at each length:", ""]
-    checks = []
+    checks, names = [], []
     panels = []
     for (task, backbone), frame in lengths.groupby(["base_task", "backbone"], sort=True):
         sizes = sorted(frame["max_length"].unique())
         table = frame.pivot_table(index="pooler", columns="max_length", values="mean")
         spread = {n: float(frame[frame["max_length"] == n]["score"].max()
                            - frame[frame["max_length"] == n]["score"].min()) for n in sizes}
-        checks.append(spread[sizes[0]] > spread[sizes[-1]])
+        ends = {n: _seed_spreads(df, frame, n) for n in (sizes[0], sizes[-1])}
+        checks.append(better({"short": ends[sizes[0]], "long": ends[sizes[-1]]}, "short", "long"))
+        names.append(f"{task} on {backbone}, spread at {sizes[0]} vs {sizes[-1]}")
         md += [f"### {task} on {backbone}", "",
                "| pooler | " + " | ".join(str(n) for n in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
         md += [f"| {paper_name(p)} | " + " | ".join(f"{table.loc[p, n]:.4g}" for n in sizes) + " |"
@@ -168,10 +227,25 @@ def length_section(df: pd.DataFrame, summary: pd.DataFrame, out: Path) -> str:
         md += ["| spread (best - worst) | " + " | ".join(f"{spread[n]:.3g}" for n in sizes) + " |", ""]
         panels.append((f"{task} ({backbone})", frame))
     atomic_write_bytes(out / "lengths.png", _plot_lengths(panels))
-    md += ["| paper's claim | our check | verdict |", "|---|---|---|",
+    checks = holm(checks)
+    md += ["| paper's claim | our check (per-seed best-worst spread, Welch, Holm over this table) "
+           "| verdict |",
+           "|---|---|---|",
            f"| pooling matters most at short lengths, stabilising at 64-128 | pooler spread larger at the "
-           f"shortest length than at the longest | **{_verdict(checks)}** |", "", "![lengths](lengths.png)"]
+           f"shortest length than at the longest | **{verdict(checks)}** |", ""]
+    md += [f"* {n}: {c.text()}" for n, c in zip(names, checks)]
+    md += ["", "![lengths](lengths.png)"]
     return "\n".join(md)
+
+
+def _seed_spreads(df: pd.DataFrame, frame: pd.DataFrame, length: int) -> list[float]:
+    """Per seed, the best minus the worst pooler's score at ``length`` (the runs of one seed
+    index compared with each other)."""
+    label = df[(df["base_task"] == frame["base_task"].iloc[0]) & (df["backbone"] == frame["backbone"].iloc[0])
+               & (df["max_length"] == length)]["task"].iloc[0]
+    per = [scores(df, label, p) for p in frame[frame["max_length"] == length]["pooler"]]
+    n = min(len(v) for v in per)
+    return [max(v[i] for v in per) - min(v[i] for v in per) for i in range(n)]
 
 
 def _plot_lengths(panels: list[tuple[str, pd.DataFrame]]) -> bytes:
@@ -221,21 +295,29 @@ def attack_section(df: pd.DataFrame) -> str:
           "frozen backbone leaves the pooler's input, where Theorem 4.2's constants apply.", "",
           "| task | pooler | " + " | ".join(f"eps {e:g}" for e in budgets) + " |",
           "|---|---|" + "---|" * len(budgets)]
-    sum_best, avg_below = [], []
+    checks: list[tuple[str, str, Check]] = []
     for task, frame in att.groupby("task", sort=True):
         table = frame.pivot_table(index="pooler", columns="eps", values="mean")
         for pooler in table.index:
             cells = " | ".join(f"{table.loc[pooler, e]:.3g}" for e in budgets)
             md.append(f"| {task} | {paper_name(pooler)} | {cells} |")
-        at = table[mid]
-        fixed = [p for p in ("first", "last", "mean", "sum", "max") if p in at.index]
+        col = f"fgsm_{mid:g}"
+        values = {p: scores(df[df[col].notna()], task, p, col) for p in table.index}
+        fixed = [p for p in ("first", "last", "mean", "sum", "max") if values.get(p)]
         if "sum" in fixed and len(fixed) > 1:
-            sum_best.append(at[fixed].idxmin() == "sum")
-        if {"mean", "sum", "max"} <= set(at.index):
-            avg_below.append(bool(at["mean"] < at["sum"] and at["mean"] < at["max"]))
-    md += ["", f"Checks at eps {mid:g}:", "", "| claim | our check | verdict |", "|---|---|---|",
-           f"| paper, Table 10: Sum is the most robust fixed pooling | Sum lowest success of the fixed "
-           f"poolings | **{_verdict(sum_best)}** |",
+            checks.append(("sum", task, beats_each(values, "sum", [p for p in fixed if p != "sum"],
+                                                   higher=False)))
+        if {"mean", "sum", "max"} <= set(fixed):
+            checks.append(("avg", task, beats_each(values, "mean", ["max", "sum"], higher=False)))
+    judged = holm([c for _, _, c in checks])
+    sum_best = [c for (k, _, _), c in zip(checks, judged) if k == "sum"]
+    avg_below = [c for (k, _, _), c in zip(checks, judged) if k == "avg"]
+    md += ["", f"Checks at eps {mid:g} (success per seed, Welch, Holm over this table):", "",
+           "| claim | our check | verdict |", "|---|---|---|",
+           f"| paper, Table 10: Sum is the most robust fixed pooling | Sum lower success than each other "
+           f"fixed pooling | **{verdict(sum_best)}** |",
            f"| Theorem 4.2's constants: Avg (contracting) resists better than Max and Sum | Avg below Max "
-           f"and Sum | **{_verdict(avg_below)}** |"]
+           f"and Sum | **{verdict(avg_below)}** |", ""]
+    md += [f"* {'Sum most robust' if k == 'sum' else 'Avg below Max and Sum'}, {t}: {c.text()}"
+           for (k, t, _), c in zip(checks, judged)]
     return "\n".join(md)

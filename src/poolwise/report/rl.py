@@ -16,6 +16,8 @@ from ..runner.store import ResultsStore
 from .figures import new_figure, to_png
 from .files import atomic_write_bytes, atomic_write_text
 from .settings import base_name, differing_keys, labelled, setting_label
+from .stats import cell
+from .verdicts import RULE, SPREAD, Check, beats_each, better, holm, verdict
 
 TASK = "adapool-rl"
 AXES = ("pooler", "seed", "env", "config")
@@ -87,17 +89,21 @@ def rl_frame(store: ResultsStore) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and count of the final return per environment, configuration and pooler,
-    with the random policy's mean return."""
+    """Mean, sample std, 95% interval and count of the final return per environment,
+    configuration and pooler, with the random policy's mean return."""
     g = df.groupby(["env", "config", "snr", "pooler"])
     out = pd.DataFrame(
         {
             "mean": g.final_return.mean(),
-            "std": g.final_return.std(ddof=0),
+            "std": g.final_return.std(ddof=1),
             "n": g.size(),
             "random": g.random_return.mean(),
         }
     ).reset_index()
+    from scipy import stats
+
+    out["ci95"] = (stats.t.ppf(0.975, (out["n"] - 1).clip(lower=1)) * out["std"] / np.sqrt(out["n"])).where(
+        out["n"] > 1)
     return out.sort_values(["env", "snr"], ascending=[True, False]).reset_index(drop=True)
 
 
@@ -136,7 +142,7 @@ def _table(df: pd.DataFrame) -> str:
         configs = list(dict.fromkeys(part.sort_values("snr", ascending=False).config))
         snr = dict(zip(part.config, part.snr))
         lines += [
-            f"**{env}** (final return, mean ± std over seeds; random policy in the last row)",
+            f"**{env}** (final return, mean {SPREAD}; random policy in the last row)",
             "",
             "| pooler | " + " | ".join(f"{c} (SNR {snr[c]:.2g})" for c in configs) + " |",
             "|---" * (len(configs) + 1) + "|",
@@ -150,7 +156,7 @@ def _table(df: pd.DataFrame) -> str:
                     cells.append("-")
                     continue
                 r = keyed.loc[(c, pooler)]
-                text = f"{r['mean']:.2f} ± {r['std']:.2f}" if r["n"] > 1 else f"{r['mean']:.2f}"
+                text = cell(r["mean"], r["std"], r["ci95"], int(r["n"]), ".2f", ".2f")
                 cells.append(f"**{text}**" if best[c] == pooler else text)
             lines.append(f"| {_label(pooler)} | " + " | ".join(cells) + " |")
         rand = part.groupby("config").random.mean()
@@ -180,17 +186,75 @@ def _percent(value: float) -> str:
     return "-" if pd.isna(value) else f"{100 * value:.1f}%"
 
 
-def _unlearned(summ: pd.DataFrame, env: str, config: str) -> str | None:
-    """Why a check at ``config`` says nothing, or None: no pooler's mean final return is
-    above the random policy's by more than its own spread over seeds."""
-    part = summ[(summ.env == env) & (summ.config == config)]
-    margin = part["mean"] - part["random"]
-    if part.empty or (margin > part["std"].fillna(0)).any():
+def _returns(df: pd.DataFrame, env: str, config: str) -> dict[str, list[float]]:
+    """Per-seed final returns of each pooler (base names) at ``config``, and ``random``: the
+    random policy's return on the same evaluation episodes, averaged per seed over poolers."""
+    part = df[(df.env == env) & (df.config == config)]
+    out = {base_name(p): list(g.sort_values("seed").final_return) for p, g in part.groupby("pooler")}
+    out["random"] = list(part.groupby("seed").random_return.mean().sort_index())
+    return out
+
+
+def _drops(df: pd.DataFrame, env: str, clean: str, noisy: str, col: str) -> dict[str, list[float]]:
+    """Per-seed drops of each pooler from ``clean`` to ``noisy`` (paired by seed), scaled as the
+    summary's statistic ``col``: by the mean clean return, or by its margin over random."""
+    out = {}
+    for pooler, g in df[df.env == env].groupby("pooler"):
+        c = g[g.config == clean].set_index("seed").final_return
+        n = g[g.config == noisy].set_index("seed").final_return
+        seeds = sorted(set(c.index) & set(n.index))
+        rand = float(df[(df.env == env) & (df.config == clean)].random_return.mean())
+        scale = abs(c.mean()) if col == "drop" else c.mean() - rand
+        if seeds and scale > 0:
+            out[base_name(pooler)] = [float((c[x] - n[x]) / scale) for x in seeds]
+    return out
+
+
+def _learned(df: pd.DataFrame, env: str, config: str) -> Check | None:
+    """Some pooler's final return above the random policy's (the best pooler's test)."""
+    ret = _returns(df, env, config)
+    poolers = [p for p in ret if p != "random"]
+    if not poolers:
         return None
-    best = part.loc[margin.idxmax()]
-    return (f"  * at this budget no pooler is clearly above the random policy at {config} (best: "
-            f"{_label(best.pooler)} {best['mean']:.2f} ± {best['std']:.2f} against {best['random']:.2f}): "
-            "this check says nothing yet")
+    best = max(poolers, key=lambda p: sum(ret[p]) / len(ret[p]))
+    return better(ret, best, "random")
+
+
+def claim_checks(df: pd.DataFrame) -> list[tuple[str, Check]]:
+    """The paper's RL claims as tests on the per-seed results (before Holm): AdaPool degrades
+    least and returns most at the noisiest configuration (Simple Tag, Simple Centroid), MaxPool
+    best on BoxWorld's entity tokens and AdaPool on its pixel tokens; and, for reading them,
+    whether anything was learned at the configurations they rest on."""
+    out: list[tuple[str, Check]] = []
+    dr = drops(df)
+    for env, part in dr.groupby("env") if not dr.empty else ():
+        if env == "boxworld":
+            continue
+        col, what = _statistic(part)
+        clean, noisy = part.iloc[0].clean, part.iloc[0].noisy
+        d = _drops(df, env, clean, noisy, col)
+        if "adapool" in d and len(d) > 1:
+            out.append((f"{env}: AdaPool degrades least from {clean} to {noisy} ({what}, per seed)",
+                        beats_each(d, "adapool", [p for p in d if p != "adapool"], higher=False)))
+        ret = _returns(df, env, noisy)
+        poolers = [p for p in ret if p not in ("random", "adapool")]
+        if "adapool" in ret and poolers:
+            out.append((f"{env}: AdaPool has the highest final return at {noisy}",
+                        beats_each(ret, "adapool", poolers)))
+        for config in (clean, noisy):
+            learned = _learned(df, env, config)
+            if learned is not None:
+                out.append((f"({env} {config}: the best pooler above the random policy)", learned))
+    for config, claim, what in (("entities", "max", "MaxPool best on entity tokens"),
+                                ("pixels", "adapool", "AdaPool best on pixel tokens")):
+        ret = _returns(df, "boxworld", config)
+        poolers = [p for p in ret if p not in ("random", claim)]
+        if claim in ret and poolers:
+            out.append((f"boxworld: {what}", beats_each(ret, claim, poolers)))
+            learned = _learned(df, "boxworld", config)
+            if learned is not None:
+                out.append((f"(boxworld {config}: the best pooler above the random policy)", learned))
+    return out
 
 
 def _statistic(part: pd.DataFrame) -> tuple[str, str]:
@@ -203,54 +267,24 @@ def _statistic(part: pd.DataFrame) -> tuple[str, str]:
 
 
 def claim_lines(df: pd.DataFrame) -> list[str]:
-    """The paper's RL claims, checked on these runs, with how far the noisiest configuration
-    was learned at all (a drop measured where nothing was learned says little)."""
-    out = []
-    summ, dr = summary(df), drops(df)
+    """The paper's RL claims, each a test after Holm over this report (the "above random"
+    lines are context for reading the claims, corrected with them)."""
     learned = df.final_return > df.random_return
-    out.append(f"* Policies beat the random policy in {int(learned.sum())} of {len(df)} runs "
-               "(final return on fresh evaluation episodes vs uniform random actions on the same episodes).")
-    for env, part in dr.groupby("env") if not dr.empty else ():
-        if env == "boxworld":
-            continue
-        col, what = _statistic(part)
-        ranked = part.sort_values(col)
-        least = base_name(ranked.iloc[0].pooler)
-        clean, noisy = ranked.iloc[0].clean, ranked.iloc[0].noisy
-        order = ", ".join(f"{_label(r.pooler)} {100 * getattr(r, col):.1f}%" for r in ranked.itertuples())
-        verdict = "agrees" if least == "adapool" else "disagrees"
-        out.append(f"* {env}: AdaPool degrades least from {clean} to {noisy}: **{verdict}** ({what}, least "
-                   f"first: {order})")
-        at = summ[summ.env == env].set_index(["config", "pooler"])
-        margins = {c: (at.loc[c]["mean"] - at.loc[c]["random"]).max() for c in (clean, noisy)}
-        if margins[clean] > 0 and margins[noisy] < 0.25 * margins[clean]:
-            out.append(f"  * at this budget {noisy} is barely learned (best margin over random "
-                       f"{margins[noisy]:.2f}, against {margins[clean]:.2f} at {clean}): the drops mostly "
-                       f"measure how far each pooler got on {clean}")
-        noisy_means = summ[(summ.env == env) & (summ.config == noisy)].set_index("pooler")["mean"]
-        names = {base_name(p): p for p in noisy_means.index}
-        if "adapool" in names and len(noisy_means) > 1:
-            best = noisy_means.idxmax()
-            verdict = "agrees" if base_name(best) == "adapool" else "disagrees"
-            ada = noisy_means[names["adapool"]]
-            out.append(f"* {env}: AdaPool has the highest final return at {noisy}: **{verdict}** (best: "
-                       f"{_label(best)} {noisy_means.max():.2f}; AdaPool {ada:.2f})")
+    out = [f"* Policies beat the random policy in {int(learned.sum())} of {len(df)} runs "
+           "(final return on fresh evaluation episodes vs uniform random actions on the same episodes)."]
+    raw = claim_checks(df)
+    checks = holm([c for _, c in raw])
+    out += [f"* {what}: {c.text()}" for (what, _), c in zip(raw, checks)]
+    claims = [c for (what, _), c in zip(raw, checks) if not what.startswith("(")]
+    if claims:
+        out += ["", f"Over the claims: **{verdict(claims)}**. {RULE}"]
+    for env in sorted(df.env.unique()):
+        clean = df[df.env == env].sort_values("snr").config.iloc[-1]
         spread = df[(df.env == env) & (df.config == clean)].groupby("pooler").final_return
-        wide = (spread.std(ddof=0) / spread.mean().abs()).max()
+        wide = (spread.std(ddof=1) / spread.mean().abs()).max()
         if wide > 0.3:
-            out.append(f"  * seeds disagree at {clean} (coefficient of variation up to {wide:.2f}): some "
-                       "runs have not taken off at this budget, and three seeds decide the order")
-    box = summ[summ.env == "boxworld"]
-    for config, claim in (("entities", "max"), ("pixels", "adapool")):
-        part = box[box.config == config].set_index("pooler")["mean"]
-        if len(part) > 1:
-            top = base_name(part.idxmax())
-            what = "MaxPool best on entity tokens" if claim == "max" else "AdaPool best on pixel tokens"
-            out.append(f"* boxworld: {what}: **{'agrees' if top == claim else 'disagrees'}** "
-                       f"(best: {_label(part.idxmax())} {part.max():.2f})")
-            why = _unlearned(summ, "boxworld", config)
-            if why:
-                out.append(why)
+            out.append(f"* {env}: seeds disagree at {clean} (coefficient of variation, sample std, up to "
+                       f"{wide:.2f}): some runs have not taken off at this budget")
     return out
 
 
@@ -310,10 +344,21 @@ def export_checkpoints(store: ResultsStore, out: Path) -> list[Path]:
 def write_rl_report(store: ResultsStore, out_dir: str | Path) -> dict[str, Path]:
     """Write ``runs.csv``, ``curves.csv``, ``table.md``, ``findings.md``, one
     ``returns_<env>.png`` per environment and the checkpoints, from the store alone."""
-    out = Path(out_dir)
     df, curves = rl_frame(store)
     if df.empty:
         raise ValueError(f"no finished {TASK} runs in {store.path}")
+    paths = write_rl_files(df, curves, out_dir, f"database `{store.path}`",
+                           len(store.rows(task=TASK, status="failed")))
+    export_checkpoints(store, Path(out_dir))
+    paths["checkpoints"] = Path(out_dir) / "checkpoints"
+    return paths
+
+
+def write_rl_files(df: pd.DataFrame, curves: pd.DataFrame, out_dir: str | Path, source: str,
+                   failed: int = 0) -> dict[str, Path]:
+    """The files of :func:`write_rl_report` but the checkpoints, from an :func:`rl_frame`
+    (or its runs.csv and curves.csv); ``source`` names where the runs came from."""
+    out = Path(out_dir)
     paths = {
         "csv": out / "runs.csv",
         "curves": out / "curves.csv",
@@ -322,14 +367,13 @@ def write_rl_report(store: ResultsStore, out_dir: str | Path) -> dict[str, Path]
     }
     atomic_write_text(paths["csv"], df.to_csv(index=False))
     atomic_write_text(paths["curves"], curves.to_csv(index=False))
-    failed = store.rows(task=TASK, status="failed")
     dr = drops(df)
     md = [
         "# PPO with each pooler: final returns",
         "",
         f"{len(df)} finished runs"
-        + (f", {len(failed)} failed" if failed else "")
-        + f"; database `{store.path}`. Final return = mean over the evaluation episodes of the final policy "
+        + (f", {failed} failed" if failed else "")
+        + f"; {source}. Final return = mean over the evaluation episodes of the final policy "
         "(sampled actions); best per column in bold.",
         "",
         _table(df),
@@ -358,6 +402,4 @@ def write_rl_report(store: ResultsStore, out_dir: str | Path) -> dict[str, Path]
     atomic_write_text(paths["findings"], "\n".join(findings))
     for env in sorted(curves.env.unique()) if not curves.empty else []:
         paths[f"plot_{env}"] = atomic_write_bytes(out / f"returns_{env}.png", _plot_env(curves, df, env))
-    export_checkpoints(store, out)
-    paths["checkpoints"] = out / "checkpoints"
     return paths

@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,9 @@ def compare_runs(a: Sequence[float], b: Sequence[float], alpha: float = 0.05,
         return Comparison(diff, None, None, outcome)
     from scipy import stats
 
-    p = float(stats.ttest_ind(xs, ys, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # nearly equal values: scipy warns, the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(xs, ys, equal_var=False).pvalue)
     pooled = math.sqrt(((len(xs) - 1) * sa ** 2 + (len(ys) - 1) * sb ** 2) / (len(xs) + len(ys) - 2))
     effect = diff / pooled if pooled > 0 else None
     if p < alpha:
@@ -103,3 +107,24 @@ def holm(pvalues: Sequence[float | None], alpha: float = 0.05) -> list[bool]:
             break
         keep[i] = True
     return keep
+
+
+def describe(groups: object) -> Any:
+    """``mean``, ``std`` (sample, ddof = 1; NaN for one value), ``ci95`` (half-width of the
+    95% t-interval; NaN for one value) and ``n`` of each group of a pandas ``SeriesGroupBy``."""
+    import pandas as pd
+    from scipy import stats
+
+    n = groups.size()  # type: ignore[attr-defined]
+    std = groups.std(ddof=1)  # type: ignore[attr-defined]
+    tq = pd.Series(stats.t.ppf(0.975, (n - 1).clip(lower=1)), index=n.index)
+    ci = (tq * std / n.pow(0.5)).where(n > 1)
+    return pd.DataFrame({"mean": groups.mean(), "std": std, "ci95": ci, "n": n})  # type: ignore[attr-defined]
+
+
+def cell(mean: float, std: float | None, ci95: float | None, n: int, digits: str = ".4g",
+         spread_digits: str = ".2g") -> str:
+    """A table cell: ``mean ± std [± ci95]`` (sample std, 95% t-interval), or ``mean (1 seed)``."""
+    if n < 2 or std is None or math.isnan(std):
+        return f"{mean:{digits}} (1 seed)"
+    return f"{mean:{digits}} ± {std:{spread_digits}} [±{ci95:{spread_digits}}]"

@@ -11,6 +11,8 @@ from ..runner.store import ResultsStore
 from .figures import new_figure, to_png
 from .files import atomic_write_bytes, atomic_write_text
 from .settings import base_name, differing_keys, labelled, setting_label
+from .stats import cell, describe
+from .verdicts import RULE, SPREAD, Check, all_of, below_each, better, holm, verdict
 
 TASK = "adapool-vision"
 #: what the sweep varies; every other config key is part of a run's setting
@@ -62,9 +64,9 @@ def _label(label: str) -> str:
 
 
 def vision_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and count of the test accuracy (%) per setting and pooler."""
+    """Mean, sample std, 95% interval and count of the test accuracy (%) per setting and pooler."""
     g = df.assign(acc=df.test_acc * 100).groupby(["dataset", "placement", "snr", "canvas", "pooler"])["acc"]
-    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=0), "n": g.size()}).reset_index()
+    return describe(g).reset_index()
 
 
 def _columns(summ: pd.DataFrame) -> list[tuple[str, str, float]]:
@@ -95,7 +97,7 @@ def _table(df: pd.DataFrame) -> str:
                 cells.append("-")
                 continue
             r = keyed.loc[(*c, pooler)]
-            text = f"{r['mean']:.2f} ± {r['std']:.2f}" if r["n"] > 1 else f"{r['mean']:.2f}"
+            text = cell(r["mean"], r["std"], r["ci95"], int(r["n"]), ".2f", ".2f")
             cells.append(f"**{text}**" if best[c] == pooler else text)
         for d in paper_sets:
             ref = PAPER[d].get(base_name(pooler))
@@ -104,48 +106,55 @@ def _table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _verdict(ok: bool | None) -> str:
-    return {True: "agrees", False: "disagrees", None: "partly"}[ok]
+def _accs(df: pd.DataFrame, c: tuple[str, str, float]) -> dict[str, list[float]]:
+    """Per-seed test accuracy (%) of each pooler in setting ``c``."""
+    part = df[(df.dataset == c[0]) & (df.placement == c[1]) & (df.snr == c[2])]
+    return {p: list(100 * g.sort_values("seed").test_acc) for p, g in part.groupby("pooler")}
 
 
-def _gap(m: dict[str, float], s: dict[str, float], a: str, b: str) -> str:
-    gap = m[a] - m[b]
-    noise = max(s.get(a, 0.0), s.get(b, 0.0))
-    note = " (within the seeds' spread)" if abs(gap) <= noise else (" (one seed)" if not noise else "")
-    return f"{_label(a)} minus {_label(b)} = {gap:+.2f} points{note}"
+def claim_checks(df: pd.DataFrame) -> list[tuple[str, tuple[str, str, float], Check]]:
+    """The paper's three vision claims as tests, in each setting that has the variants they
+    name: focal and mean queries each above every other variant, corner below focal and mean,
+    ClsToken below AvgPool (before Holm)."""
+    out = []
+    for c in _columns(vision_summary(df)):
+        acc = _accs(df, c)
+        rest = [p for p in acc if p not in ("adapool-focal", "adapool-mean")]
+        if {"adapool-focal", "adapool-mean"} <= set(acc) and rest:
+            out.append(("focal and mean queries best", c, all_of(
+                [better(acc, q, o) for q in ("adapool-focal", "adapool-mean") for o in rest])))
+        if {"adapool-focal", "adapool-mean", "adapool-corner"} <= set(acc):
+            out.append(("corner the worst query", c,
+                        below_each(acc, "adapool-corner", ["adapool-focal", "adapool-mean"])))
+        if {"cls_token", "mean"} <= set(acc):
+            out.append(("ClsToken below AvgPool", c, better(acc, "mean", "cls_token")))
+    return out
+
+
+CLAIMS = ("focal and mean queries best", "corner the worst query", "ClsToken below AvgPool")
 
 
 def claim_lines(df: pd.DataFrame) -> list[str]:
-    """The paper's three vision claims, checked in each setting that has the variants they
-    name: focal and mean queries best, corner the worst query, ClsToken below AvgPool."""
-    summ = vision_summary(df)
-    out = []
-    for c in _columns(summ):
-        part = summ[(summ.dataset == c[0]) & (summ.placement == c[1]) & (summ.snr == c[2])]
-        m = dict(zip(part.pooler, part["mean"]))
-        s = dict(zip(part.pooler, part["std"].fillna(0.0)))
-        lines = []
-        ranked = sorted(m, key=m.get, reverse=True)
-        if {"adapool-focal", "adapool-mean"} <= set(m) and len(m) > 2:
-            top = set(ranked[:2])
-            both = top == {"adapool-focal", "adapool-mean"}
-            ok = True if both else (None if top & {"adapool-focal", "adapool-mean"} else False)
-            lines.append(f"focal and mean queries best: **{_verdict(ok)}** (order: "
-                         f"{', '.join(_label(p) for p in ranked)})")
-        if {"adapool-focal", "adapool-mean", "adapool-corner"} <= set(m):
-            below = [q for q in ("adapool-focal", "adapool-mean") if m["adapool-corner"] < m[q]]
-            ok = True if len(below) == 2 else (None if below else False)
-            lines.append(f"corner the worst query: **{_verdict(ok)}** ("
-                         f"{_gap(m, s, 'adapool-corner', 'adapool-focal')}; "
-                         f"{_gap(m, s, 'adapool-corner', 'adapool-mean')})")
-        if {"cls_token", "mean"} <= set(m):
-            lines.append(f"ClsToken below AvgPool: **{_verdict(m['cls_token'] < m['mean'])}** "
-                         f"({_gap(m, s, 'cls_token', 'mean')})")
-        if lines:
+    """The claims' verdicts over the settings (Holm over every test of this report), then each
+    setting's tests."""
+    raw = claim_checks(df)
+    checks = holm([c for _, _, c in raw])
+    out = ["| paper's claim | verdict | held in | reversed in |", "|---|---|---|---|"]
+    for claim in CLAIMS:
+        mine = [(c, k) for (name, c, _), k in zip(raw, checks) if name == claim]
+        if not mine:
+            continue
+        held = ", ".join(_col_name(*c) for c, k in mine if k.outcome == "holds") or "-"
+        rev = ", ".join(_col_name(*c) for c, k in mine if k.outcome == "fails") or "-"
+        out.append(f"| {claim} | **{verdict([k for _, k in mine])}** | {held} | {rev} |")
+    out += ["", RULE, ""]
+    for c in _columns(vision_summary(df)):
+        mine = [(name, k) for (name, cc, _), k in zip(raw, checks) if cc == c]
+        if mine:
             out.append(f"**{_col_name(*c)}**")
-            out += [f"* {line}" for line in lines]
+            out += [f"* {name}: {k.text()}" for name, k in mine]
             out.append("")
-    return out
+    return out if raw else []
 
 
 def snr_lines(df: pd.DataFrame) -> list[str]:
@@ -184,7 +193,7 @@ def _plot(df: pd.DataFrame) -> bytes:
             label = _label(pooler) + ("" if len(groups) == 1 else f" ({dataset}, {placement})")
             (line,) = ax.plot(r.snr, r["mean"], style, marker="o", label=label, **kw)
             colours.setdefault(pooler, line.get_color())
-            ax.fill_between(r.snr, r["mean"] - r["std"].fillna(0), r["mean"] + r["std"].fillna(0),
+            ax.fill_between(r.snr, r["mean"] - r["ci95"].fillna(0), r["mean"] + r["ci95"].fillna(0),
                             color=line.get_color(), alpha=0.12, linewidth=0)
     snrs = sorted(summ.snr.unique())
     ax.set_xscale("log", base=2)
@@ -193,7 +202,8 @@ def _plot(df: pd.DataFrame) -> bytes:
     ax.set_ylabel("test accuracy (%)")
     seeds = int(summ.n.max())
     dashed = "; dashed: object anywhere" if len(groups) > 1 else ""
-    ax.set_title(f"ViT from scratch: accuracy vs image SNR (band ± std, {seeds} seed(s){dashed})", fontsize=9)
+    ax.set_title(f"ViT from scratch: accuracy vs image SNR (band: 95% interval, {seeds} seed(s){dashed})",
+                 fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     return to_png(plt, fig)
@@ -202,27 +212,34 @@ def _plot(df: pd.DataFrame) -> bytes:
 def write_vision_report(store: ResultsStore, out_dir: str | Path) -> dict[str, Path]:
     """Write ``runs.csv``, ``table.md``, ``findings.md`` and ``accuracy_vs_snr.png`` from the
     store alone."""
-    out = Path(out_dir)
     df = vision_frame(store)
     if df.empty:
         raise ValueError(f"no finished {TASK} runs in {store.path}")
+    return write_vision_files(df, out_dir, f"database `{store.path}`",
+                              len(store.rows(task=TASK, status="failed")))
+
+
+def write_vision_files(df: pd.DataFrame, out_dir: str | Path, source: str,
+                       failed: int = 0) -> dict[str, Path]:
+    """The files of :func:`write_vision_report` from a :func:`vision_frame` (or its runs.csv);
+    ``source`` names where the runs came from."""
+    out = Path(out_dir)
     paths = {"csv": out / "runs.csv", "table": out / "table.md", "findings": out / "findings.md",
              "plot": out / "accuracy_vs_snr.png"}
     atomic_write_text(paths["csv"], df.to_csv(index=False))
-    failed = store.rows(task=TASK, status="failed")
     seeds = int(df.groupby(["dataset", "placement", "snr", "pooler"]).size().max())
-    over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
+    over = f"mean over {seeds} seeds, {SPREAD}" if seeds > 1 else "one seed"
     table = _table(df)
     md = [f"# ViT from scratch: test accuracy % ({over})", "",
-          f"{len(df)} finished runs" + (f", {len(failed)} failed" if failed else "") +
-          f"; database `{store.path}`. Best of each column in bold. The paper's columns are its "
+          f"{len(df)} finished runs" + (f", {failed} failed" if failed else "") +
+          f"; {source}. Best of each column in bold. The paper's columns are its "
           "CIFAR results (6-layer ViT, 300 epochs, 5 folds) for reference, not the same data.", "", table, "",
           f"Training wall time {df.wall_s.sum() / 60:.1f} min in all; median "
           f"{df.train_images_per_s.median():.0f} training images/s per run."]
     atomic_write_text(paths["table"], "\n".join(md) + "\n")
     findings = ["# Findings: the AdaPool paper's vision claims on these runs", "",
-                "Each claim is checked per setting on the mean over seeds: *agrees*, *disagrees* or "
-                "*partly*; a gap within the seeds' spread is marked as such.", ""]
+                "Each claim is tested per setting on the per-seed test accuracies (Welch; an "
+                "intersection-union test where a claim needs several comparisons).", ""]
     findings += claim_lines(df) or ["(no setting holds the variants the claims name)", ""]
     snr = snr_lines(df)
     if snr:
