@@ -68,7 +68,7 @@ def _from_runs_csv(path: Path, out: Path) -> int:
     if not path.is_file():
         raise UsageError(f"no runs.csv at {path}")
     check_writable_dir(out)
-    df = pd.read_csv(path)
+    df = pd.read_csv(path, float_precision="round_trip")  # the rebuilt runs.csv is byte-identical
     source = f"rebuilt from `{path.name}`"
     try:
         if "test_signal_loss" in df:
@@ -81,8 +81,9 @@ def _from_runs_csv(path: Path, out: Path) -> int:
             from ..report.rl import write_rl_files
 
             curves = path.with_name("curves.csv")
-            paths = write_rl_files(df, pd.read_csv(curves) if curves.is_file() else pd.DataFrame(
-                columns=["env", "config", "pooler", "seed", "env_steps", "return_mean"]), out, source)
+            curve = pd.read_csv(curves, float_precision="round_trip") if curves.is_file() else pd.DataFrame(
+                columns=["env", "config", "pooler", "seed", "env_steps", "return_mean"])
+            paths = write_rl_files(df, curve, out, source)
         elif {"metric", "value", "task", "pooler"} <= set(df.columns):
             paths = _compare_from_csv(df, path, out)
         else:

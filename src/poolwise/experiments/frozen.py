@@ -301,16 +301,20 @@ def attack_successes(
     return {eps: 100.0 * n / max(correct, 1) for eps, n in broken.items()}
 
 
-def run_frozen(cfg: FrozenConfig, progress: Progress | None = None) -> dict[str, Any]:
+def run_frozen(cfg: FrozenConfig, progress: Progress | None = None,
+               pooler: torch.nn.Module | None = None) -> dict[str, Any]:
     """Train ``cfg.pooler`` + a linear head on the task's cached features; returns the test
-    metric of the best validation epoch (``metrics``) and a row per epoch (``history``)."""
+    metric of the best validation epoch (``metrics``) and a row per epoch (``history``).
+    ``pooler`` replaces the configured one (controls such as a rescaled pooler; such a run's
+    config no longer names what ran, so it is for scripts, not for the results store)."""
     task = cfg.spec
     feats = load_task_features(cfg)
     train, val, test = feats.splits["train"], feats.splits["val"], feats.splits["test"]
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    pooler = get_pooler({"name": cfg.pooler, **kwargs_for(cfg.pooler, cfg.pooler_kwargs)},
-                        defaults=pooler_defaults(cfg.pooler, feats.dim, feats.max_len))
+    if pooler is None:
+        pooler = get_pooler({"name": cfg.pooler, **kwargs_for(cfg.pooler, cfg.pooler_kwargs)},
+                            defaults=pooler_defaults(cfg.pooler, feats.dim, feats.max_len))
     model = PooledHead(pooler, feats.dim, int(feats.meta["num_outputs"]))
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
