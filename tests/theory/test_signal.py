@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -134,3 +135,50 @@ def test_bounds_hold_for_a_real_adapool_and_tighten_when_it_separates_signal():
     y[0, :3] = 1.0
     (res,) = check_adapool_weights(sharp, y, signal[:1])
     assert res["holds"] and res["margin"] > 100 and res["noise_high"] < 1e-40
+
+
+def _sharpened_adapool(dim: int, c: float):
+    """AdaPool with one head per feature whose score is ``c * x_ih`` (W_Q = 0 with query bias
+    c, W_K = W_V = W_O = I, scale 1): as ``c`` grows, each head's softmax concentrates on the
+    token with that feature's largest value."""
+    import poolwise as pw
+
+    pool = pw.get_pooler("adapool", dim=dim, num_heads=dim, bias=True, scale=1.0).double()
+    with torch.no_grad():
+        for lin in (pool.q_proj, pool.k_proj, pool.v_proj, pool.out_proj):
+            lin.weight.copy_(torch.eye(dim, dtype=torch.float64))
+            lin.bias.zero_()
+        pool.q_proj.weight.zero_()
+        pool.q_proj.bias.fill_(c)
+    return pool.eval()
+
+
+@given(seed=st.integers(0, 10_000))
+def test_max_pool_is_the_sharpened_limit_of_adapool(seed):
+    """MaxPool is a limit of AdaPool, beside the AvgPool special case (W_Q = 0): sharpening
+    per-feature scores moves AdaPool's output and its signal loss monotonically to max
+    pooling's closed form (padding included), and at c = 0 it is the mean."""
+    x, signal, _ = _case(seed)
+    mask = torch.ones(x.shape[:2], dtype=torch.bool)
+    mask[1, -3:] = False
+    x = x.masked_fill(~mask[..., None], 1e3)  # padding larger than any real value must not win
+    signal = signal & mask
+    real = x.masked_fill(~mask[..., None], -math.inf)
+    top = real.max(1).values
+    mean = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    torch.testing.assert_close(_sharpened_adapool(4, 0.0)(x, mask), mean)
+    gaps = []
+    for c in (1.0, 10.0, 100.0, 1e4):
+        with torch.no_grad():
+            gaps.append(float((_sharpened_adapool(4, c)(x, mask) - top).abs().max()))
+    # d/dc of a softmax(c x)-weighted mean of x is its weighted variance >= 0: monotone to the max
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(gaps))
+    # a gap of delta between the two largest values leaves a weight of about exp(-c * delta)
+    second = real.topk(2, dim=1).values
+    delta = float((second[:, 0] - second[:, 1]).min())
+    if delta > 1e-2:
+        assert gaps[-1] < 1e-6
+        with torch.no_grad():
+            pooled = _sharpened_adapool(4, 1e4)(x, mask)
+        torch.testing.assert_close(signal_loss(x, signal, pooled, mask),
+                                   max_pool_signal_loss(x, signal, mask), rtol=1e-5, atol=1e-8)
