@@ -170,3 +170,39 @@ def test_fresh_data_and_warmup_change_training_and_are_deterministic():
     assert fresh[1]["train_loss"] != base[1]["train_loss"]  # the second draws new ones
     warm = _losses(KNNConfig(k=4, pooler="mean", warmup_steps=50, **TINY))
     assert warm[0]["train_loss"] != base[0]["train_loss"]
+
+
+def test_a_killed_resumable_run_continues_to_the_same_result(monkeypatch):
+    """A ``resume`` run stopped after epoch 2 of 4 (the process dies: an exception out of the
+    progress callback) and started again finishes with the history, test loss and weights of
+    a run never stopped: the checkpoint restores model, optimiser, scheduler, the shuffling
+    generator and the fresh-data epoch count. The test loss is in every history row."""
+    from poolwise.experiments.knn import checkpoint_path
+
+    cfg = KNNConfig(k=4, pooler="adapool", **{**TINY, "epochs": 4}, fresh_data=True, warmup_steps=3,
+                    test_every_epoch=True, resume=True)
+    whole = run_knn(KNNConfig(**{**cfg.to_dict(), "resume": False}))
+
+    class Killed(Exception):
+        pass
+
+    def die_after_two(epoch, epochs, row):
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_knn(cfg, progress=die_after_two)
+    assert checkpoint_path(cfg).is_file()
+    seen = []
+    resumed = run_knn(cfg, progress=lambda e, n, row: seen.append(e))
+    assert seen == [3, 4]  # only the epochs left ran
+    strip = [{k: v for k, v in r.items() if k != "wall_s"} for r in resumed["history"]]
+    assert strip == [{k: v for k, v in r.items() if k != "wall_s"} for r in whole["history"]]
+    assert all("test_loss" in r and r["sample_gradients"] == 48 * r["epoch"] for r in strip)
+    assert resumed["metrics"]["test_signal_loss"] == whole["metrics"]["test_signal_loss"]
+    # the checkpoint loads without unpickling code, and a resumable config keeps others' keys
+    state = torch.load(checkpoint_path(cfg), weights_only=True)
+    assert state["epoch"] == 4
+    plain = dict(TINY)
+    assert RunSpec("adapool-knn", {"k": 4, **plain}).key == RunSpec(
+        "adapool-knn", {"k": 4, **plain, "resume": False, "test_every_epoch": False}).key

@@ -83,3 +83,36 @@ def test_mean_at_snr_one_within_ten_percent_of_the_best():
         frame({("max", 1.0): [0.0100, 0.0101, 0.0099], ("mean", 1.0): [0.02, 0.0201, 0.0199]})
     )
     assert checks[0][1].outcome == "fails"
+
+
+def test_learning_curves_include_runs_still_under_way(tmp_path, monkeypatch):
+    """The curve report reads finished runs from the store and unfinished ones from their
+    checkpoints: a sweep of hours shows its curves so far."""
+    import torch
+
+    from poolwise.experiments.knn import checkpoint_path
+    from poolwise.report.knn_curve import curve_frame, write_curve_report
+    from poolwise.runner import ResultsStore, RunSpec
+
+    monkeypatch.setenv("POOLWISE_CACHE", str(tmp_path / "cache"))
+    base = {"k": 4, "num_samples": 60, "num_vectors": 16, "dim": 4, "depth": 1, "num_heads": 2,
+            "ffn_dim": 8, "epochs": 3, "batch_size": 16, "test_every_epoch": True, "resume": True}
+    ada = RunSpec("adapool-knn", {**base, "pooler": "adapool"})
+    mx = RunSpec("adapool-knn", {**base, "pooler": "max"})
+    store = ResultsStore(tmp_path / "runs.sqlite")
+    store.mark_running(ada)
+    history = [{"epoch": e, "train_loss": 1.0, "val_loss": 0.5, "test_loss": 0.1 / e,
+                "sample_gradients": 48 * e, "wall_s": 10.0 * e} for e in (1, 2, 3)]
+    store.mark_done(ada, {"metrics": {"test_signal_loss": 0.0333}, "history": history}, 30.0)
+    path = checkpoint_path(mx.config())
+    path.parent.mkdir(parents=True)
+    torch.save({"history": [{**h, "test_loss": 0.3 / h["epoch"]} for h in history[:2]]}, path)
+    df = curve_frame(store, [ada, mx])
+    assert sorted(zip(df.pooler, df.epoch, df.status)) == [
+        ("adapool", 1, "done"), ("adapool", 2, "done"), ("adapool", 3, "done"), ("max", 1, "running"),
+        ("max", 2, "running")]
+    paths = write_curve_report(df, tmp_path / "out", every=1)
+    md = paths["curve_table"].read_text()
+    assert "| 0.25 | 96 | 0.05 | 0.15 | 3.00x |" in md  # epoch 2: max 0.15 over AdaPool 0.05
+    assert "MaxPool SNR 0.25 seed 0: 2 epochs (running" in md and paths["curve_plot"].stat().st_size > 5000
+    store.close()

@@ -29,7 +29,8 @@ def register(commands: Any, experiments: Any) -> None:
         description="Train encoder + pooler from scratch on kNN-Centroid at several SNRs; "
         "signal-loss plot, table and runs.csv. Resumable: rerun the same command.")
     p.add_argument("--preset", default="quick",
-                   help="demo, quick, scaling, variants, paper, paper-gpu or paper-short (default: quick)")
+                   help="demo, quick, scaling, variants, curve, paper, paper-gpu or paper-short "
+                   "(default: quick)")
     p.add_argument("--poolers",
                    help="comma-separated poolers: registered names, or cls_token for the learned CLS token")
     p.add_argument("--k", help="comma-separated k values (SNR = k/128)")
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.knn_presets import PRESETS
     from ..report import write_knn_report
     from ..report.knn import AXES as KNN_AXES
+    from ..report.knn_curve import curve_frame, write_curve_report
     from ..report.knn_scaling import scaling_frame, write_scaling_report_if_several
     from ..runner import run_sweep
     from ..runner.progress import Progress
@@ -78,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         paths = write_knn_report(store, out) if store.rows("adapool-knn", "done") else {}
         if preset.points and paths:  # a compute-scaling sweep: loss and margin against FLOPs
             paths.update(write_scaling_report_if_several(scaling_frame(store), out))
+        curves = curve_frame(store, specs)
+        if not curves.empty:  # learning curves, with the runs still under way (their checkpoints)
+            paths.update(write_curve_report(curves, out))
     print_summary(summary)
     print_paths(paths)
     return 1 if summary.failed else 0

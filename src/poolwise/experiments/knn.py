@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ..data import knn_baselines, knn_centroid
+from ..data.cache import cache_root
 from ..models import CLS_TOKEN, KNNCentroidModel
 from ..models.knn import check_cls_marker
 from ..pooling import list_poolers
@@ -53,7 +57,13 @@ class KNNConfig:
     marker_std: float | None = None
     #: draw new training sets every epoch after the first (validation and test sets stay)
     fresh_data: bool = False
-    key_optional: ClassVar[tuple[str, ...]] = ("cls_marker", "warmup_steps", "marker_std", "fresh_data")
+    #: a learning curve: the test loss after every epoch, in the history rows
+    test_every_epoch: bool = False
+    #: checkpoint after every epoch (in ``<cache>/checkpoints``) and resume from it, for runs of
+    #: hours: a killed run started again continues where it stopped, with the same steps
+    resume: bool = False
+    key_optional: ClassVar[tuple[str, ...]] = ("cls_marker", "warmup_steps", "marker_std", "fresh_data",
+                                               "test_every_epoch", "resume")
 
     def __post_init__(self) -> None:
         ints = ("k", "num_samples", "num_vectors", "dim", "depth", "num_heads", "ffn_dim", "epochs",
@@ -91,8 +101,9 @@ class KNNConfig:
         std = self.marker_std
         if std is not None and (not isinstance(std, (int, float)) or isinstance(std, bool) or not std > 0):
             raise ValueError(f"marker_std must be a number > 0 or None; got {self.marker_std!r}")
-        if not isinstance(self.fresh_data, bool):
-            raise ValueError(f"fresh_data must be True or False; got {self.fresh_data!r}")
+        for name in ("fresh_data", "test_every_epoch", "resume"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
         if self.num_samples < 10:
             raise ValueError(f"num_samples must be >= 10 to split train/val/test; got {self.num_samples}")
 
@@ -153,6 +164,13 @@ def _fits_on_device(dev: torch.device, *tensors: torch.Tensor) -> bool:
     return sum(t.numel() * t.element_size() for t in tensors) <= free // 2
 
 
+def checkpoint_path(cfg: KNNConfig) -> Path:
+    """Where a ``resume`` run keeps its checkpoint: keyed by the whole config (the device
+    aside, so a run may move between machines)."""
+    blob = json.dumps({**cfg.to_dict(), "device": ""}, sort_keys=True, default=str)
+    return cache_root() / "checkpoints" / f"adapool-knn-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pt"
+
+
 def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Train on the training split, keep the checkpoint with the best validation loss and
     report its test signal loss (MSE to the k-NN centroid), plus both baselines."""
@@ -179,6 +197,9 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(cfg.seed)
     train = {"x": x_train, "y": y_train, "epoch": 0}
 
+    def resumed(epoch: int) -> None:  # the next epoch draws its own fresh sets, as uninterrupted
+        train["epoch"] = epoch
+
     def batches() -> Iterator[torch.Tensor]:
         train["epoch"] += 1
         if cfg.fresh_data and train["epoch"] > 1:  # new sets, as many, from a seed of their own
@@ -196,9 +217,14 @@ def run_knn(cfg: KNNConfig, progress: Progress | None = None) -> dict[str, Any]:
     if cfg.warmup_steps:
         schedule = partial(warmup_factor, steps=cfg.warmup_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    def test_row() -> dict[str, float]:
+        return {"test_loss": _evaluate(model, x_test, y_test, 2 * cfg.batch_size, dev),
+                "sample_gradients": len(x_train) * train["epoch"]}
+
     result = fit(model, optimizer, cfg.epochs, batches, loss_of,
                  lambda: _evaluate(model, x_val, y_val, 2 * cfg.batch_size, dev), progress=progress,
-                 scheduler=scheduler, timed=True)
+                 scheduler=scheduler, timed=True, extra=test_row if cfg.test_every_epoch else None,
+                 checkpoint=checkpoint_path(cfg) if cfg.resume else None, generator=gen, on_resume=resumed)
     test_loss = _evaluate(model, x_test, y_test, 2 * cfg.batch_size, dev)
     base = knn_baselines(x_test, y_test)
     return {

@@ -3,7 +3,9 @@
 ``paper`` is the paper's protocol (for a GPU or a cluster); ``paper-gpu`` is the same model and
 data with one seed, pinned to a CUDA device (its measured cost is in the kNN reproduction's
 docs); ``paper-short`` is that model and optimiser on 50k sets for 15 epochs, AdaPool against
-MaxPool at SNR 0.125 (the CPU check of the margin the GPU run measured there). ``scaling``
+MaxPool at SNR 0.125 (the CPU check of the margin the GPU run measured there); ``curve`` is
+that model and optimiser with fresh sets every epoch and the test loss after each, up to 3M
+sample-gradients, resumable across sessions (learning curves and the margin along them). ``scaling``
 crosses 2 SNRs, 3 poolers and 2 seeds with compute points (depth, data, optimiser family) for
 the compute-scaling study; ``variants`` tries, one change at a time, what a practitioner
 would at depth 2. ``quick`` and ``demo`` are sized for a 2-core laptop: fewer samples,
@@ -90,6 +92,15 @@ PRESETS: dict[str, Preset] = {
         points=({}, {"dropout": 0.1}, {"batch_size": 750, "lr": 5e-4}, {"warmup_steps": 250},
                 {"marker_std": 1.0}, {"fresh_data": True}, {"epochs": 15},
                 {"epochs": 15, "fresh_data": True})),
+    "curve": Preset(
+        "learning curves in the paper's model family: 12 layers, batch 750, lr 5e-4, dropout 0.1, fresh "
+        "sets every epoch, test loss every epoch up to 3M sample-gradients; AdaPool, MaxPool and AvgPool "
+        "at SNR 0.125 and 0.031, one seed (--seeds 1,2 for two). About 3 h a run on 2 cores: each run "
+        "checkpoints every epoch and resumes, so the sweep spans sessions (rerun the command)",
+        {"num_samples": 50_000, "epochs": 75, "depth": 12, "num_heads": 8, "ffn_dim": 64, "batch_size": 750,
+         "lr": 5e-4, "dropout": 0.1, "data_seed": 42, "fresh_data": True, "test_every_epoch": True,
+         "resume": True},
+        (16, 4), poolers=("adapool", "max", "mean"), seeds=(1,)),
     "demo": Preset(
         "3 SNRs x 4 poolers x 1 seed in under 5 minutes on 2 cores",
         {"num_samples": 10_000, "epochs": 5, "depth": 1, "num_heads": 8, "ffn_dim": 64,

@@ -6,15 +6,16 @@ import io
 from typing import Any
 
 
-def new_figure(width: float = 6.5, height: float = 4.2, ncols: int = 1) -> tuple[Any, Any, Any]:
-    """``(pyplot, figure, axes)`` on the Agg backend (no display needed); with ``ncols`` > 1
-    the axes are a row of ``ncols`` panels."""
+def new_figure(width: float = 6.5, height: float = 4.2, ncols: int = 1,
+               nrows: int = 1) -> tuple[Any, Any, Any]:
+    """``(pyplot, figure, axes)`` on the Agg backend (no display needed); with ``ncols`` or
+    ``nrows`` > 1 the axes are matplotlib's grid of panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, ncols, figsize=(width, height), dpi=120)
+    fig, ax = plt.subplots(nrows, ncols, figsize=(width, height), dpi=120)
     return plt, fig, ax
 
 
