@@ -1,7 +1,9 @@
 """Per-pooler statistics of frozen-backbone runs (a compare's runs.csv): mean, sample std and the
-95% t-interval over seeds, and Welch tests of the claims a reader would check (the best pooler
-against the runner-up; the token pooler against the mean, the paper's "Last vs Avg"), Holm-
-corrected over the claims of the table, with three outcomes (one better / inconclusive).
+95% t-interval over seeds, and tests of the claims a reader would check (the best pooler
+against the runner-up; the token pooler against the mean, the paper's "Last vs Avg"): Welch
+over seeds and, where an ``items.csv`` beside a runs.csv holds the per-item test hits, a paired
+bootstrap over test items too (the larger p decides), Holm-corrected over the claims of the
+table, with three outcomes (one better / inconclusive).
 
     python benchmarks/frozen_stats.py docs/results/smollm2-frozen/*/runs.csv --md stats.md
 """
@@ -13,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from poolwise.report.compare import LOWER_IS_BETTER, pooler_label
-from poolwise.report.stats import compare_runs, holm, summary
+from poolwise.report.compare import LOWER_IS_BETTER, per_item, per_seed, pooler_label
+from poolwise.report.stats import summary
+from poolwise.report.verdicts import better, holm
 
 
 def claims(frame: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -40,18 +43,25 @@ def table(frame: pd.DataFrame, alpha: float = 0.05) -> str:
             lines.append(f"| {task} | {pooler_label(pooler)} | {s.text()} | {s.n} |")
     tests = []
     for task, a, b in claims(frame):
-        rows = frame[frame["task"] == task]
-        higher = rows["metric"].iloc[0] not in LOWER_IS_BETTER
-        tests.append((task, a, b, compare_runs(rows.loc[rows["pooler"] == a, "value"].tolist(),
-                                               rows.loc[rows["pooler"] == b, "value"].tolist(),
-                                               alpha, higher)))
-    kept = holm([c.p for *_, c in tests], alpha)
-    lines += ["", f"| task | claim | Welch test | Holm-corrected at {alpha} |", "|---|---|---|---|"]
-    for (task, a, b, c), ok in zip(tests, kept):
-        won = {"A better": f"{a} better", "B better": f"{b} better"}.get(c.outcome)
-        verdict = won if ok and won else "inconclusive"
-        lines.append(f"| {task} | {a} vs {b} | {c.text(a, b)} | **{verdict}** |")
+        higher = frame.loc[frame["task"] == task, "metric"].iloc[0] not in LOWER_IS_BETTER
+        tests.append((task, a, b, better(per_seed(frame, task), a, b, higher=higher, alpha=alpha,
+                                         items=per_item(frame, task))))
+    judged = holm([c for *_, c in tests], alpha)
+    lines += ["", f"| task | claim | test | Holm-corrected at {alpha} |", "|---|---|---|---|"]
+    for (task, a, b, _), c in zip(tests, judged):
+        said = {"holds": f"{a} better", "fails": f"{b} better"}.get(c.outcome, "inconclusive")
+        lines.append(f"| {task} | {a} vs {b} | {c.detail} | **{said}** |")
     return "\n".join(lines) + "\n"
+
+
+def _with_items(path: Path) -> pd.DataFrame:
+    """A runs.csv, with the per-item hits of the ``items.csv`` beside it when there is one."""
+    df = pd.read_csv(path, float_precision="round_trip")
+    items = path.with_name("items.csv")
+    if items.is_file():
+        hits = pd.read_csv(items, dtype={"hits": str}).set_index("key")["hits"]
+        df["hits"] = df["key"].map(hits).fillna("")
+    return df
 
 
 def main() -> None:
@@ -60,7 +70,7 @@ def main() -> None:
     ap.add_argument("--md", type=Path, help="also write the tables here")
     ap.add_argument("--alpha", type=float, default=0.05)
     args = ap.parse_args()
-    frame = pd.concat([pd.read_csv(p) for p in args.runs], ignore_index=True)
+    frame = pd.concat([_with_items(p) for p in args.runs], ignore_index=True)
     text = table(frame, args.alpha)
     print(text)
     if args.md:

@@ -45,3 +45,24 @@ def test_every_marked_table_is_backed_by_its_result_file():
         assert cells, f"{page.name}: the table marked with {source.name} has no numbers"
         missing = [c for c in cells if c not in text]
         assert not missing, f"{page.name}: numbers not in {source}: {missing[:5]}"
+
+
+REBUILT = ["adapool-vision-quick", "adapool-knn-quick", "knn-variants", "knn-scaling", "knn-paper-short",
+           "adapool-rl-quick", "adapool-rl-boxworld", "adapool-rl-tag-long", "pool-me-wisely",
+           "smollm2-frozen/text-rt", "smollm2-frozen/text-bbc"]
+
+
+def test_committed_reports_rebuild_from_their_runs_csv(tmp_path):
+    """Each committed report's Markdown (tables, tests and verdicts) is what `poolwise report
+    --runs` writes from the committed runs.csv today: a verdict in the docs cannot outlive a
+    change to the statistics that made it, and runs.csv itself round-trips byte for byte."""
+    from poolwise.cli import main
+
+    for name in REBUILT:
+        src = ROOT / "docs" / "results" / name
+        out = tmp_path / name.replace("/", "-")
+        assert main(["report", "--runs", str(src / "runs.csv"), "--out", str(out)]) == 0, name
+        for md in sorted(src.glob("*.md")):
+            if (out / md.name).exists():
+                assert (out / md.name).read_text() == md.read_text(), f"{name}/{md.name} is stale"
+        assert (out / "runs.csv").read_bytes() == (src / "runs.csv").read_bytes(), name

@@ -53,10 +53,17 @@ def test_frozen_stats_tests_the_claims_with_holm_and_three_outcomes(benchmark_sc
     rows = []
     for pooler, values in {"last": [80.0, 80.4, 79.8], "mean": [74.0, 74.5, 73.9],
                            "max": [79.0, 81.5, 78.0], "first": [57.0, 58.0, 57.5]}.items():
-        rows += [{"task": "t", "metric": "accuracy", "pooler": pooler, "value": v} for v in values]
+        rows += [{"task": "t", "metric": "accuracy", "pooler": pooler, "value": v, "seed": i}
+                 for i, v in enumerate(values)]
     frame = pd.DataFrame(rows)
     assert fs.claims(frame) == [("t", "last", "max"), ("t", "last", "mean")]
     text = fs.table(frame)
-    assert "| t | last vs max | inconclusive" in text and "**inconclusive** |" in text
-    assert "| t | last vs mean | last better" in text and "**last better** |" in text
+    assert "| t | last vs max | last - max = +0.567, Welch p = 0.64" in text and "| **inconclusive** |" in text
+    assert "| t | last vs mean | last - mean = +5.93, Welch p = " in text and "**last better** |" in text
+    # per-item hits on a small test set: the same seed means, but the paired bootstrap over the
+    # 20 items (the two differ on one) keeps "last vs mean" inconclusive
+    hits = {"last": "1" * 16 + "1000", "mean": "1" * 16 + "0000", "max": "1" * 20, "first": "0" * 20}
+    items = fs.table(frame.assign(hits=frame.pooler.map(hits)))
+    assert "| t | last vs mean | last - mean = +5.93, Welch p = " in items and "item bootstrap p = " in items
+    assert "**last better**" not in items
     assert "| t | mean (paper: Avg) | 74.13 ± 0.32 [95% CI ± 0.80] | 3 |" in text

@@ -43,6 +43,21 @@ def test_expressivity_curve_grows_with_epsilon_and_orders_mean_below_sum(encoder
     assert at["mean"] < at["sum"]  # the 1/sqrt(n) vs sqrt(n) factors
 
 
+def test_relative_expressivity_removes_the_scale_sum_and_mean_share(encoder):
+    """On inputs of one length Sum is n times Avg: the absolute distances differ by exactly n
+    (the scale the paper's Figure 2 left shows), the relative ones not at all."""
+    one = ["the cat sat on the mat ."] * 3
+    n = int(encoder.tokenize(one[:1])[1].sum())
+    df = expressivity_curve(encoder, one, poolers=["mean", "sum", "max"], epsilons=[1e-2, 1e-1], samples=2)
+    assert set(df.columns) >= {"relative_mean", "relative_std"}
+    at = df.set_index(["pooler", "epsilon"])
+    for eps in (1e-2, 1e-1):
+        s, m = at.loc[("sum", eps)], at.loc[("mean", eps)]
+        assert s.distance_mean == pytest.approx(n * m.distance_mean, rel=1e-4)
+        assert s.relative_mean == pytest.approx(m.relative_mean, rel=1e-4)
+    assert (df.relative_mean > 0).all() and (df.relative_mean < df.distance_mean).any()
+
+
 def test_spectral_norm_perturbations_are_larger_in_frobenius_norm(encoder, monkeypatch):
     """Under the spectral norm the same epsilon is a larger perturbation (its Frobenius norm
     is up to sqrt(rank) times larger), so every pooler moves more; the norm is recorded."""

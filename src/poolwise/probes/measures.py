@@ -76,6 +76,12 @@ def expressivity_curve(encoder, texts: Sequence[str], poolers: Iterable[str] = D
     draws, with :math:`\\lVert\\delta\\rVert = \\epsilon` on the input embeddings of the real
     tokens (*Pool Me Wisely*, Figure 2 left).
 
+    The absolute distance carries each pooling's scale: under one mask Sum is exactly n times
+    Avg, so Sum's larger distances say nothing about sensitivity that a linear head would not
+    undo. ``relative_mean`` / ``relative_std`` divide each distance by the unperturbed output's
+    norm :math:`\\lVert g(f(X))\\rVert` (per text and draw): scale-free, so Sum and Avg agree
+    exactly on inputs of one length, and what remains is how the pooling's *direction* moves.
+
     ``norm`` sizes :math:`\\delta`: ``"frobenius"`` (default) or ``"spectral"``, the operator
     norm Theorem 4.2 uses. The pooling constants differ between them: max pooling's tight
     constant is :math:`\\sqrt{\\min(n, d)}` from the spectral norm of the token-matrix change
@@ -86,6 +92,7 @@ def expressivity_curve(encoder, texts: Sequence[str], poolers: Iterable[str] = D
     pools = _poolers(poolers, encoder.dim)
     gen = torch.Generator().manual_seed(seed)
     rows: dict[tuple[str, float], list[Tensor]] = {}
+    rel: dict[tuple[str, float], list[Tensor]] = {}
     for chunk in _batches(list(texts), batch_size):
         ids, mask = encoder.tokenize(chunk)
         emb = encoder.embed(ids)
@@ -97,14 +104,20 @@ def expressivity_curve(encoder, texts: Sequence[str], poolers: Iterable[str] = D
                 for n, p in pools.items():
                     moved = (p(noisy_tokens, mask) - clean[n]).flatten(1).norm(dim=1)
                     rows.setdefault((n, eps), []).append(moved)
+                    size = clean[n].flatten(1).norm(dim=1).clamp_min(1e-12)
+                    rel.setdefault((n, eps), []).append(moved / size)
         if progress:
             progress(len(chunk))
-    return pd.DataFrame([
-        {"pooler": n, "epsilon": eps, "norm": norm, "distance_mean": float(torch.cat(v).mean()),
-         "distance_std": float(torch.cat(v).std()) if torch.cat(v).numel() > 1 else 0.0,
-         "n": int(torch.cat(v).numel())}
-        for (n, eps), v in rows.items()
-    ])
+    def stats(v: list[Tensor]) -> tuple[float, float]:
+        t = torch.cat(v)
+        return float(t.mean()), float(t.std()) if t.numel() > 1 else 0.0
+
+    out = []
+    for (n, eps), v in rows.items():
+        (d_mean, d_std), (r_mean, r_std) = stats(v), stats(rel[(n, eps)])
+        out.append({"pooler": n, "epsilon": eps, "norm": norm, "distance_mean": d_mean, "distance_std": d_std,
+                    "relative_mean": r_mean, "relative_std": r_std, "n": int(torch.cat(v).numel())})
+    return pd.DataFrame(out)
 
 
 def _pooled(encoder, texts: Sequence[str], pools: dict[str, Pooler], batch_size: int) -> dict[str, Tensor]:

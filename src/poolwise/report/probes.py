@@ -31,17 +31,28 @@ def _finish(plt: Any, fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -
 
 
 def plot_expressivity(df: pd.DataFrame, model: str) -> bytes:
-    plt, fig, ax = new_figure()
-    for pooler, line in _lines(ax, df, "epsilon", "distance_mean").items():
-        g = df[df.pooler == pooler].sort_values("epsilon")
-        lo = (g.distance_mean - g.distance_std).clip(lower=g.distance_mean * 1e-3)
-        ax.fill_between(g.epsilon, lo, g.distance_mean + g.distance_std, color=line.get_color(), alpha=0.15)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    """Two panels: the absolute output change (the paper's Figure 2 left, which carries each
+    pooling's scale) and the change relative to the unperturbed output's norm (scale-free)."""
+    relative = "relative_mean" in df
+    plt, fig, axes = new_figure(11.0 if relative else 6.5, 4.2, ncols=2 if relative else 1)
+    panels = ((axes[0], "distance", "‖g(f(X+δ)) - g(f(X))‖ (absolute)"),
+              (axes[1], "relative", "‖g(f(X+δ)) - g(f(X))‖ / ‖g(f(X))‖ (relative)")) if relative else \
+        ((axes, "distance", "pooled output change ‖g(f(X+δ)) - g(f(X))‖"),)
     norm = str(df["norm"].iloc[0]) if "norm" in df and len(df) else "frobenius"
-    return _finish(plt, fig, ax, f"input perturbation ε ({norm} norm on the input embeddings)",
-                   "pooled output change ‖g(f(X+δ)) - g(f(X))‖",
-                   f"Expressivity: output change vs input change ({model})")
+    for ax, col, ylabel in panels:
+        for pooler, line in _lines(ax, df, "epsilon", f"{col}_mean").items():
+            g = df[df.pooler == pooler].sort_values("epsilon")
+            mean, std = g[f"{col}_mean"], g[f"{col}_std"]
+            ax.fill_between(g.epsilon, (mean - std).clip(lower=mean * 1e-3), mean + std,
+                            color=line.get_color(), alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"input perturbation ε ({norm} norm on the input embeddings)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Expressivity: output change vs input change ({model})", fontsize=10)
+    return to_png(plt, fig)
 
 
 def plot_similarity(df: pd.DataFrame, model: str) -> bytes:
