@@ -67,3 +67,58 @@ def test_committed_reports_rebuild_from_their_runs_csv(tmp_path):
             if (out / md.name).exists():
                 assert (out / md.name).read_text() == md.read_text(), f"{name}/{md.name} is stale"
         assert (out / "runs.csv").read_bytes() == (src / "runs.csv").read_bytes(), name
+
+
+PROSE = re.compile(r"^\s*<!-- results-prose: (.+?) -->\s*$")
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d+\.\d+(?:e[-+]?\d+)?|(?<![\w.])\d+e-\d+")
+
+
+def _backed(value: str, file_numbers: list[str]) -> bool:
+    """``value`` (as written in prose) equals some number of the file rounded to the
+    prose's own precision (significant digits for a number in e-notation); signs are left
+    out (prose says "8.9 points below" where a file has -8.9)."""
+    x = abs(float(value))
+    file_numbers = [y.lstrip("+-") for y in file_numbers]
+    if "e" in value.lower():
+        digits = len(value.lower().split("e")[0].replace(".", "").lstrip("+-0"))
+        return any(float(f"{float(y):.{max(digits - 1, 0)}e}") == x for y in file_numbers)
+    decimals = len(value.split(".")[1])
+    return any(round(float(y), decimals) == round(x, decimals) for y in file_numbers)
+
+
+def _marked_paragraphs() -> list[tuple[Path, list[Path], str]]:
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        lines = page.read_text().splitlines()
+        for i, line in enumerate(lines):
+            m = PROSE.search(line)
+            if not m:
+                continue
+            para = []
+            for row in lines[i + 1:]:
+                if not row.strip() and para:
+                    break
+                para.append(row)
+            found.append((page, [ROOT / p for p in m.group(1).split()], " ".join(para)))
+    return found
+
+
+def test_every_marked_paragraph_quotes_numbers_its_files_hold():
+    """A paragraph after ``<!-- results-prose: PATH ... -->`` may round, but each decimal
+    number and p-value in it must be a number of one of the files (rounded to the prose's
+    precision): prose cannot quote a figure its artefacts do not hold."""
+    paragraphs = _marked_paragraphs()
+    assert len(paragraphs) >= 3
+    for page, sources, text in paragraphs:
+        numbers = [n for s in sources for n in NUMBER.findall(s.read_text())]
+        assert numbers, f"{page.name}: {sources} hold no numbers"
+        quoted = NUMBER.findall(text)
+        assert quoted, f"{page.name}: a marked paragraph quotes no number"
+        missing = [q for q in quoted if not _backed(q, numbers)]
+        assert not missing, f"{page.name}: {missing} not in {[s.name for s in sources]}: {text[:80]}"
+
+
+def test_the_prose_check_catches_a_wrong_figure():
+    numbers = ["0.0117", "0.00940", "3.4e-07"]
+    assert _backed("0.012", numbers) and _backed("3.4e-07", numbers) and _backed("0.0094", numbers)
+    assert not _backed("0.013", numbers) and not _backed("3.5e-07", numbers)
