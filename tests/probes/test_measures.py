@@ -33,8 +33,14 @@ def test_not_a_model_directory(tmp_path):
 
 
 def test_expressivity_curve_grows_with_epsilon_and_orders_mean_below_sum(encoder):
-    df = expressivity_curve(encoder, TEXTS, poolers=["mean", "sum", "max", "last"],
-                            epsilons=[1e-3, 1e-2, 1e-1], samples=2, batch_size=2)
+    df = expressivity_curve(
+        encoder,
+        TEXTS,
+        poolers=["mean", "sum", "max", "last"],
+        epsilons=[1e-3, 1e-2, 1e-1],
+        samples=2,
+        batch_size=2,
+    )
     assert set(df.columns) >= {"pooler", "epsilon", "distance_mean", "distance_std", "n"}
     assert len(df) == 12 and (df.n == 10).all()
     for _, g in df.groupby("pooler"):
@@ -48,7 +54,9 @@ def test_relative_expressivity_removes_the_scale_sum_and_mean_share(encoder):
     (the scale the paper's Figure 2 left shows), the relative ones not at all."""
     one = ["the cat sat on the mat ."] * 3
     n = int(encoder.tokenize(one[:1])[1].sum())
-    df = expressivity_curve(encoder, one, poolers=["mean", "sum", "max"], epsilons=[1e-2, 1e-1], samples=2)
+    df = expressivity_curve(
+        encoder, one, poolers=["mean", "sum", "max"], epsilons=[1e-2, 1e-1], samples=2
+    )
     assert set(df.columns) >= {"relative_mean", "relative_std"}
     at = df.set_index(["pooler", "epsilon"])
     for eps in (1e-2, 1e-1):
@@ -88,8 +96,12 @@ def test_zero_perturbation_moves_nothing(encoder):
 
 
 def test_similarity_gap_table(encoder):
-    df = similarity_gap(encoder, similar=[("the cat sat", "the cat sat .")],
-                        dissimilar=[("the cat sat", "a dog ran")], poolers=["mean", "max"])
+    df = similarity_gap(
+        encoder,
+        similar=[("the cat sat", "the cat sat .")],
+        dissimilar=[("the cat sat", "a dog ran")],
+        poolers=["mean", "max"],
+    )
     assert set(df.kind) == {"similar", "dissimilar"} and len(df) == 4
     assert (df.relative_distance >= 0).all() and df.separation.notna().all()
 
@@ -104,8 +116,9 @@ def test_agreement_matrix_is_symmetric_with_unit_diagonal(encoder):
 
 @pytest.mark.parametrize("source", ["other", "random"])
 def test_distractors_lower_the_snr_and_move_the_pool(encoder, source):
-    df = distractor_robustness(encoder, TEXTS, poolers=["mean", "max"], counts=[0, 2, 8], source=source,
-                               batch_size=3)
+    df = distractor_robustness(
+        encoder, TEXTS, poolers=["mean", "max"], counts=[0, 2, 8], source=source, batch_size=3
+    )
     zero = df[df.distractors == 0]
     assert (zero.relative_move.abs() < 1e-5).all() and (zero.snr == 1.0).all()
     for _, g in df.groupby("pooler"):
@@ -144,3 +157,31 @@ def test_weight_profile_of_learned_poolers(encoder):
     assert df[df.pooler == "adapool"]["count"].max() == len(TEXTS) and len(w) == max(lengths)
     with pytest.raises(ValueError, match="has no position weights"):
         weight_profile(encoder, TEXTS, [pw.get_pooler("mean")])
+
+
+def test_word_encoder_gives_the_backbones_own_forward_outputs():
+    """The probes' view of the study's masked-word encoder equals the backbone's own forward
+    on word ids (the reference the study's features come from), CLS token in column 0; the
+    probes run on it; a causal backbone is refused by name."""
+    from poolwise.models.backbones import Backbone, BackboneConfig
+    from poolwise.probes import WordEncoder
+
+    torch.manual_seed(0)
+    vocab = ["<unk>", "the", "cat", "sat", "on", "mat", "a", "dog", "ran"]
+    model = Backbone(
+        BackboneConfig(kind="mlm", in_dim=len(vocab), dim=8, depth=1, num_heads=2, max_len=16)
+    ).eval()
+    enc = WordEncoder(model, vocab, max_length=4)
+    texts = ["the cat sat on the mat", "a dog ran"]
+    tokens, mask = enc.tokens(texts)
+    ids = torch.tensor([[1, 2, 3, 4], [6, 7, 8, 0]])
+    with torch.no_grad():
+        ref, ref_mask = model(ids, torch.tensor([[True] * 4, [True, True, True, False]]))
+    assert torch.equal(mask, ref_mask) and mask.shape == (2, 5)
+    torch.testing.assert_close(tokens[mask], ref[ref_mask])
+    df = expressivity_curve(enc, texts, poolers=["mean", "first"], epsilons=[1e-2], samples=1)
+    assert (df.distance_mean > 0).all()
+    with pytest.raises(ValueError, match="masked-word"):
+        WordEncoder(
+            Backbone(BackboneConfig(kind="causal_lm", in_dim=9, dim=8, depth=1, num_heads=2)), vocab
+        )

@@ -10,6 +10,8 @@ from typing import Any
 from ._common import UsageError, check_writable_dir, first_line, pooler_names
 
 PROBES = ("expressivity", "similarity", "agreement", "snr", "weights")
+#: the study's own pooling-neutral word encoders (three sizes), probed as the study ran them
+WORD_ENCODERS = ("mlm", "mlm-s", "mlm-l")
 
 
 def register(commands: Any, experiments: Any) -> None:
@@ -18,7 +20,8 @@ def register(commands: Any, experiments: Any) -> None:
         description="Expressivity curves, cross-pooler similarity and agreement, distractor (SNR) "
         "robustness and learned weight profiles, measured on any local text encoder.")
     pr.add_argument("--model", default="minilm",
-                    help="'minilm' (shipped, offline) or a local HF model directory")
+                    help="'minilm' (shipped, offline), one of the study's masked-word encoders (mlm, mlm-s, "
+                    "mlm-l; shipped or pretrained on first use) or a local HF model directory")
     pr.add_argument("--texts", type=Path, required=True, help="text file, one input per line")
     pr.add_argument("--out", type=Path, required=True, help="output directory")
     pr.add_argument("--poolers", default="mean,sum,max,first,last", help="comma-separated pooler names")
@@ -82,8 +85,11 @@ def run(args: argparse.Namespace) -> int:
     from ..probes import HFTextEncoder
 
     try:
-        encoder = (HFTextEncoder.minilm(args.max_length) if args.model == "minilm"
-                   else HFTextEncoder(Path(args.model), args.max_length))
+        if args.model in WORD_ENCODERS:
+            encoder = _word_encoder(args.model, args.max_length)
+        else:
+            encoder = (HFTextEncoder.minilm(args.max_length) if args.model == "minilm"
+                       else HFTextEncoder(Path(args.model), args.max_length))
     except ValueError as err:
         raise UsageError(str(err)) from None
     from_db = _trained_from_store(args.from_db, args.task, encoder.dim) if args.from_db else {}
@@ -93,6 +99,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("the weights probe needs a learned pooler with token weights (wavg, adapool, "
                          "attention, gated) in --poolers, or --trained DIR")
     return _run_probes(encoder, texts, poolers, probes, args, weighted, from_db)
+
+
+def _word_encoder(name: str, max_length: int) -> object:
+    """The study's masked-word encoder ``name`` (seed 0) wrapped for the probes."""
+    from ..experiments import pretrain as pt
+    from ..probes import WordEncoder
+
+    if max_length > pt.MLM_CONTEXT:
+        raise UsageError(f"--max-length {max_length} exceeds the {name} encoder's {pt.MLM_CONTEXT} words")
+    model, _ = pt.load_backbone(name, 0)
+    return WordEncoder(model, pt.mlm_vocab(0), max_length, name)
 
 
 def _weighted_poolers(names: list[str], trained: list[Path], dim: int) -> dict:

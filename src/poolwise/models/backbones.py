@@ -138,6 +138,20 @@ class Backbone(nn.Module):
             if inputs.shape[1] > self.cfg.max_len:
                 raise ValueError(f"sequence of {inputs.shape[1]} words exceeds max_len={self.cfg.max_len}")
             x = self._hide(self.embed(inputs), hide) + self.pos[: inputs.shape[1]]
+        return self._encode(x, mask)
+
+    def encode_embedded(self, words: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """A text backbone (mlm, causal_lm) from word embeddings ``(B, N, D)`` (``self.embed``
+        of the ids, before positions): what :meth:`forward` does after its embedding lookup, for
+        probes that perturb or extend the embeddings. Returns what :meth:`forward` returns."""
+        if self.cfg.kind not in ("mlm", "causal_lm"):
+            raise ValueError(f"encode_embedded needs a text backbone; this one is {self.cfg.kind}")
+        if words.shape[1] > self.cfg.max_len:
+            raise ValueError(f"sequence of {words.shape[1]} words exceeds max_len={self.cfg.max_len}")
+        return self._encode(words + self.pos[: words.shape[1]], mask)
+
+    def _encode(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        kind = self.cfg.kind
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         if kind == "mlm":

@@ -55,3 +55,45 @@ class HFTextEncoder:
     def tokens(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         ids, mask = self.tokenize(texts)
         return self.encode(self.embed(ids), mask), mask
+
+
+class WordEncoder:
+    """The study's own word encoders (the pooling-neutral ``mlm`` family, a
+    :class:`~poolwise.models.backbones.Backbone`) for the probes: words become ids by the
+    encoder's vocabulary, cut to ``max_length`` words. The encoder prepends a CLS token; so
+    that every probe sees inputs and outputs of one shape, column 0 of the ids, the mask and
+    the embeddings is a placeholder for it (real in the mask, its embedding ignored), and the
+    outputs' column 0 is the CLS token, as in the study's features."""
+
+    def __init__(self, backbone: object, vocab: list[str], max_length: int = 128, name: str = "mlm") -> None:
+        kind = backbone.cfg.kind  # type: ignore[attr-defined]
+        if kind != "mlm":
+            raise ValueError(f"WordEncoder reads the masked-word (mlm) encoders; this backbone is {kind}")
+        self.backbone, self.max_length, self.name = backbone, max_length, name
+        self._index = {w: i for i, w in enumerate(vocab)}
+        self.dim = int(backbone.dim)  # type: ignore[attr-defined]
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        from ..data.text import words
+
+        docs = [[self._index.get(w, 0) for w in words(t)][: self.max_length] for t in texts]
+        width = 1 + max(1, max(map(len, docs)))
+        ids = torch.zeros(len(docs), width, dtype=torch.long)
+        mask = torch.zeros(len(docs), width, dtype=torch.bool)
+        mask[:, 0] = True  # the CLS token's place
+        for i, d in enumerate(docs):
+            ids[i, 1 : 1 + len(d)], mask[i, 1 : 1 + len(d)] = torch.tensor(d, dtype=torch.long), True
+        return ids, mask
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.backbone.embed(input_ids)  # type: ignore[attr-defined]
+
+    def encode(self, embeddings: Tensor, mask: Tensor) -> Tensor:
+        with torch.no_grad():
+            tokens, _ = self.backbone.encode_embedded(embeddings[:, 1:], mask[:, 1:])  # type: ignore[attr-defined]
+        return tokens
+
+    def tokens(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        ids, mask = self.tokenize(texts)
+        return self.encode(self.embed(ids), mask), mask
