@@ -72,7 +72,7 @@ def _has_weights(name: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     poolers = pooler_names(args.poolers)
     probes = PROBES if args.probe == "all" else tuple(p.strip() for p in args.probe.split(",") if p.strip())
-    if args.probe == "all" and not (any(map(_has_weights, poolers)) or args.trained):
+    if args.probe == "all" and not (any(map(_has_weights, poolers)) or args.trained or args.from_db):
         probes = PROBES[:-1]  # nothing to profile
     unknown = [p for p in probes if p not in PROBES]
     if unknown or not probes:
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.model in WORD_ENCODERS:
-            encoder = _word_encoder(args.model, args.max_length)
+            encoder = _word_encoder(args.model, args.max_length, "snr" in probes)
         else:
             encoder = (HFTextEncoder.minilm(args.max_length) if args.model == "minilm"
                        else HFTextEncoder(Path(args.model), args.max_length))
@@ -101,13 +101,18 @@ def run(args: argparse.Namespace) -> int:
     return _run_probes(encoder, texts, poolers, probes, args, weighted, from_db)
 
 
-def _word_encoder(name: str, max_length: int) -> object:
-    """The study's masked-word encoder ``name`` (seed 0) wrapped for the probes."""
+def _word_encoder(name: str, max_length: int, snr: bool) -> object:
+    """The study's masked-word encoder ``name`` (seed 0) wrapped for the probes; checked
+    before any work that the longest input (with the snr probe's distractors) fits it."""
     from ..experiments import pretrain as pt
     from ..probes import WordEncoder
+    from ..probes.measures import DISTRACTOR_COUNTS
 
-    if max_length > pt.MLM_CONTEXT:
-        raise UsageError(f"--max-length {max_length} exceeds the {name} encoder's {pt.MLM_CONTEXT} words")
+    longest = max_length + (max(DISTRACTOR_COUNTS) if snr else 0)
+    if longest > pt.MLM_CONTEXT:
+        extra = f" plus the snr probe's {max(DISTRACTOR_COUNTS)} distractor words" if snr else ""
+        raise UsageError(f"--max-length {max_length}{extra} exceeds the {name} encoder's {pt.MLM_CONTEXT} "
+                         f"words; use --max-length {pt.MLM_CONTEXT - (longest - max_length)} or less")
     model, _ = pt.load_backbone(name, 0)
     return WordEncoder(model, pt.mlm_vocab(0), max_length, name)
 

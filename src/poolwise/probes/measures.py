@@ -19,6 +19,8 @@ from ..pooling import Pooler, get_pooler
 DEFAULT_POOLERS = ("mean", "sum", "max", "first", "last")
 """Poolers the probes compare when none are named."""
 DEFAULT_EPSILONS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+DISTRACTOR_COUNTS = (0, 1, 2, 4, 8, 16, 32)
+"""Distractor tokens appended by the SNR probe."""
 """Relative perturbation sizes of the expressivity probe."""
 
 #: tiny paraphrase / unrelated pairs used when the user gives none
@@ -174,7 +176,7 @@ def agreement_matrix(encoder, texts: Sequence[str],
 
 @torch.no_grad()
 def distractor_robustness(encoder, texts: Sequence[str], poolers: Iterable[str] = DEFAULT_POOLERS,
-                          counts: Sequence[int] = (0, 1, 2, 4, 8, 16, 32), source: str = "other",
+                          counts: Sequence[int] = DISTRACTOR_COUNTS, source: str = "other",
                           batch_size: int = 16, seed: int = 0) -> pd.DataFrame:
     """Append ``k`` distractor tokens to each input (word embeddings of random tokens from the
     *other* texts, or Gaussian vectors with the embeddings' scale for ``source="random"``),
