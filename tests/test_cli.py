@@ -258,6 +258,21 @@ def test_probe_bad_input_exits_2(tmp_path, tiny_bert_dir, case, match):
     assert not (tmp_path / "p").exists()
 
 
+def test_probe_runs_on_the_studys_word_encoder(tmp_path, monkeypatch):
+    """--model mlm probes the study's shipped masked-word encoder; a length that the snr
+    probe's distractors would push past its 128-word context is refused before any work."""
+    monkeypatch.setenv("POOLWISE_CACHE", str(tmp_path / "cache"))
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the market fell sharply today\nthe team won the match\n")
+    r = poolwise_main("probe", "--model", "mlm", "--texts", str(texts), "--out", str(tmp_path / "p"))
+    assert r.returncode == 2 and "use --max-length 96 or less" in r.stderr and not (tmp_path / "p").exists()
+    r = poolwise_main("probe", "--model", "mlm", "--texts", str(texts), "--out", str(tmp_path / "p"),
+                      "--probe", "expressivity", "--poolers", "mean,sum", "--samples", "1")
+    assert r.returncode == 0, r.stderr
+    expr = pd.read_csv(tmp_path / "p" / "expressivity.csv")
+    assert set(expr.pooler) == {"mean", "sum"} and "relative_mean" in expr
+
+
 def test_probe_weights_with_fresh_and_trained_poolers(tmp_path, tiny_bert_dir):
     import torch
 
