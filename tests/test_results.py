@@ -47,7 +47,8 @@ def test_every_marked_table_is_backed_by_its_result_file():
         assert not missing, f"{page.name}: numbers not in {source}: {missing[:5]}"
 
 
-REBUILT = ["adapool-vision-quick", "adapool-vision-tokens64", "adapool-knn-quick", "knn-variants", "knn-scaling", "knn-paper-short",
+REBUILT = ["adapool-vision-quick", "adapool-vision-tokens64", "adapool-knn-quick", "knn-variants",
+           "knn-scaling", "knn-paper-short",
            "knn-paper-gpu-h200",
            "adapool-rl-quick", "adapool-rl-boxworld", "adapool-rl-tag-long", "pool-me-wisely",
            "smollm2-frozen/text-rt", "smollm2-frozen/text-bbc"]
