@@ -19,9 +19,9 @@ from ..pooling import Pooler, get_pooler
 DEFAULT_POOLERS = ("mean", "sum", "max", "first", "last")
 """Poolers the probes compare when none are named."""
 DEFAULT_EPSILONS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+"""Relative perturbation sizes of the expressivity probe."""
 DISTRACTOR_COUNTS = (0, 1, 2, 4, 8, 16, 32)
 """Distractor tokens appended by the SNR probe."""
-"""Relative perturbation sizes of the expressivity probe."""
 
 #: tiny paraphrase / unrelated pairs used when the user gives none
 SIMILAR_PAIRS = [
