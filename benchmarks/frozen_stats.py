@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from poolwise.report.compare import LOWER_IS_BETTER, per_item, per_seed, pooler_label
+from poolwise.report.compare import LOWER_IS_BETTER, per_item, per_seed, pooler_label, read_runs_csv
 from poolwise.report.stats import summary
 from poolwise.report.verdicts import better, holm
 
@@ -54,23 +54,13 @@ def table(frame: pd.DataFrame, alpha: float = 0.05) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _with_items(path: Path) -> pd.DataFrame:
-    """A runs.csv, with the per-item hits of the ``items.csv`` beside it when there is one."""
-    df = pd.read_csv(path, float_precision="round_trip")
-    items = path.with_name("items.csv")
-    if items.is_file():
-        hits = pd.read_csv(items, dtype={"hits": str}).set_index("key")["hits"]
-        df["hits"] = df["key"].map(hits).fillna("")
-    return df
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path, help="runs.csv files of compare sweeps")
     ap.add_argument("--md", type=Path, help="also write the tables here")
     ap.add_argument("--alpha", type=float, default=0.05)
     args = ap.parse_args()
-    frame = pd.concat([_with_items(p) for p in args.runs], ignore_index=True)
+    frame = pd.concat([read_runs_csv(p) for p in args.runs], ignore_index=True)
     text = table(frame, args.alpha)
     print(text)
     if args.md:

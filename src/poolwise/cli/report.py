@@ -85,7 +85,7 @@ def _from_runs_csv(path: Path, out: Path) -> int:
                 columns=["env", "config", "pooler", "seed", "env_steps", "return_mean"])
             paths = write_rl_files(df, curve, out, source)
         elif {"metric", "value", "task", "pooler"} <= set(df.columns):
-            paths = _compare_from_csv(df, path, out)
+            paths = _compare_from_csv(path, out)
         else:
             raise UsageError(f"{path} is not the runs.csv of a poolwise report (its columns: "
                              f"{', '.join(map(str, df.columns[:8]))}, ...)")
@@ -105,16 +105,12 @@ def _knn_from_csv(df: Any, path: Path, out: Path, source: str) -> dict[str, Path
     return paths
 
 
-def _compare_from_csv(df: Any, path: Path, out: Path) -> dict[str, Path]:
-    import pandas as pd
-
+def _compare_from_csv(path: Path, out: Path) -> dict[str, Path]:
     from ..report import write_compare_files
+    from ..report.compare import read_runs_csv
     from ..report.pool_me_wisely import write_findings
 
-    items = path.with_name("items.csv")
-    if items.is_file():  # per-item test results, kept beside runs.csv
-        hits = pd.read_csv(items, dtype={"hits": str}).set_index("key")["hits"]
-        df = df.assign(hits=df["key"].map(hits).fillna(""))
+    df = read_runs_csv(path)  # with the per-item results kept beside it
     paths = write_compare_files(df, out)
     if df["modality"].nunique() > 1:  # a pool-me-wisely study
         paths["findings"] = write_findings(df, out)

@@ -232,6 +232,18 @@ def plot_task(summary: pd.DataFrame, task: str) -> bytes:
     return to_png(plt, fig)
 
 
+def read_runs_csv(path: str | Path) -> pd.DataFrame:
+    """A compare report's ``runs.csv`` (floats read back exactly), with the per-item hits of
+    the ``items.csv`` beside it when there is one (the ``hits`` column)."""
+    path = Path(path)
+    df = pd.read_csv(path, float_precision="round_trip")
+    items = path.with_name("items.csv")
+    if items.is_file():
+        hits = pd.read_csv(items, dtype={"hits": str}).set_index("key")["hits"]
+        df = df.assign(hits=df["key"].map(hits).fillna(""))
+    return df
+
+
 def write_compare_report(
     store: ResultsStore, out_dir: str | Path, tasks: list[str] | None = None, title: str = "Which pooling?"
 ) -> dict[str, Path]:
